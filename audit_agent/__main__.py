@@ -1,0 +1,3 @@
+from audit_agent.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,303 @@
+"""Command line: argparse sub-commands wired to the pipeline; no logic beyond wiring.
+
+Exit codes: 0 compliant (nothing at or above --fail-on), 1 findings at or above
+--fail-on, 2 usage, configuration or input error, 3 audit incomplete (only with
+--fail-on-incomplete).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from audit_agent import __version__
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_INCOMPLETE = 0, 1, 2, 3
+SEVERITIES = ("info", "low", "medium", "high", "critical", "never")
+LANGS = ("en", "zh-CN")
+REPORT_FORMATS = (("html", "HTML report"), ("markdown", "Markdown report"), ("junit", "JUnit XML"),
+                  ("sarif", "SARIF 2.1.0"))
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; printed as one line, exit 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audit-agent",
+                                     description="Find hidden cryptocurrency-mining workloads and write audit reports.")
+    parser.add_argument("--version", action="version", version=f"audit-agent {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    scan = commands.add_parser("scan", help="scan this host (or a saved snapshot) and report")
+    add_collect_options(scan)
+    scan.add_argument("--snapshot", metavar="FILE", help="evaluate a saved snapshot instead of this host")
+    add_evaluate_options(scan)
+    add_report_outputs(scan)
+    scan.add_argument("--fail-on", choices=SEVERITIES, default=None,
+                      help="exit 1 when a counted finding is at or above this severity (default: high)")
+    scan.add_argument("--fail-on-incomplete", action="store_true", help="exit 3 when the audit is incomplete")
+    scan.add_argument("-q", "--quiet", action="store_true", help="no terminal summary or progress (for cron)")
+    scan.set_defaults(handler=cmd_scan)
+
+    collect = commands.add_parser("collect", help="collect a snapshot of this host's raw evidence")
+    add_collect_options(collect)
+    collect.add_argument("--rules", metavar="DIR", help="rule pack (its signature strings drive the binary scan)")
+    collect.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the snapshot JSON")
+    collect.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    collect.set_defaults(handler=cmd_collect)
+
+    report = commands.add_parser("report", help="re-render a saved JSON report without rescanning")
+    report.add_argument("report", metavar="REPORT.json")
+    add_report_outputs(report, json_output=False)
+    report.set_defaults(handler=cmd_report)
+
+    demo = commands.add_parser("demo", help="render the reports of the demo snapshots in seeds/")
+    demo.add_argument("--out", default="audit-agent-demo", metavar="DIR", help="output directory")
+    demo.add_argument("--lang", choices=LANGS, default="en")
+    demo.set_defaults(handler=cmd_demo)
+
+    rules = commands.add_parser("rules", help="list, validate or update rule packs")
+    rule_commands = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    validate = rule_commands.add_parser("validate", help="validate a pack and run every rule's examples")
+    validate.add_argument("path", nargs="?", help="pack directory or YAML file (default: the installed pack)")
+    validate.set_defaults(handler=cmd_rules_validate)
+    listing = rule_commands.add_parser("list", help="list the rules of a pack")
+    listing.add_argument("--rules", metavar="DIR")
+    listing.set_defaults(handler=cmd_rules_list)
+    update = rule_commands.add_parser("update", help="download, verify and install a rule pack")
+    update.add_argument("--url", required=True)
+    update.add_argument("--sha256", required=True, help="expected SHA-256 of the downloaded file")
+    update.add_argument("--rules-dir", metavar="DIR", help="where the active pack lives (default: state dir)")
+    update.set_defaults(handler=cmd_rules_update)
+
+    watch = commands.add_parser("watch", help="scan repeatedly and report changes")
+    add_collect_options(watch)
+    add_evaluate_options(watch)
+    watch.add_argument("--interval", type=float, default=300.0, metavar="SECONDS")
+    watch.add_argument("--once", action="store_true", help="run a single cycle (for timers)")
+    watch.add_argument("--state", metavar="FILE", help="state file (default /var/lib/audit-agent/state.json)")
+    watch.add_argument("--textfile-dir", metavar="DIR", help="write Prometheus textfile metrics here")
+    watch.add_argument("--push", metavar="URL", help="POST each JSON report to this URL")
+    watch.add_argument("--push-token-file", metavar="FILE", help="bearer token for --push")
+    watch.add_argument("--spool-dir", metavar="DIR", help="where undelivered reports wait")
+    watch.add_argument("--json", metavar="PATH", help="write the latest JSON report here")
+    watch.add_argument("-q", "--quiet", action="store_true")
+    watch.set_defaults(handler=cmd_watch)
+
+    fleet = commands.add_parser("fleet", help="merge many hosts' JSON reports into a fleet report")
+    fleet.add_argument("inputs", nargs="+", metavar="DIR_OR_FILE")
+    fleet.add_argument("--html", metavar="PATH")
+    fleet.add_argument("--json", metavar="PATH")
+    fleet.add_argument("--lang", choices=LANGS, default="en")
+    fleet.add_argument("--stale-days", type=float, default=31.0, help="hosts not audited within N days")
+    fleet.set_defaults(handler=cmd_fleet)
+    return parser
+
+
+def add_collect_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window", type=non_negative, default=5.0, metavar="SECONDS",
+                        help="CPU/GPU sampling window (default 5)")
+    parser.add_argument("--proc-root", default="/proc", help=argparse.SUPPRESS)
+    parser.add_argument("--sys-root", default="/sys", help=argparse.SUPPRESS)
+    parser.add_argument("--etc-root", default="/etc", help=argparse.SUPPRESS)
+
+
+def add_evaluate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rules", metavar="DIR", help="rule pack directory (default: the installed pack)")
+    parser.add_argument("--config", metavar="FILE", help="YAML config: allowlist, thresholds, profile, filings")
+
+
+def add_report_outputs(parser: argparse.ArgumentParser, json_output: bool = True) -> None:
+    if json_output:
+        parser.add_argument("--json", metavar="PATH", help="write the JSON AuditReport")
+    for name, label in REPORT_FORMATS:
+        parser.add_argument(f"--{name}", metavar="PATH", help=f"write the {label}")
+    parser.add_argument("--lang", choices=LANGS, default="en", help="report language")
+
+
+def non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0 or value > 3600:
+        raise argparse.ArgumentTypeError("must be between 0 and 3600")
+    return value
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from audit_agent.evaluate import exit_code
+    from audit_agent.model import Severity
+    from audit_agent.pipeline import load_inputs, run_scan
+
+    inputs = load_inputs(args.rules, args.config)
+    fail_on = resolve_fail_on(args.fail_on, inputs.policy.fail_on or Severity.HIGH)
+    if args.snapshot:
+        from audit_agent.output import read_snapshot
+        snapshot = read_snapshot(args.snapshot)
+    else:
+        with progress_display(args.quiet) as progress:
+            snapshot = collect_with(args, inputs.rules.signature_strings(), progress)
+    report = run_scan(snapshot, inputs, fail_on or Severity.CRITICAL)
+    write_reports(report, args)
+    if not args.quiet:
+        print_summary(report)
+    return exit_code(report, fail_on, args.fail_on_incomplete)
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from audit_agent.output import write_atomic
+    from audit_agent.pipeline import load_rules
+    import json
+
+    rules = load_rules(args.rules)
+    with progress_display(args.quiet) as progress:
+        snapshot = collect_with(args, rules.signature_strings(), progress)
+    write_atomic(args.output, json.dumps(snapshot.to_dict(), indent=1, ensure_ascii=False) + "\n")
+    if not args.quiet:
+        print(f"wrote {args.output}: {len(snapshot.processes)} processes, {len(snapshot.connections)} connections",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from audit_agent.output import read_report
+
+    report = read_report(args.report)
+    if not any(getattr(args, name) for name, _ in REPORT_FORMATS):
+        raise UsageError("nothing to write: give at least one of --html, --markdown, --junit, --sarif")
+    write_reports(report, args)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from audit_agent.demo import run_demo
+    for line in run_demo(Path(args.out), args.lang):
+        print(line)
+    return EXIT_OK
+
+
+def cmd_rules_validate(args: argparse.Namespace) -> int:
+    from audit_agent.rules.examples import check_examples
+    from audit_agent.rules.loader import load_pack
+
+    pack = load_pack(args.path)
+    problems = check_examples(pack)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    examples = sum(len(r.examples_match) + len(r.examples_no_match) for r in pack.rules)
+    print(f"{pack.name} {pack.version}: {len(pack.rules)} rules, {examples} examples, "
+          f"{len(problems)} failing", file=sys.stderr if problems else sys.stdout)
+    return EXIT_ERROR if problems else EXIT_OK
+
+
+def cmd_rules_list(args: argparse.Namespace) -> int:
+    from audit_agent.rules.loader import load_pack
+
+    pack = load_pack(args.rules)
+    print(f"{pack.name} {pack.version} sha256:{pack.sha256[:16]}")
+    for rule in pack.rules:
+        print(f"{rule.id:<16} {rule.severity.value:<8} {rule.kind:<11} {rule.title}")
+    return EXIT_OK
+
+
+def cmd_rules_update(args: argparse.Namespace) -> int:
+    from audit_agent.rules.update import update_pack
+    print(update_pack(args.url, args.sha256, args.rules_dir))
+    return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from audit_agent.watch import run_watch
+    return run_watch(args)
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from audit_agent.fleet import run_fleet
+    return run_fleet(args)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def resolve_fail_on(flag: str | None, default):  # type: ignore[no-untyped-def]
+    from audit_agent.model import Severity
+    if flag == "never":
+        return None
+    return Severity(flag) if flag else default
+
+
+def collect_with(args: argparse.Namespace, signature_strings: list[str], progress):  # type: ignore[no-untyped-def]
+    from audit_agent.collect import CollectOptions, collect_snapshot
+    options = CollectOptions(window=args.window, proc_root=args.proc_root, sys_root=args.sys_root,
+                             etc_root=args.etc_root, signature_strings=signature_strings, progress=progress)
+    return collect_snapshot(options)
+
+
+def write_reports(report, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    from audit_agent.output import write_atomic
+    from audit_agent.render import RenderOptions, render
+
+    options = RenderOptions(lang=getattr(args, "lang", "en"))
+    outputs = [("json", getattr(args, "json", None))] + [(name, getattr(args, name, None)) for name, _ in REPORT_FORMATS]
+    rendered = [(path, render(fmt, report, options)) for fmt, path in outputs if path]   # render all, then write
+    for path, data in rendered:
+        write_atomic(path, data)
+
+
+def print_summary(report) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from audit_agent.render.text import write
+
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    console = Console(color_system="standard" if color else None, no_color=not color, highlight=False,
+                      emoji=False, markup=False)
+    write(console, report)
+
+
+@contextmanager
+def progress_display(quiet: bool) -> Iterator:
+    """A Rich progress bar on stderr while the window and slow checks run, only on a terminal."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True, no_color="NO_COLOR" in os.environ, markup=False)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
+                  transient=True) as bar:
+        task = bar.add_task("collecting", total=1.0)
+
+        def update(what: str, done: float) -> None:
+            bar.update(task, description=what, completed=done)
+        yield update
+
+
+def main(argv: list[str] | None = None) -> int:
+    from audit_agent.yamlfile import ConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    try:
+        return args.handler(args)
+    except (ConfigError, UsageError) as exc:
+        print(f"audit-agent: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"audit-agent: error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}",
+              file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("audit-agent: interrupted", file=sys.stderr)
+        return 130

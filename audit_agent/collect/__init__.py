@@ -1,0 +1,101 @@
+"""collect: the only stage that touches the host. Builds a Snapshot, recording each check's coverage."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import psutil
+
+from audit_agent import __version__
+from audit_agent.collect.gpu import GpuSampler
+from audit_agent.collect.host import collect_host
+from audit_agent.collect.network import collect_connections
+from audit_agent.collect.processes import first_reading, read_processes
+from audit_agent.model import Coverage, CoverageStatus, LoadSample, Snapshot
+
+Progress = Callable[[str, float], None]     # (what is happening, fraction of the window done 0..1)
+SAMPLE_EVERY = 0.5
+
+
+@dataclass
+class CollectOptions:
+    window: float = 5.0
+    proc_root: str = "/proc"
+    sys_root: str = "/sys"
+    etc_root: str = "/etc"
+    signature_strings: list[str] = field(default_factory=list)   # what the executable scanner looks for
+    progress: Progress | None = None
+    gpu_sampler: GpuSampler | None = None
+    scan_binaries: bool = True
+    check_stealth: bool = True
+    check_persistence: bool = True
+
+
+def collect_snapshot(options: CollectOptions) -> Snapshot:
+    progress = options.progress or (lambda what, done: None)
+    snapshot = Snapshot(agent_version=__version__, collected_at=time.time(), window_seconds=options.window)
+    progress("host inventory", 0.0)
+    snapshot.host, host_coverage = collect_host(options.proc_root, options.etc_root)
+    snapshot.coverage.append(host_coverage)
+
+    gpu = options.gpu_sampler or GpuSampler()
+    gpu.start()
+    first = first_reading()
+    snapshot.load = sample_window(options.window, gpu, progress)
+
+    progress("processes", 1.0)
+    snapshot.processes, coverage = read_processes(first, options.proc_root)
+    snapshot.coverage.append(coverage)
+    progress("connections", 1.0)
+    snapshot.connections, coverage = collect_connections()
+    snapshot.coverage.append(coverage)
+    progress("GPUs", 1.0)
+    snapshot.gpus, coverage = gpu.finish()
+    snapshot.host.gpus = snapshot.gpus
+    snapshot.coverage.append(coverage)
+    for step in extra_steps(options):
+        progress(step.__doc__.splitlines()[0] if step.__doc__ else step.__name__, 1.0)
+        snapshot.coverage.extend(step(snapshot, options))
+    return snapshot
+
+
+def sample_window(window: float, gpu: GpuSampler, progress: Progress) -> list[LoadSample]:
+    """Sleep through the window, sampling whole-host CPU and GPU load for the report's charts."""
+    samples: list[LoadSample] = []
+    psutil.cpu_percent(interval=None)
+    start = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= window:
+            break
+        time.sleep(min(SAMPLE_EVERY, window - elapsed))
+        elapsed = time.monotonic() - start
+        samples.append(LoadSample(t=round(elapsed, 2), cpu_percent=psutil.cpu_percent(interval=None),
+                                  gpu_percent=gpu.sample()))
+        progress("sampling CPU and GPU load", min(elapsed / window, 1.0) if window else 1.0)
+    return samples
+
+
+def extra_steps(options: CollectOptions) -> list[Callable[[Snapshot, CollectOptions], list[Coverage]]]:
+    """The slower checks that run after the window; each returns its coverage entries."""
+    steps: list[Callable[[Snapshot, CollectOptions], list[Coverage]]] = []
+    if options.scan_binaries:
+        from audit_agent.collect.binaries import collect_binaries
+        from audit_agent.collect.configs import collect_configs
+        steps += [collect_binaries, collect_configs]
+    if options.check_stealth:
+        from audit_agent.collect.stealth import collect_stealth
+        steps.append(collect_stealth)
+    if options.check_persistence:
+        from audit_agent.collect.persistence import collect_persistence
+        steps.append(collect_persistence)
+    return steps
+
+
+def linux_only(check: str) -> Coverage | None:
+    """Coverage `not_applicable` for a Linux-only check on another OS, else None."""
+    if sys.platform.startswith("linux"):
+        return None
+    return Coverage(check, CoverageStatus.NOT_APPLICABLE, f"Linux-only check; this host runs {sys.platform}")

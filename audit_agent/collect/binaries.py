@@ -1,0 +1,8 @@
+"""binaries collector (being written)."""
+from __future__ import annotations
+
+from audit_agent.model import Coverage
+
+
+def collect_binaries(snapshot, options) -> list[Coverage]:
+    return []

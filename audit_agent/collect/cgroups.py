@@ -1,0 +1,35 @@
+"""Who a process belongs to: container id and Slurm job id parsed from its cgroup path."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# docker-<id>.scope, /docker/<id>, cri-containerd-<id>.scope, crio-<id>, libpod-<id>, kubepods/.../<id>
+CONTAINER_ID = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd|kubepods[^/]*/(?:[^/]+/)*?)[-/]?([0-9a-f]{64})")
+SLURM_JOB = re.compile(r"/slurm[^/]*/uid_\d+/job_(\d+)")
+
+
+def read_cgroup(pid: int, proc_root: str = "/proc") -> str:
+    """The process's cgroup path (v2 unified line, else the first v1 line); '' if unreadable."""
+    try:
+        text = (Path(proc_root) / str(pid) / "cgroup").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [line.split(":", 2) for line in text.splitlines() if line.count(":") >= 2]
+    for hierarchy, _, path in lines:
+        if hierarchy == "0":
+            return path
+    for _, controllers, path in lines:
+        if "cpu" in controllers.split(",") or "pids" in controllers.split(","):
+            return path
+    return lines[0][2] if lines else ""
+
+
+def container_id(cgroup: str) -> str:
+    found = CONTAINER_ID.search(cgroup)
+    return found.group(1)[:12] if found else ""
+
+
+def slurm_job_id(cgroup: str) -> str:
+    found = SLURM_JOB.search(cgroup)
+    return found.group(1) if found else ""

@@ -1,0 +1,79 @@
+"""Signal producers: each module turns one part of a Snapshot into Signals about subjects.
+
+A Signal is one reason to suspect one subject. evaluate.py folds every Signal
+about the same subject into one Finding. Producers are pure: no I/O.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from audit_agent.model import Evidence, ProcessInfo, Severity, Snapshot, Subject
+from audit_agent.policy import Policy
+from audit_agent.redact import cap, redact_cmdline
+from audit_agent.rules.compiler import CompiledRules, Hit
+
+
+@dataclass
+class Signal:
+    subject_key: str            # "pid:123", "gpu:0", "host", "file:/etc/crontab"
+    subject: Subject
+    rule_id: str
+    title: str
+    category: str
+    severity: Severity
+    confidence: float
+    reason: str
+    evidence: Evidence
+    action: str = ""
+    indicator: str = ""         # the stable matched indicator, for the fingerprint
+    weak: bool = False          # only raises confidence / asks for review; never condemns alone
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    """What every producer gets: the snapshot, compiled rules, policy, and a pid index."""
+    snapshot: Snapshot
+    rules: CompiledRules
+    policy: Policy
+    by_pid: dict[int, ProcessInfo]
+
+    @classmethod
+    def build(cls, snapshot: Snapshot, rules: CompiledRules, policy: Policy) -> "Context":
+        by_pid = {p.pid: p for p in snapshot.processes}
+        for hidden in snapshot.stealth.hidden_pids:
+            by_pid.setdefault(hidden.pid, ProcessInfo(pid=hidden.pid, name=hidden.name, exe=hidden.exe,
+                                                      cmdline=hidden.cmdline, hidden=True))
+        return cls(snapshot, rules, policy, by_pid)
+
+
+def process_subject(proc: ProcessInfo) -> Subject:
+    return Subject(kind="process", pid=proc.pid, name=cap(proc.name, 256), exe=cap(proc.exe, 1024),
+                   cmdline=redact_cmdline(proc.cmdline), username=proc.username, cgroup=cap(proc.cgroup, 512),
+                   container_id=proc.container_id, slurm_job_id=proc.slurm_job_id, terminal=proc.terminal)
+
+
+def process_key(pid: int) -> str:
+    return f"pid:{pid}"
+
+
+def signal_from_hit(hit: Hit, key: str, subject: Subject, *, field_name: str | None = None,
+                    value: str | None = None, weak: bool = False, severity: Severity | None = None,
+                    confidence: float | None = None) -> Signal:
+    """A Signal from a rule Hit: the rule's reason template filled with redacted, capped values."""
+    rule = hit.rule
+    shown = cap(value if value is not None else hit.value, 300)
+    where = field_name or hit.field
+    return Signal(subject_key=key, subject=subject, rule_id=rule.id, title=rule.title, category=rule.category,
+                  severity=severity or rule.severity, confidence=rule.confidence if confidence is None else confidence,
+                  reason=safe_format(rule.reason, field=where, value=shown, matched=cap(hit.matched, 200)),
+                  evidence=Evidence(field=where, value=shown, matched=cap(hit.matched, 200), rule_id=rule.id),
+                  action=rule.action, indicator=hit.matched, weak=weak)
+
+
+def safe_format(template: str, **values: str) -> str:
+    """Fill a reason template; the values are data and are never themselves formatted."""
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError):
+        return f"{template} ({values.get('field')}: {values.get('value')})"

@@ -1,0 +1,75 @@
+"""GPU heuristics: a busy GPU whose process is not a known ML/HPC framework, or busy with no process at all.
+
+These only ask for review or raise confidence: a GPU at 100 % is what a long
+training job looks like too.
+"""
+from __future__ import annotations
+
+from audit_agent.detect import Context, Signal, process_key, process_subject
+from audit_agent.model import Evidence, GpuDevice, ProcessInfo, Severity, Subject
+
+RULE_UNKNOWN = "AA-GPU-001"
+RULE_NO_PROCESS = "AA-GPU-002"
+
+
+def signals(ctx: Context) -> list[Signal]:
+    found = []
+    busy_at = ctx.policy.thresholds.gpu_busy_percent
+    for device in ctx.snapshot.gpus:
+        if device.utilization_percent is None or device.utilization_percent < busy_at:
+            continue
+        if not device.processes:
+            found.append(no_process_signal(device))
+            continue
+        for gpu_proc in device.processes:
+            proc = host_process(gpu_proc.pid, ctx)
+            if proc is None:
+                found.append(no_process_signal(device, missing_pid=gpu_proc.pid))
+                continue
+            if ctx.rules.is_framework(proc.name, proc.exe, " ".join(proc.cmdline)):
+                continue
+            found.append(unknown_process_signal(device, proc))
+    return found
+
+
+def host_process(pid: int, ctx: Context) -> ProcessInfo | None:
+    """NVML reports host pids; a process seen inside a container maps to it through NSpid."""
+    if pid in ctx.by_pid:
+        return ctx.by_pid[pid]
+    for proc in ctx.by_pid.values():
+        if proc.ns_pids and pid in proc.ns_pids:
+            return proc
+    return None
+
+
+def unknown_process_signal(device: GpuDevice, proc: ProcessInfo) -> Signal:
+    subject = process_subject(proc)
+    subject.gpu_index = device.index
+    util = f"{device.utilization_percent:.0f}%"
+    return Signal(
+        subject_key=process_key(proc.pid), subject=subject, rule_id=RULE_UNKNOWN,
+        title="GPU busy with a process that is not a known ML or HPC framework", category="gpu",
+        severity=Severity.LOW, confidence=0.3,
+        reason=f"GPU {device.index} ({device.name}) was {util} busy over the window, running a process "
+               "that is not a known ML or HPC framework.",
+        evidence=Evidence(field="gpu", value=f"GPU {device.index} {device.name}: {util}",
+                          matched="busy GPU, unknown workload", rule_id=RULE_UNKNOWN),
+        action="Ask the owner what this GPU job is; check it against the filed research systems.",
+        indicator=f"gpu busy unknown", weak=True)
+
+
+def no_process_signal(device: GpuDevice, missing_pid: int | None = None) -> Signal:
+    util = f"{device.utilization_percent:.0f}%"
+    detail = (f"its compute process {missing_pid} is not visible in /proc" if missing_pid is not None
+              else "no compute process is listed for it")
+    return Signal(
+        subject_key=f"gpu:{device.index}", subject=Subject(kind="gpu", gpu_index=device.index, name=device.name,
+                                                            pid=missing_pid),
+        rule_id=RULE_NO_PROCESS, title="GPU busy with no visible process", category="gpu",
+        severity=Severity.MEDIUM, confidence=0.5,
+        reason=f"GPU {device.index} ({device.name}) was {util} busy over the window but {detail}: "
+               "a process may be hidden, or running in another pid namespace.",
+        evidence=Evidence(field="gpu", value=f"GPU {device.index} {device.name}: {util}",
+                          matched="busy GPU without visible process", rule_id=RULE_NO_PROCESS),
+        action="Inspect the GPU with nvidia-smi from the host pid namespace; look for hidden processes.",
+        indicator="gpu busy no process", weak=True)

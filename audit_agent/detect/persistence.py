@@ -1,0 +1,8 @@
+"""Signals from persistence evidence (being written)."""
+from __future__ import annotations
+
+from audit_agent.detect import Context, Signal
+
+
+def signals(ctx: Context) -> list[Signal]:
+    return []

@@ -1,0 +1,174 @@
+"""evaluate: Snapshot + compiled rules + policy (+ filings) -> AuditReport. Pure: no I/O.
+
+Every signal about one subject is folded into one Finding listing all reasons;
+confidence rises as independent signals agree (noisy-OR over distinct rules).
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import time
+from collections import defaultdict
+from typing import Any, Callable
+
+from audit_agent import __version__
+from audit_agent.detect import Context, Signal
+from audit_agent.detect import content, gpu, load, persistence, process, stealth
+from audit_agent.filings import Filing, apply_filings
+from audit_agent.model import (AuditReport, CoverageStatus, Finding, FindingStatus, RulePackInfo, Severity,
+                               Snapshot, Verdict)
+from audit_agent.policy import AllowEntry, Policy
+from audit_agent.rules.compiler import CompiledRules
+
+PRODUCERS: list[Callable[[Context], list[Signal]]] = [
+    process.signals, content.signals, stealth.signals, persistence.signals, gpu.signals, load.signals,
+]
+CORE_CHECKS = ("processes", "network")
+COUNTED = (FindingStatus.OPEN, FindingStatus.REGISTRATION_EXPIRED, FindingStatus.OUTSIDE_REGISTRATION)
+WEAK_ONLY_CAP = Severity.MEDIUM     # heuristics alone ask for review, they never condemn
+ESCALATE_AT = 0.9                   # independent signals this sure together make a finding at least high
+
+
+def evaluate(snapshot: Snapshot, rules: CompiledRules, policy: Policy | None = None,
+             filings: list[Filing] | None = None, now: float | None = None,
+             fail_on: Severity = Severity.HIGH) -> AuditReport:
+    policy = policy or Policy()
+    ctx = Context.build(snapshot, rules, policy)
+    collected: list[Signal] = []
+    for producer in PRODUCERS:
+        collected.extend(producer(ctx))
+    findings = fold(collected)
+    for finding in findings:
+        apply_allowlist(finding, policy.allowlist, snapshot.host.hostname)
+    matched_filings = apply_filings(findings, filings or [], snapshot, now if now is not None else snapshot.collected_at)
+    findings.sort(key=lambda f: (-f.severity.rank, -f.confidence, f.subject.pid or 0, f.fingerprint))
+    report = AuditReport(
+        agent_version=__version__, generated_at=time.time() if now is None else now,
+        collected_at=snapshot.collected_at, window_seconds=snapshot.window_seconds, host=snapshot.host,
+        profile=dict(policy.profile),
+        rule_pack=RulePackInfo(name=rules.pack.name, version=rules.pack.version, sha256=rules.pack.sha256,
+                               files=list(rules.pack.files)),
+        coverage=list(snapshot.coverage), findings=findings, fail_on=fail_on,
+        process_count=len(snapshot.processes), connection_count=len(snapshot.connections),
+        load=list(snapshot.load), filings=matched_filings)
+    report.verdict, report.verdict_reasons = verdict(report)
+    return report
+
+
+def fold(signals: list[Signal]) -> list[Finding]:
+    """One finding per subject, with every reason; severity and confidence from the signals together."""
+    by_subject: dict[str, list[Signal]] = defaultdict(list)
+    for signal in signals:
+        by_subject[signal.subject_key].append(signal)
+    return [finding_from(group) for group in by_subject.values()]
+
+
+def finding_from(group: list[Signal]) -> Finding:
+    strong = [s for s in group if not s.weak]
+    best_per_rule: dict[str, float] = {}
+    for signal in group:
+        best_per_rule[signal.rule_id] = max(best_per_rule.get(signal.rule_id, 0.0), signal.confidence)
+    confidence = combined_confidence(best_per_rule.values())
+    if strong:
+        severity = max((s.severity for s in strong), key=lambda s: s.rank)
+        categories = {s.category for s in group}
+        if len(categories) >= 2 and confidence >= ESCALATE_AT and severity.rank < Severity.HIGH.rank:
+            severity = Severity.HIGH
+    else:
+        severity = min(max((s.severity for s in group), key=lambda s: s.rank), WEAK_ONLY_CAP, key=lambda s: s.rank)
+        confidence = min(confidence, 0.6)
+    lead = max(group, key=lambda s: (not s.weak, s.severity.rank, s.confidence))
+    subject = lead.subject
+    for signal in group:                     # a later signal may know more (connections, GPU)
+        for endpoint in signal.subject.connections:
+            if endpoint not in subject.connections:
+                subject.connections.append(endpoint)
+        if subject.gpu_index is None and signal.subject.gpu_index is not None:
+            subject.gpu_index = signal.subject.gpu_index
+    rule_ids = list(dict.fromkeys(s.rule_id for s in group))
+    ordered = sorted(group, key=lambda s: (s.weak, -s.severity.rank, -s.confidence))
+    reasons = list(dict.fromkeys(s.reason for s in ordered))
+    evidence = []
+    seen = set()
+    for signal in ordered:
+        key = (signal.evidence.field, signal.evidence.value, signal.evidence.matched)
+        if key not in seen:
+            seen.add(key)
+            evidence.append(signal.evidence)
+    actions = [s.action for s in ordered if s.action]
+    return Finding(fingerprint=fingerprint(subject.exe or subject.name or subject.path or lead.subject_key,
+                                           subject.username, rule_ids, [s.indicator for s in group]),
+                   subject=subject, title=lead.title, category=lead.category, severity=severity,
+                   confidence=round(confidence, 2), rule_ids=rule_ids, reasons=reasons, evidence=evidence,
+                   recommended_action=actions[0] if actions else default_action(severity))
+
+
+def combined_confidence(confidences: Any) -> float:
+    remaining_doubt = 1.0
+    for value in confidences:
+        remaining_doubt *= 1.0 - max(0.0, min(1.0, value))
+    return 1.0 - remaining_doubt
+
+
+def fingerprint(what: str, user: str, rule_ids: list[str], indicators: list[str]) -> str:
+    """Stable across scans: no pid, no start time; rule + executable + user + matched indicator."""
+    text = "\0".join([what, user, *sorted(rule_ids), *sorted(set(indicators))])
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
+
+
+def default_action(severity: Severity) -> str:
+    if severity.rank >= Severity.HIGH.rank:
+        return "Stop the process, preserve its executable and configuration as evidence, and find who started it."
+    return "Review this workload with its owner and confirm it is approved research."
+
+
+def apply_allowlist(finding: Finding, allowlist: list[AllowEntry], hostname: str) -> None:
+    for entry in allowlist:
+        if allow_entry_matches(entry, finding, hostname):
+            finding.status = FindingStatus.ALLOWLISTED
+            finding.status_reason = f"{entry.reason} (allowlist {entry.origin})"
+            return
+
+
+def allow_entry_matches(entry: AllowEntry, finding: Finding, hostname: str) -> bool:
+    subject = finding.subject
+    if entry.exe and not (subject.exe and fnmatch.fnmatchcase(subject.exe, entry.exe)):
+        return False
+    if entry.user and entry.user != subject.username:
+        return False
+    if entry._cmdline_regex and not entry._cmdline_regex.search(subject.cmdline):
+        return False
+    if entry.host and not fnmatch.fnmatchcase(hostname, entry.host):
+        return False
+    return True
+
+
+def verdict(report: AuditReport) -> tuple[Verdict, list[str]]:
+    counted = [f for f in report.findings if f.status in COUNTED]
+    reasons = []
+    high = [f for f in counted if f.severity.rank >= Severity.HIGH.rank]
+    review = [f for f in counted if Severity.LOW.rank <= f.severity.rank < Severity.HIGH.rank]
+    gaps = [c for c in report.coverage
+            if (c.check in CORE_CHECKS and c.status != CoverageStatus.OK) or c.status == CoverageStatus.ERROR]
+    if high:
+        reasons.append(f"{len(high)} finding(s) of high or critical severity")
+    if review:
+        reasons.append(f"{len(review)} finding(s) to review")
+    for gap in gaps:
+        reasons.append(f"check {gap.check} is {gap.status.value}: {gap.reason}")
+    if high:
+        return Verdict.NON_COMPLIANT, reasons
+    if review:
+        return Verdict.NEEDS_REVIEW, reasons
+    if gaps:
+        return Verdict.INCOMPLETE, reasons
+    return Verdict.COMPLIANT, reasons or ["no mining workload found and every core check ran in full"]
+
+
+def exit_code(report: AuditReport, fail_on: Severity | None, fail_on_incomplete: bool = False) -> int:
+    """0 nothing at or above fail_on; 1 findings at or above it; 3 incomplete (only if asked)."""
+    if fail_on is not None and any(f.status in COUNTED and f.severity.rank >= fail_on.rank for f in report.findings):
+        return 1
+    if fail_on_incomplete and report.verdict == Verdict.INCOMPLETE:
+        return 3
+    return 0

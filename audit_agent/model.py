@@ -1,0 +1,425 @@
+"""Plain data of the audit: the Snapshot (raw evidence) and the AuditReport (judgement).
+
+Both serialise to JSON with `to_dict()` and come back with `from_dict()`; their
+`schema_version` lets a reader refuse a newer major version with a clear message.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+
+SNAPSHOT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "1.0"
+
+
+class SchemaError(ValueError):
+    """A snapshot or report that cannot be read (corrupt, wrong shape, newer major version)."""
+
+
+class CoverageStatus(str, enum.Enum):
+    OK = "ok"
+    PARTIAL = "partial"
+    SKIPPED = "skipped"
+    NOT_APPLICABLE = "not_applicable"
+    ERROR = "error"
+
+
+class Severity(str, enum.Enum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return SEVERITY_ORDER.index(self)
+
+
+SEVERITY_ORDER = [Severity.INFO, Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
+
+
+class Verdict(str, enum.Enum):
+    COMPLIANT = "compliant"
+    NEEDS_REVIEW = "needs_review"
+    NON_COMPLIANT = "non_compliant"
+    INCOMPLETE = "incomplete"
+
+
+class FindingStatus(str, enum.Enum):
+    OPEN = "open"                                   # counts against the host
+    REGISTERED = "registered"                       # covered by a valid filing
+    REGISTRATION_EXPIRED = "registration_expired"   # a filing matched but is no longer valid
+    OUTSIDE_REGISTRATION = "outside_registration"   # a filing matched the workload but not host/user/scale
+    ALLOWLISTED = "allowlisted"                     # approved in the local config
+
+
+# ---------------------------------------------------------------- snapshot parts
+
+
+@dataclass
+class Coverage:
+    """What one check could see: ok, partial (how much it could not see and why), skipped, n/a."""
+    check: str
+    status: CoverageStatus
+    reason: str = ""
+    inspected: int = 0
+    denied: int = 0
+
+
+@dataclass
+class GpuProcess:
+    pid: int
+    name: str = ""
+    used_memory_bytes: int | None = None
+
+
+@dataclass
+class GpuDevice:
+    index: int
+    name: str
+    uuid: str = ""
+    vendor: str = "nvidia"
+    driver: str = ""
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+    utilization_percent: float | None = None        # mean over the sampling window
+    utilization_samples: list[float] = field(default_factory=list)
+    processes: list[GpuProcess] = field(default_factory=list)
+
+
+@dataclass
+class HostInfo:
+    hostname: str = ""
+    os: str = ""                # "Linux", "Darwin", "Windows"
+    os_release: str = ""        # e.g. "Debian GNU/Linux 12 (bookworm)"
+    kernel: str = ""
+    arch: str = ""
+    cpu_model: str = ""
+    cpu_sockets: int | None = None
+    cpu_cores: int | None = None
+    cpu_threads: int | None = None
+    memory_total_bytes: int | None = None
+    boot_time: float | None = None
+    uptime_seconds: float | None = None
+    gpus: list[GpuDevice] = field(default_factory=list)
+
+
+@dataclass
+class ProcessInfo:
+    pid: int
+    ppid: int | None = None
+    name: str = ""
+    exe: str = ""
+    cmdline: list[str] = field(default_factory=list)
+    username: str = ""
+    uid: int | None = None
+    cwd: str = ""
+    create_time: float | None = None
+    status: str = ""
+    nice: int | None = None
+    num_threads: int | None = None
+    rss_bytes: int | None = None
+    cpu_percent: float | None = None        # over the window, 100 = one core
+    cpu_seconds: float | None = None        # user + system over the window
+    allowed_cpus: int | None = None         # size of the CPU affinity set
+    terminal: str = ""
+    cgroup: str = ""
+    container_id: str = ""
+    slurm_job_id: str = ""
+    environ: dict[str, str] = field(default_factory=dict)   # only the keys that matter (LD_PRELOAD, SLURM_JOB_ID, ...)
+    exe_deleted: bool = False
+    ns_pids: list[int] = field(default_factory=list)        # NSpid from /proc/PID/status: host pid first
+    anon_hugepages_bytes: int | None = None
+    hidden: bool = False                    # alive when probed by PID but missing from the /proc listing
+    denied: list[str] = field(default_factory=list)         # attributes that access was denied to
+
+
+@dataclass
+class Connection:
+    pid: int | None
+    protocol: str               # tcp, tcp6, udp, udp6
+    local_address: str
+    local_port: int
+    remote_address: str
+    remote_port: int
+    state: str = ""
+    bytes_sent: int | None = None
+    bytes_received: int | None = None
+
+
+@dataclass
+class BinaryScan:
+    """Result of scanning one executable's content for miner signatures."""
+    path: str
+    pids: list[int] = field(default_factory=list)
+    sha256: str = ""
+    size_bytes: int | None = None
+    scanned_bytes: int = 0
+    matched_strings: list[str] = field(default_factory=list)
+    engine: str = "builtin"     # builtin | yara
+    error: str = ""
+
+
+@dataclass
+class MinerConfig:
+    """A miner-style config file a process named or that sits in its cwd."""
+    path: str
+    pids: list[int] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)     # notable keys seen (pools, donate-level, algo, ...)
+    algorithms: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HiddenPid:
+    pid: int
+    name: str = ""
+    exe: str = ""
+    cmdline: list[str] = field(default_factory=list)
+    method: str = ""            # how it was found: probe, task-of-visible, children-of-visible
+
+
+@dataclass
+class StealthState:
+    ld_so_preload: list[str] = field(default_factory=list)
+    self_preloaded_libraries: list[str] = field(default_factory=list)
+    hidden_pids: list[HiddenPid] = field(default_factory=list)
+    proc_bind_mounts: list[str] = field(default_factory=list)
+    proc_hidepid: str = ""
+    hugepages_total: int | None = None
+    hugepage_size_kb: int | None = None
+    msr_loaded: bool | None = None
+    msr_allow_writes: str = ""
+    nmi_watchdog: int | None = None
+    system_cpu_percent: float | None = None        # all CPUs, 100 = one core, over the window
+    visible_cpu_percent: float | None = None       # sum of the visible processes over the same window
+    unexplained_cpu_percent: float | None = None
+
+
+@dataclass
+class PersistenceEntry:
+    path: str
+    kind: str                   # cron, systemd, rc, profile
+    line: int
+    text: str
+    user: str = ""
+
+
+@dataclass
+class LoadSample:
+    t: float                    # seconds since the start of the window
+    cpu_percent: float          # whole host, 100 = all CPUs busy
+    gpu_percent: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Snapshot:
+    schema_version: str = SNAPSHOT_SCHEMA_VERSION
+    agent_version: str = ""
+    collected_at: float = 0.0
+    window_seconds: float = 0.0
+    host: HostInfo = field(default_factory=HostInfo)
+    processes: list[ProcessInfo] = field(default_factory=list)
+    connections: list[Connection] = field(default_factory=list)
+    gpus: list[GpuDevice] = field(default_factory=list)
+    binaries: list[BinaryScan] = field(default_factory=list)
+    configs: list[MinerConfig] = field(default_factory=list)
+    stealth: StealthState = field(default_factory=StealthState)
+    persistence: list[PersistenceEntry] = field(default_factory=list)
+    load: list[LoadSample] = field(default_factory=list)
+    coverage: list[Coverage] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Snapshot":
+        check_schema_version(data, SNAPSHOT_SCHEMA_VERSION, "snapshot")
+        return from_dict(cls, data)
+
+
+# ---------------------------------------------------------------- report parts
+
+
+@dataclass
+class Evidence:
+    field: str                  # where it was seen: name, exe, cmdline, connection, config, binary, gpu, ...
+    value: str                  # what was seen there (redacted, capped)
+    matched: str                # the indicator it matched
+    rule_id: str
+
+
+@dataclass
+class Subject:
+    """What a finding is about, named precisely so a person can act on it."""
+    kind: str                   # process, gpu, host, persistence
+    pid: int | None = None
+    name: str = ""
+    exe: str = ""
+    cmdline: str = ""           # joined, secrets redacted
+    username: str = ""
+    cgroup: str = ""
+    container_id: str = ""
+    slurm_job_id: str = ""
+    terminal: str = ""
+    connections: list[str] = field(default_factory=list)
+    gpu_index: int | None = None
+    path: str = ""              # for persistence and host-level subjects
+
+
+@dataclass
+class Finding:
+    fingerprint: str
+    subject: Subject
+    title: str
+    category: str               # miner, network, stealth, persistence, gpu, load, tuning
+    severity: Severity
+    confidence: float           # 0..1
+    rule_ids: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    attack: list[str] = field(default_factory=lambda: ["T1496"])
+    recommended_action: str = ""
+    status: FindingStatus = FindingStatus.OPEN
+    status_reason: str = ""     # why allowlisted / registered / outside registration
+    filing: str = ""            # the filing number that matched, if any
+
+
+@dataclass
+class RulePackInfo:
+    name: str = ""
+    version: str = ""
+    sha256: str = ""
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AuditReport:
+    schema_version: str = REPORT_SCHEMA_VERSION
+    agent_version: str = ""
+    generated_at: float = 0.0
+    collected_at: float = 0.0
+    window_seconds: float = 0.0
+    host: HostInfo = field(default_factory=HostInfo)
+    profile: dict[str, str] = field(default_factory=dict)   # institution, department, system, responsible, contact, purpose
+    rule_pack: RulePackInfo = field(default_factory=RulePackInfo)
+    coverage: list[Coverage] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)   # every status; renderers split by status
+    verdict: Verdict = Verdict.COMPLIANT
+    verdict_reasons: list[str] = field(default_factory=list)
+    fail_on: Severity = Severity.HIGH
+    process_count: int = 0
+    connection_count: int = 0
+    load: list[LoadSample] = field(default_factory=list)
+    filings: list[dict[str, Any]] = field(default_factory=list)   # the filings that matched something
+
+    @property
+    def open_findings(self) -> list[Finding]:
+        return [f for f in self.findings if f.status not in (FindingStatus.REGISTERED, FindingStatus.ALLOWLISTED)]
+
+    @property
+    def registered_findings(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == FindingStatus.REGISTERED]
+
+    @property
+    def allowlisted_findings(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == FindingStatus.ALLOWLISTED]
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "AuditReport":
+        check_schema_version(data, REPORT_SCHEMA_VERSION, "report")
+        return from_dict(cls, data)
+
+
+# ---------------------------------------------------------------- (de)serialisation
+
+T = TypeVar("T")
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclasses, enums and lists to plain JSON-able data."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(item) for item in obj]
+    if isinstance(obj, dict):
+        return {str(key): to_dict(value) for key, value in obj.items()}
+    return obj
+
+
+def check_schema_version(data: Any, supported: str, what: str) -> None:
+    if not isinstance(data, dict):
+        raise SchemaError(f"{what} JSON must be an object, not {type(data).__name__}")
+    version = data.get("schema_version")
+    if not isinstance(version, str) or not version.split(".")[0].isdigit():
+        raise SchemaError(f"{what} has no valid schema_version")
+    if int(version.split(".")[0]) > int(supported.split(".")[0]):
+        raise SchemaError(f"{what} schema_version {version} is newer than this agent supports ({supported}); upgrade audit-agent")
+
+
+def from_dict(cls: type[T], data: Any, path: str = "$") -> T:
+    """Rebuild a dataclass from plain data, checking types; raises SchemaError naming the bad field."""
+    if not isinstance(data, dict):
+        raise SchemaError(f"{path}: expected an object, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in data:
+            kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{path}.{f.name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise SchemaError(f"{path}: {exc}") from None
+
+
+def _convert(hint: Any, value: Any, path: str) -> Any:
+    origin = get_origin(hint)
+    args = get_args(hint)
+    if origin is None and hint is Any:
+        return value
+    if args and type(None) in args and origin is not list and origin is not dict:   # Optional[X]
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise SchemaError(f"{path}: expected a list")
+        return [_convert(args[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SchemaError(f"{path}: expected an object")
+        return {str(k): _convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, path)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            raise SchemaError(f"{path}: {value!r} is not one of {[m.value for m in hint]}") from None
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SchemaError(f"{path}: expected a number")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SchemaError(f"{path}: expected an integer")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise SchemaError(f"{path}: expected a string")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise SchemaError(f"{path}: expected true or false")
+        return value
+    return value

@@ -1,0 +1,35 @@
+"""The scan as one function: load rules, policy and filings once, then evaluate a snapshot.
+
+Shared by `scan`, `watch` and the tests, so a live scan is exactly collect + evaluate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from audit_agent.filings import Filing, load_registry
+from audit_agent.model import AuditReport, Severity, Snapshot
+from audit_agent.policy import Policy, load_policy
+from audit_agent.rules.compiler import CompiledRules
+from audit_agent.rules.loader import load_pack
+
+
+@dataclass
+class Inputs:
+    rules: CompiledRules
+    policy: Policy
+    filings: list[Filing] = field(default_factory=list)
+
+
+def load_rules(path: str | None = None) -> CompiledRules:
+    return CompiledRules(load_pack(path))
+
+
+def load_inputs(rules_path: str | None = None, config_path: str | None = None) -> Inputs:
+    policy = load_policy(config_path)
+    filings = load_registry(policy.filings_path) if policy.filings_path else []
+    return Inputs(rules=load_rules(rules_path), policy=policy, filings=filings)
+
+
+def run_scan(snapshot: Snapshot, inputs: Inputs, fail_on: Severity = Severity.HIGH) -> AuditReport:
+    from audit_agent.evaluate import evaluate
+    return evaluate(snapshot, inputs.rules, inputs.policy, inputs.filings, fail_on=fail_on)

@@ -1,0 +1,50 @@
+"""Make untrusted text safe to show: redact secrets, cap lengths, strip control characters."""
+from __future__ import annotations
+
+import re
+
+REDACTED = "***"
+# -p/--pass/--password VALUE: the pool password (wallets after -u are kept: they are evidence)
+SECRET_FLAGS = {"-p", "--pass", "--password", "-pass", "--http-access-token", "--api-token", "--token",
+                "--access-token", "--dualpass", "-pass2", "--api-password"}
+SECRET_ASSIGN = re.compile(
+    r"(?i)\b((?:[a-z0-9_]*?(?:pass(?:word|wd)?|token|secret|api[_-]?key|access[_-]?key|auth))=)([^\s&;]+)")
+URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@\s/]+)(@)")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """The argument list with pool passwords, tokens and key=value secrets replaced by ***."""
+    redacted = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            redacted.append(REDACTED)
+            hide_next = False
+            continue
+        flag, sep, _ = arg.partition("=")
+        if flag in SECRET_FLAGS:
+            if sep:
+                redacted.append(f"{flag}={REDACTED}")
+            else:
+                redacted.append(arg)
+                hide_next = True
+            continue
+        redacted.append(redact_text(arg))
+    return redacted
+
+
+def redact_text(text: str) -> str:
+    text = SECRET_ASSIGN.sub(lambda m: m.group(1) + REDACTED, text)
+    return URL_CREDENTIALS.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
+
+
+def redact_cmdline(argv: list[str], limit: int = 2000) -> str:
+    return cap(" ".join(redact_argv(argv)), limit)
+
+
+def cap(text: str, limit: int) -> str:
+    """At most `limit` characters, control and bidi-override characters made visible as \\xNN."""
+    text = CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}" if ord(m.group(0)) < 0x100 else f"\\u{ord(m.group(0)):04x}",
+                       text or "")
+    return text if len(text) <= limit else text[:limit] + f"…[{len(text) - limit} more chars]"

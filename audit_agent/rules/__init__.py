@@ -1,0 +1,1 @@
+"""Rule packs: load + validate YAML, compile into matchers, run their examples."""

@@ -1,0 +1,52 @@
+"""Run every rule's examples: each `match` example must hit the rule, each `no_match` must not."""
+from __future__ import annotations
+
+import dataclasses
+import shlex
+
+from audit_agent.rules.compiler import CompiledRules, logins_from_argv
+from audit_agent.rules.loader import Rule, RulePack
+
+
+def rule_matches(rule: Rule, example: str) -> bool:
+    """Does this one rule, compiled alone, match the example text as its kind reads it?"""
+    alone = CompiledRules(dataclasses.replace(_EMPTY_PACK, rules=[rule]))
+    kind = rule.kind
+    if kind == "names":
+        return bool(alone.match_names(example, "", ""))
+    if kind == "cmdline":
+        return bool(alone.match_cmdline(example))
+    if kind == "persistence":
+        return bool(alone.match_persistence(example))
+    if kind == "wallet":
+        try:
+            argv = shlex.split(example)
+        except ValueError:
+            argv = example.split()
+        return bool(alone.match_wallets(logins_from_argv(argv) or [example]))
+    if kind == "domains":
+        return bool(alone.match_domains(example, "text"))
+    if kind == "ports":
+        return example.strip().isdigit() and alone.pool_port_rule(int(example)) is not None
+    if kind == "strings":
+        found = {s for s in alone.signature_strings() if s in example}
+        return bool(alone.match_strings(found, "example"))
+    if kind == "frameworks":
+        return alone.is_framework(example, "", example)
+    return False
+
+
+def check_examples(pack: RulePack) -> list[str]:
+    """Return one line per failing example, 'file:line: RULE: ...'."""
+    problems = []
+    for rule in pack.rules:
+        for example in rule.examples_match:
+            if not rule_matches(rule, example):
+                problems.append(f"{rule.origin}: {rule.id}: example should match but does not: {example[:100]!r}")
+        for example in rule.examples_no_match:
+            if rule_matches(rule, example):
+                problems.append(f"{rule.origin}: {rule.id}: example should not match but does: {example[:100]!r}")
+    return problems
+
+
+_EMPTY_PACK = RulePack(name="", version="", description="", sha256="", files=[], rules=[])

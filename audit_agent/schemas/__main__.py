@@ -1,0 +1,3 @@
+from audit_agent.schemas import write_schemas
+
+write_schemas()

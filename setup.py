@@ -1,0 +1,28 @@
+"""Copy the top-level data directories into the wheel as audit_agent/data/.
+
+rules/, reports/ and seeds/ live at the repository's top level (the project's
+layout is fixed), but an installed agent must find them from any directory, so
+the build puts a copy inside the package.
+"""
+import shutil
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+DATA_DIRS = ("rules", "reports", "seeds")
+
+
+class BuildPyWithData(build_py):
+    def run(self) -> None:
+        super().run()
+        root = Path(__file__).parent
+        target = Path(self.build_lib) / "audit_agent" / "data"
+        for name in DATA_DIRS:
+            source = root / name
+            if source.is_dir():
+                shutil.copytree(source, target / name, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+setup(cmdclass={"build_py": BuildPyWithData})
