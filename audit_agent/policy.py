@@ -23,6 +23,9 @@ class Thresholds:
     gpu_busy_percent: float = 90.0
     unexplained_cpu_percent: float = 50.0   # system CPU the visible processes do not explain (100 = one core)
     min_window_seconds: float = 2.0     # below this, load heuristics are not judged
+    stratum_max_connections: float = 2.0        # a pool session (+ a fail-over) and nothing else
+    stratum_max_bytes_per_second: float = 4096.0    # above this a connection is bulk data, not a pool
+    stratum_count_loopback: float = 1.0         # 1: a 127.0.0.1 pool/proxy counts; 0: ignore loopback
 
 
 @dataclass

@@ -100,3 +100,13 @@ def start_miner(processes: Processes, argv: list[str], *, name: str | None = Non
 
 def have_compiler() -> str | None:
     return shutil.which("cc") or shutil.which("gcc")
+
+
+# ---- detection fixtures (persistence, load, GPU, context tests)
+
+@pytest.fixture(scope="session")
+def compiled_rules():
+    """The default rule pack, compiled once for the session."""
+    from audit_agent.rules.compiler import CompiledRules
+    from audit_agent.rules.loader import load_pack
+    return CompiledRules(load_pack())
