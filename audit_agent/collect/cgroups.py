@@ -4,8 +4,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-# docker-<id>.scope, /docker/<id>, cri-containerd-<id>.scope, crio-<id>, libpod-<id>, kubepods/.../<id>
-CONTAINER_ID = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd|kubepods[^/]*/(?:[^/]+/)*?)[-/]?([0-9a-f]{64})")
+# docker-<id>.scope, /docker/<id>, cri-containerd-<id>.scope, ...:cri-containerd:<id>, crio-<id>, libpod-<id>,
+# kubepods/.../<id>: the runtime names vary, the 64-hex container id does not.
+CONTAINER_RUNTIME = re.compile(r"docker|containerd|crio|libpod|kubepods|lxc|podman")
+CONTAINER_ID = re.compile(r"(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])")
 SLURM_JOB = re.compile(r"/slurm[^/]*/uid_\d+/job_(\d+)")
 
 
@@ -26,6 +28,8 @@ def read_cgroup(pid: int, proc_root: str = "/proc") -> str:
 
 
 def container_id(cgroup: str) -> str:
+    if not CONTAINER_RUNTIME.search(cgroup):
+        return ""
     found = CONTAINER_ID.search(cgroup)
     return found.group(1)[:12] if found else ""
 

@@ -1,0 +1,51 @@
+"""Small builders for hand-made snapshots, so tests state only what matters to them."""
+from __future__ import annotations
+
+import time
+
+from audit_agent.model import (Connection, Coverage, CoverageStatus, GpuDevice, GpuProcess, HostInfo, ProcessInfo,
+                               Snapshot)
+from audit_agent.pipeline import Inputs, load_inputs, run_scan
+
+_PACK_CACHE: dict[str, Inputs] = {}
+
+
+def proc(pid: int, cmdline: str | list[str], *, name: str | None = None, exe: str | None = None,
+         user: str = "alice", cpu: float = 1.0, **extra) -> ProcessInfo:
+    argv = cmdline.split() if isinstance(cmdline, str) else cmdline
+    first = argv[0] if argv else ""
+    return ProcessInfo(pid=pid, ppid=1, name=name if name is not None else first.rsplit("/", 1)[-1][:15],
+                       exe=exe if exe is not None else (first if first.startswith("/") else f"/usr/bin/{first}"),
+                       cmdline=argv, username=user, cpu_percent=cpu, allowed_cpus=extra.pop("allowed_cpus", 8),
+                       terminal=extra.pop("terminal", "pts/0"), **extra)
+
+
+def conn(pid: int | None, remote: str, port: int, *, state: str = "ESTABLISHED") -> Connection:
+    return Connection(pid=pid, protocol="tcp", local_address="10.0.0.5", local_port=40000 + (pid or 0) % 20000,
+                      remote_address=remote, remote_port=port, state=state)
+
+
+def gpu(index: int, util: float, pids: list[int] = (), name: str = "NVIDIA A100-SXM4-80GB") -> GpuDevice:
+    return GpuDevice(index=index, name=name, utilization_percent=util, utilization_samples=[util] * 5,
+                     processes=[GpuProcess(pid=p, used_memory_bytes=2 << 30) for p in pids])
+
+
+def snapshot(processes=(), connections=(), gpus=(), *, hostname: str = "node01", window: float = 10.0,
+             coverage: list[Coverage] | None = None, **extra) -> Snapshot:
+    return Snapshot(agent_version="test", collected_at=extra.pop("collected_at", time.time()), window_seconds=window,
+                    host=HostInfo(hostname=hostname, os="Linux", cpu_threads=8, cpu_cores=8),
+                    processes=list(processes), connections=list(connections), gpus=list(gpus),
+                    coverage=coverage if coverage is not None else [
+                        Coverage("processes", CoverageStatus.OK, inspected=len(processes)),
+                        Coverage("network", CoverageStatus.OK)], **extra)
+
+
+def default_inputs(config: str | None = None) -> Inputs:
+    key = config or ""
+    if key not in _PACK_CACHE:
+        _PACK_CACHE[key] = load_inputs(None, config)
+    return _PACK_CACHE[key]
+
+
+def scan(snap: Snapshot, config: str | None = None):
+    return run_scan(snap, default_inputs(config))

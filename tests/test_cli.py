@@ -1,0 +1,79 @@
+"""The CLI: usage errors, corrupt inputs and hostile process data end cleanly."""
+from __future__ import annotations
+
+import json
+import os
+
+from audit_agent.cli import main
+from audit_agent.model import ProcessInfo
+from audit_agent.render.text import render
+from tests.factories import proc, scan, snapshot
+
+HOSTILE = ["[bold red]PWNED[/bold red]", "\x1b[31mred\x1b[0m", "\x1b]0;title\x07", "<script>alert(1)</script>",
+           "[link=https://evil.invalid]click[/link]", "\u202eexe.gpj"]
+
+
+def test_unknown_option_is_a_usage_error(agent):
+    result = agent("scan", "--frobnicate")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --frobnicate" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_command_prints_help_and_exits_2(agent):
+    result = agent()
+    assert result.returncode == 2 and "scan" in result.stderr
+
+
+def test_version(agent):
+    result = agent("--version")
+    assert result.returncode == 0 and result.stdout.startswith("audit-agent ")
+
+
+def test_corrupt_snapshot_is_one_line_error_and_leaves_no_report(agent, tmp_path):
+    bad = tmp_path / "bad.json"
+    out = tmp_path / "out.json"
+    for content in ('{"schema_version": "1.0", "processes": [{"pid": "x"}]}', "{not json", "[]",
+                    '{"schema_version": "9.0"}'):
+        bad.write_text(content)
+        result = agent("scan", "--snapshot", str(bad), "--json", str(out))
+        assert result.returncode == 2, content
+        assert len(result.stderr.strip().splitlines()) == 1 and str(bad) in result.stderr
+        assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+    assert "newer than this agent supports" in result.stderr
+
+
+def test_missing_snapshot_file(agent, tmp_path):
+    result = agent("scan", "--snapshot", str(tmp_path / "none.json"))
+    assert result.returncode == 2 and "cannot read snapshot" in result.stderr
+
+
+def test_report_json_is_written_0640(tmp_path, capsys):
+    snap_path = tmp_path / "s.json"
+    snap_path.write_text(json.dumps(snapshot([proc(5, "/usr/bin/sleep 100")]).to_dict()))
+    out = tmp_path / "r.json"
+    assert main(["scan", "--snapshot", str(snap_path), "--json", str(out), "--quiet"]) == 0
+    assert oct(os.stat(out).st_mode & 0o777) == "0o640"
+    assert json.loads(out.read_text())["verdict"] == "compliant"
+
+
+def test_terminal_summary_shows_hostile_names_literally():
+    hostile = [proc(100 + i, ["/tmp/xmrig", name, "-o", "stratum+tcp://198.51.100.1:3333"], name=name)
+               for i, name in enumerate(HOSTILE)]
+    text = render(scan(snapshot(hostile)))
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "[bold red]PWNED[/bold red]" in text
+    assert "[link=https://evil.invalid]click[/link]" in text
+
+
+def test_cli_terminal_output_has_no_escape_bytes_from_data(tmp_path):
+    snap = snapshot([ProcessInfo(pid=7, name="\x1b[2J\x1b]0;x\x07[blink]x", exe="/tmp/xmrig",
+                                 cmdline=["/tmp/xmrig", "\x1b[31m"], cpu_percent=99.0)])
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(snap.to_dict()))
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "audit_agent", "scan", "--snapshot", str(path)],
+                            capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
+    assert result.returncode == 1
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
+    assert "\\x1b[2J" in result.stdout and "\\x1b[31m" in result.stdout

@@ -1,0 +1,168 @@
+"""Collectors: vanished processes, access denied, fake /proc trees, other operating systems."""
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+import sys
+from types import SimpleNamespace
+
+import psutil
+import pytest
+
+from audit_agent.collect import linux_only, processes as processes_module
+from audit_agent.collect.cgroups import container_id, read_cgroup, slurm_job_id
+from audit_agent.collect.host import cpu_model_and_sockets, os_release
+from audit_agent.collect.network import collect_connections
+from audit_agent.collect.processes import FirstReading, build_process, ns_pids, read_processes, selected_environ
+from audit_agent.model import CoverageStatus
+
+
+def fake_proc(pid: int, info: dict):
+    proc = SimpleNamespace(pid=pid, info=info)
+    proc.cpu_affinity = lambda: [0, 1]
+    return proc
+
+
+def raw_info(pid: int, **overrides) -> dict:
+    info = {"pid": pid, "ppid": 1, "name": "worker", "exe": "/usr/bin/worker", "cmdline": ["worker", "-v"],
+            "username": "alice", "cwd": "/home/alice", "create_time": 1.0, "status": "running", "nice": 0,
+            "num_threads": 4, "memory_info": SimpleNamespace(rss=1 << 20), "terminal": None,
+            "cpu_times": SimpleNamespace(user=12.0, system=3.0), "uids": SimpleNamespace(real=1000)}
+    info.update(overrides)
+    return info
+
+
+def test_cpu_percent_is_measured_over_the_window():
+    first = FirstReading(started=0.0, cpu_seconds={7: 10.0})
+    info = build_process(raw_info(7), first, elapsed=2.5, proc_root="/nonexistent")
+    assert info.cpu_seconds == 5.0
+    assert info.cpu_percent == 200.0
+
+
+def test_access_denied_is_counted_not_raised(mocker):
+    denied = processes_module._DENIED
+    listing = [fake_proc(1, raw_info(1)), fake_proc(2, raw_info(2, exe=denied, cmdline=denied, cwd=denied))]
+    mocker.patch.object(psutil, "process_iter", return_value=listing)
+    found, coverage = read_processes(FirstReading(0.0, {}), proc_root="/nonexistent")
+    assert [p.pid for p in found] == [1, 2]
+    assert found[1].denied == ["cmdline", "cwd", "exe"] and found[1].exe == ""
+    assert coverage.status == CoverageStatus.PARTIAL
+    assert coverage.denied == 1 and coverage.inspected == 1
+    assert "1 of 2" in coverage.reason
+
+
+def test_processes_that_vanish_mid_scan_are_skipped(mocker):
+    class Vanishing:
+        pid = 3
+
+        @property
+        def info(self):
+            raise psutil.NoSuchProcess(3)
+
+    mocker.patch.object(psutil, "process_iter", return_value=[fake_proc(1, raw_info(1)), Vanishing()])
+    mocker.patch.object(processes_module, "build_process", side_effect=[
+        processes_module.build_process(raw_info(1), FirstReading(0.0, {}), 1.0, "/nonexistent"),
+        psutil.NoSuchProcess(3)])
+    found, coverage = read_processes(FirstReading(0.0, {}), proc_root="/nonexistent")
+    assert [p.pid for p in found] == [1]
+    assert coverage.status == CoverageStatus.OK
+
+
+def test_no_process_listed_is_skipped_coverage(mocker):
+    mocker.patch.object(psutil, "process_iter", return_value=[])
+    _, coverage = read_processes(FirstReading(0.0, {}))
+    assert coverage.status == CoverageStatus.SKIPPED
+
+
+def test_huge_command_lines_are_capped():
+    info = build_process(raw_info(9, cmdline=["x" * 100_000] + ["a"] * 1000), FirstReading(0.0, {}), 1.0, "/nonexistent")
+    assert len(info.cmdline) == 257
+    assert len(info.cmdline[0]) < 5000
+
+
+@pytest.fixture
+def fake_proc_root(tmp_path):
+    pid_dir = tmp_path / "4242"
+    pid_dir.mkdir()
+    (pid_dir / "cgroup").write_text(
+        "0::/system.slice/slurmstepd.scope/job_998877/step_0/user/task_0\n"
+        if False else "0::/slurm/uid_1000/job_998877/step_batch/task_0\n")
+    (pid_dir / "status").write_text("Name:\tpython3\nTgid:\t4242\nNSpid:\t4242\t17\n")
+    (pid_dir / "environ").write_bytes(b"HOME=/home/a\0LD_PRELOAD=/tmp/.l/libx.so\0SLURM_JOB_ID=998877\0\xff\xfe=bad\0")
+    os.symlink("/tmp/.x/miner (deleted)", pid_dir / "exe")
+    docker = tmp_path / "5353"
+    docker.mkdir()
+    (docker / "cgroup").write_text(
+        "12:pids:/docker/" + "a" * 64 + "\n11:cpu,cpuacct:/docker/" + "a" * 64 + "\n")
+    unreadable = tmp_path / "6464"
+    unreadable.mkdir()
+    return tmp_path
+
+
+def test_linux_details_from_a_fake_proc_tree(fake_proc_root):
+    root = str(fake_proc_root)
+    assert slurm_job_id(read_cgroup(4242, root)) == "998877"
+    assert container_id(read_cgroup(5353, root)) == "a" * 12
+    assert read_cgroup(6464, root) == "" and read_cgroup(1, root) == ""
+    assert ns_pids(4242, root) == [4242, 17]
+    assert selected_environ(4242, root) == {"LD_PRELOAD": "/tmp/.l/libx.so", "SLURM_JOB_ID": "998877"}
+    assert selected_environ(6464, root) == {}
+    info = build_process(raw_info(4242, exe=""), FirstReading(0.0, {}), 1.0, proc_root=root)
+    if sys.platform.startswith("linux"):
+        assert info.exe_deleted and info.exe == "/tmp/.x/miner"
+        assert info.slurm_job_id == "998877"
+
+
+@pytest.mark.parametrize("cgroup, expected", [
+    ("/kubepods/burstable/pod1234/" + "b" * 64, "b" * 12),
+    ("/system.slice/docker-" + "c" * 64 + ".scope", "c" * 12),
+    ("/system.slice/containerd.service/kubepods-besteffort-pod1.slice:cri-containerd:" + "d" * 64, "d" * 12),
+    ("/machine.slice/libpod-" + "e" * 64 + ".scope/container", "e" * 12),
+    ("/user.slice/user-1000.slice/session-3.scope", ""),
+])
+def test_container_ids_from_cgroup_paths(cgroup, expected):
+    assert container_id(cgroup) == expected
+
+
+def test_host_facts_from_fake_files(tmp_path):
+    (tmp_path / "cpuinfo").write_text(
+        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\nphysical id\t: 0\n\n"
+        "processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz\nphysical id\t: 1\n")
+    (tmp_path / "os-release").write_text('NAME="Debian"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n')
+    assert cpu_model_and_sockets(str(tmp_path)) == ("Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz", 2)
+    assert os_release(str(tmp_path)) == "Debian GNU/Linux 12 (bookworm)"
+    assert cpu_model_and_sockets(str(tmp_path / "missing")) == ("", None)
+
+
+def test_connections_access_denied_is_skipped_not_a_crash(mocker):
+    mocker.patch.object(psutil, "net_connections", side_effect=psutil.AccessDenied())
+    connections, coverage = collect_connections()
+    assert connections == [] and coverage.status == CoverageStatus.SKIPPED
+
+
+def test_connections_without_owner_are_partial(mocker):
+    addr = namedtuple("addr", "ip port")
+    sconn = namedtuple("sconn", "fd family type laddr raddr status pid")
+    mocker.patch.object(psutil, "net_connections", return_value=[
+        sconn(3, 2, 1, addr("10.0.0.5", 40000), addr("192.0.2.7", 3333), "ESTABLISHED", None),
+        sconn(4, 2, 1, addr("10.0.0.5", 40001), addr("192.0.2.8", 443), "ESTABLISHED", 77),
+        sconn(5, 2, 1, addr("0.0.0.0", 22), (), "LISTEN", 1),
+    ])
+    connections, coverage = collect_connections()
+    assert [(c.pid, c.remote_port, c.protocol) for c in connections] == [(None, 3333, "tcp"), (77, 443, "tcp")]
+    assert coverage.status == CoverageStatus.PARTIAL and coverage.denied == 1
+
+
+@pytest.mark.parametrize("platform", ["darwin", "win32"])
+def test_linux_only_checks_are_not_applicable_elsewhere(mocker, platform):
+    mocker.patch.object(sys, "platform", platform)
+    coverage = linux_only("stealth")
+    assert coverage.status == CoverageStatus.NOT_APPLICABLE and platform in coverage.reason
+
+
+@pytest.mark.parametrize("platform", ["darwin", "win32"])
+def test_process_collector_runs_without_linux_details_elsewhere(mocker, platform):
+    mocker.patch.object(processes_module, "ON_LINUX", False)
+    mocker.patch.object(sys, "platform", platform)
+    info = build_process(raw_info(11, exe="C:\\Users\\x\\xmrig.exe"), FirstReading(0.0, {}), 1.0, "/nonexistent")
+    assert info.cgroup == "" and info.environ == {} and info.exe == "C:\\Users\\x\\xmrig.exe"

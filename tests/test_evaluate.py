@@ -1,0 +1,117 @@
+"""Evaluation: one finding per subject with every reason, confidence that rises, verdicts, allowlist, exit codes."""
+from __future__ import annotations
+
+import pytest
+
+from audit_agent.evaluate import exit_code
+from audit_agent.model import Coverage, CoverageStatus, FindingStatus, Severity, Verdict
+from tests.conftest import MONERO_WALLET
+from tests.factories import conn, gpu, proc, scan, snapshot
+
+XMRIG = f"/opt/x/xmrig -o stratum+tcp://pool.supportxmr.com:3333 -u {MONERO_WALLET} -p x --donate-level 1"
+
+
+def test_signals_about_one_process_fold_into_one_finding():
+    report = scan(snapshot([proc(10, XMRIG, cpu=780.0)], [conn(10, "198.51.100.7", 3333)]))
+    assert len(report.findings) == 1
+    finding = report.findings[0]
+    assert finding.subject.pid == 10
+    assert finding.severity.rank >= Severity.HIGH.rank
+    assert len(finding.reasons) >= 4 and len(set(finding.reasons)) == len(finding.reasons)
+    assert {"name", "cmdline", "login", "connection"} <= {e.field for e in finding.evidence}
+    assert "198.51.100.7:3333" in finding.subject.connections
+    assert finding.attack == ["T1496"]
+    assert report.verdict == Verdict.NON_COMPLIANT
+
+
+def test_confidence_rises_as_independent_signals_agree():
+    alone = scan(snapshot([proc(10, "/opt/tools/helper -o 198.51.100.7:3333 -u worker1", cpu=50.0)])).findings
+    joined = scan(snapshot([proc(10, f"/opt/tools/helper -o 198.51.100.7:3333 -u {MONERO_WALLET}", cpu=50.0)],
+                           [conn(10, "198.51.100.7", 3333)])).findings
+    assert alone and joined
+    assert joined[0].confidence > alone[0].confidence
+
+
+def test_fingerprint_leaves_out_pid_and_start_time():
+    first = scan(snapshot([proc(10, XMRIG, create_time=1.0)])).findings[0]
+    second = scan(snapshot([proc(99, XMRIG, create_time=5000.0)])).findings[0]
+    assert first.fingerprint == second.fingerprint
+    other_user = scan(snapshot([proc(10, XMRIG, user="bob")])).findings[0]
+    assert other_user.fingerprint != first.fingerprint
+
+
+def test_pool_port_alone_is_only_review():
+    report = scan(snapshot([proc(10, "/usr/bin/python3 client.py", cpu=3.0)], [conn(10, "198.51.100.9", 3333)]))
+    assert len(report.findings) == 1
+    assert report.findings[0].severity.rank < Severity.HIGH.rank
+    assert report.verdict == Verdict.NEEDS_REVIEW
+
+
+def test_unowned_pool_connection_is_a_connection_subject():
+    report = scan(snapshot([], [conn(None, "198.51.100.9", 14444)]))
+    assert report.findings[0].subject.kind == "connection"
+    assert report.findings[0].severity.rank < Severity.HIGH.rank
+
+
+def test_busy_gpu_with_unknown_process_is_low_confidence_review_never_high():
+    job = proc(30, "/home/bob/bin/render_worker --scene s1", user="bob", cpu=100.0)
+    report = scan(snapshot([job], gpus=[gpu(0, 99.0, [30])]))
+    assert len(report.findings) == 1
+    finding = report.findings[0]
+    assert finding.severity.rank < Severity.HIGH.rank and finding.confidence <= 0.5
+    assert finding.subject.gpu_index == 0
+    assert report.verdict == Verdict.NEEDS_REVIEW
+
+
+def test_busy_gpu_with_no_process_asks_for_review():
+    report = scan(snapshot([], gpus=[gpu(1, 97.0, [])]))
+    assert report.findings[0].subject.kind == "gpu"
+    assert report.verdict == Verdict.NEEDS_REVIEW
+
+
+def test_partial_core_coverage_is_never_compliant():
+    report = scan(snapshot([proc(1, "/sbin/init")], coverage=[
+        Coverage("processes", CoverageStatus.PARTIAL, "37 of 300 processes denied", inspected=263, denied=37),
+        Coverage("network", CoverageStatus.OK)]))
+    assert report.verdict == Verdict.INCOMPLETE
+    assert any("37 of 300" in reason for reason in report.verdict_reasons)
+    assert exit_code(report, Severity.HIGH) == 0
+    assert exit_code(report, Severity.HIGH, fail_on_incomplete=True) == 3
+
+
+def test_clean_host_is_compliant():
+    report = scan(snapshot([proc(1, "/sbin/init"), proc(2, "/usr/sbin/sshd -D", user="root")]))
+    assert report.verdict == Verdict.COMPLIANT and report.findings == []
+    assert exit_code(report, Severity.HIGH) == 0
+
+
+@pytest.mark.parametrize("fail_on, expected", [(Severity.HIGH, 1), (Severity.CRITICAL, 0), (None, 0)])
+def test_exit_code_follows_fail_on(fail_on, expected):
+    report = scan(snapshot([proc(10, "/opt/x/helper -o 198.51.100.7:3333 -u worker1")]))
+    assert max(f.severity.rank for f in report.findings) == Severity.HIGH.rank
+    assert exit_code(report, fail_on) == expected
+
+
+def write_config(tmp_path, text: str) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_allowlist_by_exe_user_cmdline_and_host(tmp_path):
+    config = write_config(tmp_path, """
+allowlist:
+  - exe: /opt/x/*
+    user: alice
+    cmdline: 'supportxmr'
+    host: node0?
+    reason: Approved benchmark of mining software for course CS-7001
+""")
+    report = scan(snapshot([proc(10, XMRIG)]), config)
+    assert report.findings[0].status == FindingStatus.ALLOWLISTED
+    assert "CS-7001" in report.findings[0].status_reason
+    assert report.verdict == Verdict.COMPLIANT
+    other_host = scan(snapshot([proc(10, XMRIG)], hostname="login1"), config)
+    assert other_host.findings[0].status == FindingStatus.OPEN
+    other_user = scan(snapshot([proc(10, XMRIG, user="mallory")]), config)
+    assert other_user.verdict == Verdict.NON_COMPLIANT
