@@ -115,3 +115,8 @@ allowlist:
     assert other_host.findings[0].status == FindingStatus.OPEN
     other_user = scan(snapshot([proc(10, XMRIG, user="mallory")]), config)
     assert other_user.verdict == Verdict.NON_COMPLIANT
+
+
+def test_closed_socket_history_is_not_activity():
+    report = scan(snapshot([], [conn(None, "198.51.100.9", 3333, state="TIME_WAIT")]))
+    assert report.findings == []

@@ -5,6 +5,8 @@ import psutil
 
 from audit_agent.model import Connection, Coverage, CoverageStatus
 
+# Sockets the kernel keeps after their process closed them have no owner by nature, not by denial.
+ORPHAN_STATES = {"TIME_WAIT", "FIN_WAIT2", "CLOSE", "LAST_ACK", "CLOSING"}
 PROTOCOLS = {
     (2, 1): "tcp", (10, 1): "tcp6", (2, 2): "udp", (10, 2): "udp6",
 }
@@ -23,7 +25,7 @@ def collect_connections() -> tuple[list[Connection], Coverage]:
     for conn in raw:
         if not conn.raddr:
             continue
-        if conn.pid is None:
+        if conn.pid is None and conn.status not in ORPHAN_STATES:
             unowned += 1
         connections.append(Connection(
             pid=conn.pid,

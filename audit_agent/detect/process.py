@@ -7,6 +7,7 @@ from audit_agent.redact import redact_cmdline
 from audit_agent.rules.compiler import logins_from_argv
 
 POOL_PORT_CONFIDENCE = 0.35
+LIVE_STATES = {"ESTABLISHED", "SYN_SENT", ""}     # "" = UDP; a TIME_WAIT socket is history, not activity
 
 
 def signals(ctx: Context) -> list[Signal]:
@@ -41,7 +42,7 @@ def connection_signals(ctx: Context) -> list[Signal]:
     found = []
     for conn in ctx.snapshot.connections:
         rule = ctx.rules.pool_port_rule(conn.remote_port)
-        if rule is None or conn.remote_port == conn.local_port:
+        if rule is None or conn.remote_port == conn.local_port or conn.state not in LIVE_STATES:
             continue
         endpoint = f"{conn.remote_address}:{conn.remote_port}"
         proc = ctx.by_pid.get(conn.pid) if conn.pid is not None else None
