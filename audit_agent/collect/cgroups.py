@@ -8,7 +8,8 @@ from pathlib import Path
 # kubepods/.../<id>: the runtime names vary, the 64-hex container id does not.
 CONTAINER_RUNTIME = re.compile(r"docker|containerd|crio|libpod|kubepods|lxc|podman")
 CONTAINER_ID = re.compile(r"(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])")
-SLURM_JOB = re.compile(r"/slurm[^/]*/uid_\d+/job_(\d+)")
+# cgroup v1: /slurm/uid_1000/job_42/step_0; cgroup v2 (Slurm >= 22.05): /system.slice/slurmstepd.scope/job_42/step_0
+SLURM_JOB = re.compile(r"/slurm[^/]*/uid_\d+/job_(\d+)|/slurmstepd\.scope/job_(\d+)")
 
 
 def read_cgroup(pid: int, proc_root: str = "/proc") -> str:
@@ -36,4 +37,4 @@ def container_id(cgroup: str) -> str:
 
 def slurm_job_id(cgroup: str) -> str:
     found = SLURM_JOB.search(cgroup)
-    return found.group(1) if found else ""
+    return (found.group(1) or found.group(2)) if found else ""
