@@ -42,11 +42,15 @@ def collect_snapshot(options: CollectOptions) -> Snapshot:
 
     gpu = options.gpu_sampler or GpuSampler()
     gpu.start()
+    from audit_agent.collect.stealth import CpuAccount     # hidden-CPU check: /proc/stat over this window
+    cpu_account = CpuAccount.start(options.proc_root) if options.check_stealth else None
     first = first_reading()
     snapshot.load = sample_window(options.window, gpu, progress)
 
     progress("processes", 1.0)
     snapshot.processes, coverage = read_processes(first, options.proc_root)
+    if cpu_account is not None:
+        cpu_account.finish(snapshot)    # /proc/stat vs the listed processes over the same window
     snapshot.coverage.append(coverage)
     progress("connections", 1.0)
     snapshot.connections, coverage = collect_connections()

@@ -1,8 +1,310 @@
-"""binaries collector (being written)."""
+"""Executable content signatures: scan each distinct executable of a running process once.
+
+Each executable is opened through /proc/PID/exe, so a binary deleted after it
+started is still read, and identified by (device, inode, size, mtime): many
+processes sharing one binary cost one scan, and the in-process cache means a
+watch-mode cycle rescans nothing that did not change.
+
+Search strategy (measured on this project's dev box, 2 cores, 248 MB of real
+ELF files, 55 signature strings; `grep -c -a -F -f` does ~500 MB/s there):
+  * one compiled bytes regex of escaped literals        ~70 MB/s
+  * the same regex built as a prefix trie               ~99 MB/s
+  * `mmap.find` once per string over the whole file     ~72 MB/s (each pass
+    runs at 2-6 GB/s in C, but it is one pass per string)
+  * `mmap.find` per string over only the sections that can hold text
+    (ELF code, relocations, symbol tables and unwind tables skipped)
+                                                        ~135 MB/s of file
+Python's `re` has no multi-literal (Aho-Corasick) search, so it tries every
+position; `find` uses memchr/Horspool-style skips in C.  Skipping machine
+code is safe for text signatures: string literals live in .rodata/.data, and
+names in .dynstr/.strtab; files without a usable section table (packed,
+scripts, data) are scanned whole.  yara-python, when installed, is faster.
+"""
 from __future__ import annotations
 
-from audit_agent.model import Coverage
+import hashlib
+import mmap
+import os
+import stat
+import struct
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from audit_agent.model import BinaryScan, Coverage, CoverageStatus, Snapshot
+
+CHECK = "binaries"
+MAX_SCAN_BYTES = 64 * 1024 * 1024       # per executable; a miner is a few MB, a bigger tail is not worth the time
+HASH_MAX_BYTES = 32 * 1024 * 1024       # sha256 only where cheap (~20 ms at this size)
+ON_LINUX = sys.platform.startswith("linux")
+
+# ELF sections that never hold text signatures: machine code (SHF_EXECINSTR), relocation and
+# symbol-entry tables (the names live in .strtab/.dynstr, which are scanned), unwind tables.
+SHF_EXECINSTR = 0x4
+SKIP_SECTION_TYPES = {2, 4, 8, 9, 11}   # SYMTAB, RELA, NOBITS, REL, DYNSYM
+SKIP_SECTION_NAMES = {b".eh_frame", b".eh_frame_hdr", b".gcc_except_table", b".data.rel.ro", b".got", b".got.plt"}
 
 
-def collect_binaries(snapshot, options) -> list[Coverage]:
-    return []
+@dataclass
+class _Cached:
+    sha256: str
+    size: int
+    scanned: int
+    matched: list[str]
+    engine: str
+    error: str = ""
+
+
+@dataclass
+class _Target:
+    """One distinct executable and the pids running it."""
+    path: str
+    open_path: str
+    key: tuple[int, int, int, int]
+    size: int
+    pids: list[int] = field(default_factory=list)
+
+
+# (dev, inode, size, mtime_ns, signature set id) -> scan result; lives as long as the agent process.
+_CACHE: dict[tuple[Any, ...], _Cached] = {}
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+def collect_binaries(snapshot: Snapshot, options: Any) -> list[Coverage]:
+    """scanning executables for miner signatures"""
+    strings = list(getattr(options, "signature_strings", []) or [])
+    yara_rules = load_yara_rules(strings)
+    if not strings and yara_rules is None:
+        return [Coverage(CHECK, CoverageStatus.SKIPPED, "the rule pack has no executable signature strings")]
+    pids = [p.pid for p in snapshot.processes]
+    scans, inspected, denied = scan_pids(pids, snapshot, options, strings, yara_rules)
+    snapshot.binaries.extend(scans)
+    return [binaries_coverage(inspected, denied)]
+
+
+def binaries_coverage(inspected: int, denied: int) -> Coverage:
+    if denied:
+        return Coverage(CHECK, CoverageStatus.PARTIAL,
+                        f"{denied} executable(s) unreadable: access denied; run as root for full coverage",
+                        inspected=inspected, denied=denied)
+    return Coverage(CHECK, CoverageStatus.OK, inspected=inspected)
+
+
+def scan_pids(pids: Iterable[int], snapshot: Snapshot, options: Any, strings: list[str] | None = None,
+              yara_rules: Any = None) -> tuple[list[BinaryScan], int, int]:
+    """Scan the executables of `pids` (each distinct file once). Returns (scans, inspected, denied).
+
+    Also used by the stealth collector for processes it finds hidden after this step ran.
+    """
+    if strings is None:
+        strings = list(getattr(options, "signature_strings", []) or [])
+        yara_rules = load_yara_rules(strings)
+    proc_root = getattr(options, "proc_root", "/proc")
+    by_pid = {p.pid: p for p in snapshot.processes}
+    targets: dict[tuple[int, int, int, int], _Target] = {}
+    denied = 0
+    for pid in pids:
+        proc = by_pid.get(pid)
+        known_exe = proc.exe if proc else ""
+        target, was_denied = locate(pid, known_exe, proc_root)
+        denied += was_denied
+        if target is None:
+            continue
+        existing = targets.setdefault(target.key, target)
+        existing.pids.append(pid)
+    signature_id = (tuple(strings), id(yara_rules) if yara_rules is not None else None)
+    encoded = [s.encode("utf-8") for s in strings]
+    scans = []
+    for target in targets.values():
+        result = scan_target(target, signature_id, strings, encoded, yara_rules)
+        if result.error.startswith("access denied"):
+            denied += 1
+        scans.append(BinaryScan(path=target.path, pids=sorted(target.pids), sha256=result.sha256,
+                                size_bytes=target.size, scanned_bytes=result.scanned,
+                                matched_strings=list(result.matched), engine=result.engine, error=result.error))
+    return scans, len(targets), denied
+
+
+def locate(pid: int, known_exe: str, proc_root: str) -> tuple[_Target | None, int]:
+    """The executable of `pid` and its identity; (None, 1) when access is denied, (None, 0) when there is none."""
+    if ON_LINUX:
+        open_path = os.path.join(proc_root, str(pid), "exe")
+        try:
+            link = os.readlink(open_path)
+        except PermissionError:
+            return None, 1
+        except OSError:
+            return None, 0          # kernel thread (no exe) or the process is gone
+        path = link[: -len(" (deleted)")] if link.endswith(" (deleted)") else link
+    else:
+        if not known_exe:
+            return None, 0
+        open_path = path = known_exe
+    try:
+        info = os.stat(open_path)       # follows /proc/PID/exe to the file itself, deleted or not
+    except PermissionError:
+        return None, 1
+    except OSError:
+        return None, 0
+    if not stat.S_ISREG(info.st_mode):
+        return None, 0
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    return _Target(path=path or known_exe, open_path=open_path, key=key, size=info.st_size), 0
+
+
+def scan_target(target: _Target, signature_id: tuple[Any, ...], strings: list[str], encoded: list[bytes],
+                yara_rules: Any) -> _Cached:
+    cache_key = (*target.key, signature_id)
+    cached = _CACHE.get(cache_key)
+    if cached is not None:
+        return cached
+    try:
+        result = scan_file(target.open_path, strings, encoded, yara_rules)
+    except PermissionError:
+        return _Cached("", target.size, 0, [], "builtin", "access denied")
+    except OSError as exc:
+        # vanished or unreadable right now: not cached, the next cycle tries again
+        return _Cached("", target.size, 0, [], "builtin", f"unreadable: {exc.strerror or exc}")
+    _CACHE[cache_key] = result
+    return result
+
+
+def scan_file(path: str, strings: list[str], encoded: list[bytes], yara_rules: Any = None) -> _Cached:
+    """Map the file (bounded) and look for the signature strings; optionally also run YARA."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        limit = min(size, MAX_SCAN_BYTES)
+        if limit == 0:
+            return _Cached("", size, 0, [], "builtin")
+        with mmap.mmap(handle.fileno(), limit, access=mmap.ACCESS_READ) as data:
+            ranges = content_ranges(data, limit)
+            matched = scan_ranges(data, ranges, strings, encoded)
+            scanned = sum(end - start for start, end in ranges)
+            engine = "builtin"
+            if yara_rules is not None:
+                matched = merge(matched, yara_matches(yara_rules, data[:limit]))
+                engine, scanned = "yara", limit
+            digest = hashlib.sha256(data).hexdigest() if size <= HASH_MAX_BYTES else ""
+    return _Cached(digest, size, scanned, matched, engine)
+
+
+def scan_ranges(data: Any, ranges: list[tuple[int, int]], strings: list[str], encoded: list[bytes]) -> list[str]:
+    """Strings (in pack order) found in any of the byte ranges.
+
+    One C-speed `find` per string and range (see the module docstring for the
+    measurements behind this choice); a string contained in one already found
+    is known present without another pass.
+    """
+    found: dict[int, None] = {}
+    found_bytes: list[bytes] = []
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))    # long first: they imply short ones
+    for index in order:
+        needle = encoded[index]
+        if not needle:
+            continue
+        if any(needle in hit for hit in found_bytes):
+            found[index] = None
+            continue
+        for start, end in ranges:
+            if end - start >= len(needle) and data.find(needle, start, end) != -1:
+                found[index] = None
+                found_bytes.append(needle)
+                break
+    return [strings[i] for i in sorted(found)]
+
+
+def content_ranges(data: Any, limit: int) -> list[tuple[int, int]]:
+    """The byte ranges worth scanning: all of [0, limit) minus ELF sections that cannot hold text."""
+    skipped = sorted(elf_skip_ranges(data, limit))
+    ranges = []
+    position = 0
+    for start, end in skipped:
+        if start > position:
+            ranges.append((position, start))
+        position = max(position, end)
+    if position < limit:
+        ranges.append((position, limit))
+    return ranges or [(0, limit)]
+
+
+def elf_skip_ranges(data: Any, limit: int) -> list[tuple[int, int]]:
+    """Offsets of code/relocation/symbol/unwind sections of an ELF file; [] for anything else or a bad header."""
+    if limit < 64 or data[:4] != b"\x7fELF":
+        return []
+    is64 = data[4] == 2
+    endian = "<" if data[5] == 1 else ">"
+    try:
+        if is64:
+            shoff, = struct.unpack_from(endian + "Q", data, 0x28)
+            shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", data, 0x3A)
+            layout, want = endian + "IIQQQQ", 40
+        else:
+            shoff, = struct.unpack_from(endian + "I", data, 0x20)
+            shentsize, shnum, shstrndx = struct.unpack_from(endian + "HHH", data, 0x2E)
+            layout, want = endian + "IIIIII", 24
+        if shnum == 0 or shnum > 4096 or shentsize < want or shoff + shnum * shentsize > limit:
+            return []
+        headers = [struct.unpack_from(layout, data, shoff + i * shentsize) for i in range(shnum)]
+        names_offset = headers[shstrndx][4] if shstrndx < shnum else 0
+        skip = []
+        for name_index, sh_type, flags, _addr, offset, size in headers:
+            if size == 0 or offset >= limit:
+                continue
+            name = section_name(data, names_offset + name_index, limit) if names_offset else b""
+            if flags & SHF_EXECINSTR or sh_type in SKIP_SECTION_TYPES or name in SKIP_SECTION_NAMES:
+                if sh_type != 8:        # NOBITS occupies no file bytes
+                    skip.append((offset, min(offset + size, limit)))
+        return skip
+    except (struct.error, IndexError, ValueError):
+        return []
+
+
+def section_name(data: Any, offset: int, limit: int) -> bytes:
+    if offset >= limit:
+        return b""
+    end = data.find(b"\0", offset, min(offset + 64, limit))
+    return bytes(data[offset:end]) if end != -1 else b""
+
+
+def merge(first: list[str], second: list[str]) -> list[str]:
+    return list(dict.fromkeys([*first, *second]))
+
+
+# ------------------------------------------------------------------ optional yara-python
+
+_YARA_CACHE: dict[tuple[str, ...], Any] = {}
+
+
+def yara_dir() -> Path:
+    from audit_agent.paths import data_dir
+    return data_dir("rules") / "yara"
+
+
+def load_yara_rules(strings: list[str]) -> Any:
+    """Compiled YARA rules (shipped rules/yara/*.yar) when yara-python is importable, else None."""
+    try:
+        import yara  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    files = sorted(str(p) for p in yara_dir().glob("*.yar")) if yara_dir().is_dir() else []
+    if not files:
+        return None
+    key = tuple(files)
+    if key not in _YARA_CACHE:
+        try:
+            _YARA_CACHE[key] = yara.compile(filepaths={f"r{i}": path for i, path in enumerate(files)})
+        except Exception:       # a broken .yar must not stop the audit: fall back to the built-in scanner
+            _YARA_CACHE[key] = None
+    return _YARA_CACHE[key]
+
+
+def yara_matches(rules: Any, data: bytes) -> list[str]:
+    """`yara:<rule>` for each YARA rule that matched."""
+    try:
+        return [f"yara:{match.rule}" for match in rules.match(data=data, timeout=30)]
+    except Exception:
+        return []

@@ -1,8 +1,318 @@
-"""configs collector (being written)."""
+"""Miner config files: the ones a process names (`-c`, `--config`) and the ones in its cwd or next to its exe.
+
+A miner started with no arguments keeps its pool and wallet in a config file
+(xmrig/T-Rex/SRBMiner/lolMiner config.json, nanominer config.ini, xmr-stak
+pools.txt). Files are opened through /proc/PID/cwd and /proc/PID/root, so a
+deleted cwd or a container's filesystem is read as the process sees it.
+Only pool URLs, logins (wallets), notable keys and algorithms are kept, never
+passwords. Everything read is bounded: size per file, files per process, in all.
+"""
 from __future__ import annotations
 
-from audit_agent.model import Coverage
+import json
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from audit_agent.collect import linux_only
+from audit_agent.model import Coverage, CoverageStatus, MinerConfig, ProcessInfo, Snapshot
+from audit_agent.redact import cap, redact_text
+
+CHECK = "configs"
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_FILES_PER_PROCESS = 8
+MAX_FILES_TOTAL = 512
+MAX_DIR_ENTRIES = 256           # entries looked at per directory when looking for *.json
+MAX_VALUES = 32                 # urls / users / keys kept per file
+MAX_JSON_DEPTH = 8
+CONFIG_FLAGS = {"-c", "--config", "-C", "--config-file", "--cfg", "-config"}
+DEFAULT_NAMES = ("config.json", "config.ini", "pools.txt", "config.txt", "config.toml")
+FORBIDDEN_PREFIXES = ("/proc/", "/sys/", "/dev/")
+
+URL_KEYS = {"url", "pool", "pool_address", "server", "stratum", "proxy", "address_pool", "pool_url"}
+POOL_N_KEY = re.compile(r"^pool\d+$", re.IGNORECASE)
+USER_KEYS = {"user", "wallet", "wallet_address", "login", "username", "wal", "worker_user", "account", "dualuser"}
+PASSWORD_KEYS = {"pass", "password", "pool_password", "passwd", "pwd", "token", "access-token", "api-token"}
+ALGO_KEYS = {"algo", "algorithm", "coin", "pow", "currency", "dualalgo"}
+NOTABLE_KEYS = {"pools", "pool_list", "donate-level", "donate-over-proxy", "randomx", "cpu", "cuda", "opencl",
+                "rig-id", "nicehash", "tls-fingerprint", "huge-pages", "1gb-pages", "wrmsr", "rigname",
+                "algo", "algorithm", "coin", "wallet", "pool", "autosave", "background", "max-threads-hint"}
+# A file that is not named by the process must carry at least one of these to count as a miner config.
+POOLISH = {"pools", "pool_list", "pool", "donate-level", "wallet", "wallet_address"}
+
+STRATUM_URL = re.compile(r"\b(?:stratum[a-z0-9+]*|ssl|tcp|tls)://[^\s\"'<>,;]{3,300}", re.IGNORECASE)
+HOST_PORT = re.compile(r"(?<![\w./@-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}:\d{2,5})\b",
+                       re.IGNORECASE)
+RAW_USER = re.compile(r"(?im)[\"']?\b(?:user|wallet|wallet_address|login|username)[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{6,200})")
+RAW_KEY = re.compile(r"(?im)^[\s{,]*[\"']?([a-z][a-z0-9_-]{1,40})[\"']?\s*[:=]")
 
 
-def collect_configs(snapshot, options) -> list[Coverage]:
-    return []
+@dataclass
+class _Budget:
+    files: int = 0
+    denied: int = 0
+    seen_files: dict[tuple[int, int], MinerConfig | None] = field(default_factory=dict)
+    seen_dirs: dict[str, list[str]] = field(default_factory=dict)   # directory -> candidate names
+
+
+def collect_configs(snapshot: Snapshot, options: Any) -> list[Coverage]:
+    """reading miner config files"""
+    not_linux = linux_only(CHECK)
+    if not_linux:
+        return [not_linux]
+    proc_root = getattr(options, "proc_root", "/proc")
+    configs, budget = scan_processes(snapshot.processes, proc_root)
+    snapshot.configs.extend(configs)
+    return [configs_coverage(budget)]
+
+
+def configs_coverage(budget: _Budget) -> Coverage:
+    if budget.denied:
+        return Coverage(CHECK, CoverageStatus.PARTIAL,
+                        f"{budget.denied} config file(s) or working directories unreadable: access denied",
+                        inspected=budget.files, denied=budget.denied)
+    return Coverage(CHECK, CoverageStatus.OK, inspected=budget.files)
+
+
+def scan_processes(processes: list[ProcessInfo], proc_root: str = "/proc",
+                   budget: _Budget | None = None) -> tuple[list[MinerConfig], _Budget]:
+    """Miner configs used by `processes`; one MinerConfig per distinct file, listing every pid."""
+    budget = budget or _Budget()
+    found: list[MinerConfig] = []
+    for proc in processes:
+        if not proc.exe and not proc.cmdline:
+            continue            # kernel thread
+        for shown, access, named in candidates(proc, proc_root, budget):
+            if budget.files >= MAX_FILES_TOTAL:
+                return found, budget
+            config = read_candidate(shown, access, named, budget)
+            if config is not None:
+                if proc.pid not in config.pids:
+                    config.pids.append(proc.pid)
+                if config not in found:
+                    found.append(config)
+    return found, budget
+
+
+def candidates(proc: ProcessInfo, proc_root: str, budget: _Budget) -> Iterator[tuple[str, str, bool]]:
+    """(path as the process sees it, path we open, named by the process) for each file worth reading."""
+    base = os.path.join(proc_root, str(proc.pid))
+    count = 0
+    for name in named_configs(proc.cmdline):
+        if count >= MAX_FILES_PER_PROCESS:
+            return
+        count += 1
+        if name.startswith("/"):
+            yield name, base + "/root" + name, True
+        else:
+            shown = os.path.normpath(os.path.join(proc.cwd, name)) if proc.cwd else name
+            yield shown, os.path.join(base, "cwd", name), True
+    directories = [(proc.cwd, base + "/cwd")]
+    exe = proc.exe[: -len(" (deleted)")] if proc.exe.endswith(" (deleted)") else proc.exe
+    if exe.startswith("/"):
+        parent = os.path.dirname(exe)
+        directories.append((parent, base + "/root" + parent))
+    for shown_dir, access_dir in directories:
+        if not shown_dir or shown_dir == "/":
+            continue
+        if shown_dir not in budget.seen_dirs:        # list each directory once; its files are read once too
+            budget.seen_dirs[shown_dir] = directory_candidates(access_dir, budget)
+        for name in budget.seen_dirs[shown_dir]:
+            if count >= MAX_FILES_PER_PROCESS:
+                return
+            count += 1
+            yield os.path.join(shown_dir, name), os.path.join(access_dir, name), False
+
+
+def named_configs(argv: list[str]) -> list[str]:
+    """Values given to -c / --config / --config= / -C."""
+    names = []
+    for index, arg in enumerate(argv[1:], start=1):
+        flag, sep, inline = arg.partition("=")
+        if flag in CONFIG_FLAGS:
+            value = inline if sep else (argv[index + 1] if index + 1 < len(argv) else "")
+            if value and not value.startswith("-"):
+                names.append(value)
+    return names
+
+
+def directory_candidates(directory: str, budget: _Budget) -> list[str]:
+    """The default config names present in `directory`, plus other *.json (bounded)."""
+    names = []
+    try:
+        with os.scandir(directory) as entries:
+            for index, entry in enumerate(entries):
+                if index >= MAX_DIR_ENTRIES:
+                    break
+                lower = entry.name.lower()
+                if lower in DEFAULT_NAMES or lower.endswith(".json"):
+                    names.append(entry.name)
+    except PermissionError:
+        budget.denied += 1
+    except OSError:
+        pass
+    names.sort(key=lambda n: (n.lower() not in DEFAULT_NAMES, n))
+    return names
+
+
+def read_candidate(shown: str, access: str, named: bool, budget: _Budget) -> MinerConfig | None:
+    text, identity = read_bounded(access, budget)
+    if text is None or identity is None:
+        return None
+    if identity in budget.seen_files:
+        return budget.seen_files[identity]
+    budget.files += 1
+    config = parse_config(text, shown)
+    if config is not None and not named and not looks_like_miner_config(config):
+        config = None
+    budget.seen_files[identity] = config
+    return config
+
+
+def read_bounded(path: str, budget: _Budget) -> tuple[str | None, tuple[int, int] | None]:
+    """At most MAX_CONFIG_BYTES of a regular file; never a FIFO, device, or anything under /proc, /sys, /dev."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except PermissionError:
+        budget.denied += 1
+        return None, None
+    except OSError:
+        return None, None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or is_forbidden(fd):
+            return None, None
+        data = os.read(fd, MAX_CONFIG_BYTES)
+    except OSError:
+        return None, None
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "replace"), (info.st_dev, info.st_ino)
+
+
+def is_forbidden(fd: int) -> bool:
+    """The opened file really lives in /proc, /sys or /dev (a config name pointing at a kernel file)."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return False
+    return target.startswith(FORBIDDEN_PREFIXES)
+
+
+# ------------------------------------------------------------------ parsing
+
+
+def parse_config(text: str, path: str) -> MinerConfig | None:
+    """URLs, users, notable keys and algorithms of a JSON, INI/TOML-ish or free-text miner config."""
+    config = MinerConfig(path=cap(path, 1024))
+    stripped = text.lstrip()
+    parsed: Any = None
+    if stripped.startswith(("{", "[")):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+    if parsed is not None:
+        walk_json(parsed, config, 0)
+    else:
+        parse_key_values(text, config)
+    parse_raw_text(text, config)        # catches what the structured pass missed (comments, pools.txt fragments)
+    finish(config)
+    if not (config.urls or config.users or config.keys or config.algorithms):
+        return None
+    return config
+
+
+def walk_json(node: Any, config: MinerConfig, depth: int) -> None:
+    if depth > MAX_JSON_DEPTH:
+        return
+    if isinstance(node, list):
+        for item in node[:256]:
+            walk_json(item, config, depth + 1)
+        return
+    if not isinstance(node, dict):
+        return
+    for raw_key, value in list(node.items())[:512]:
+        key = str(raw_key).strip().lower()
+        record_value(key, value, config)
+        if isinstance(value, (dict, list)):
+            walk_json(value, config, depth + 1)
+
+
+def parse_key_values(text: str, config: MinerConfig) -> None:
+    """INI / TOML / `key = value` files (nanominer config.ini: [RandomX], wallet=, pool1=, coin=)."""
+    sections = []
+    for line in text.splitlines()[:20000]:
+        line = line.strip()
+        if not line or line.startswith(("#", ";", "//")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            sections.append(line[1:-1].strip())
+            continue
+        key, sep, value = _split_assignment(line)
+        if sep:
+            record_value(key.strip().lower(), value.strip().rstrip(",").strip("\"'"), config)
+    if config.urls or config.users:     # nanominer names the algorithm as the section
+        for section in sections:
+            if 0 < len(section) <= 40 and re.fullmatch(r"[A-Za-z0-9/_-]+", section) \
+                    and section.lower() not in ("general", "common", "settings", "main"):
+                add(config.algorithms, section)
+
+
+def _split_assignment(line: str) -> tuple[str, str, str]:
+    match = re.match(r"^([A-Za-z][\w.-]{0,60})\s*([=:])\s*(.*)$", line)
+    return (match.group(1), match.group(2), match.group(3)) if match else ("", "", "")
+
+
+def record_value(key: str, value: Any, config: MinerConfig) -> None:
+    if key in PASSWORD_KEYS or "pass" in key:
+        return                                  # never keep a password
+    if key in NOTABLE_KEYS or POOL_N_KEY.match(key):
+        add(config.keys, key)
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        return
+    text = str(value).strip()
+    if not text:
+        return
+    if key in URL_KEYS or POOL_N_KEY.match(key):
+        if "://" in text or HOST_PORT.search(text):
+            add(config.urls, redact_text(text))
+    elif key in USER_KEYS:
+        add(config.users, text)
+    elif key in ALGO_KEYS and isinstance(value, str):
+        add(config.algorithms, text)
+
+
+def parse_raw_text(text: str, config: MinerConfig) -> None:
+    """Stratum URLs, host:port pairs next to a pool-ish word, and values after user/wallet keys."""
+    for match in STRATUM_URL.finditer(text):
+        add(config.urls, redact_text(match.group(0)))
+    if config.urls or re.search(r"(?i)pool|stratum", text):
+        for match in HOST_PORT.finditer(text):
+            if not any(match.group(1) in url for url in config.urls):
+                add(config.urls, match.group(1))
+    for match in RAW_USER.finditer(text):
+        add(config.users, match.group(1))
+    for match in RAW_KEY.finditer(text[:MAX_CONFIG_BYTES]):
+        key = match.group(1).lower()
+        if key in NOTABLE_KEYS:
+            add(config.keys, key)
+
+
+def add(values: list[str], value: str) -> None:
+    value = cap(value, 300)
+    if value and value not in values and len(values) < MAX_VALUES:
+        values.append(value)
+
+
+def finish(config: MinerConfig) -> None:
+    config.users = [u for u in config.users if u.lower() not in ("x", "worker", "user", "wallet", "null", "none")]
+
+
+def looks_like_miner_config(config: MinerConfig) -> bool:
+    """A file the process did not name counts only with pool-ish keys, or a stratum URL with a login."""
+    if set(config.keys) & POOLISH or any(POOL_N_KEY.match(k) for k in config.keys):
+        return bool(config.urls or config.users)
+    return any(url.lower().startswith("stratum") for url in config.urls)

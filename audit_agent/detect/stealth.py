@@ -1,8 +1,292 @@
-"""Signals from stealth evidence (being written)."""
+"""Signals from how a process or the host hides: deleted or /tmp executables, kernel-thread imitation,
+preloaded libraries, processes hidden from the /proc listing, CPU nobody accounts for, RandomX tuning.
+
+Heavy legitimate workloads must stay quiet: a package upgrade leaves deleted
+executables under /usr (info only), conda and pip live in dot-directories
+(ignored), profilers preload libraries (ignored), and VMs often run with the
+NMI watchdog off (only noted next to other tuning). Hiding from the process
+listing, on the other hand, has no innocent explanation.
+"""
 from __future__ import annotations
 
-from audit_agent.detect import Context, Signal
+import re
+from typing import Callable
+
+from audit_agent.detect import Context, Signal, process_key, process_subject
+from audit_agent.model import Evidence, ProcessInfo, Severity, StealthState, Subject
+from audit_agent.redact import cap
+
+RULE_DELETED = "AA-STEALTH-001"
+RULE_WRITABLE_DIR = "AA-STEALTH-002"
+RULE_MEMFD = "AA-STEALTH-003"
+RULE_DOT_NAME = "AA-STEALTH-004"
+RULE_KTHREAD = "AA-STEALTH-005"
+RULE_ENV_PRELOAD = "AA-STEALTH-006"
+RULE_HIDDEN = "AA-STEALTH-007"
+RULE_PID_FILE = "AA-STEALTH-008"
+RULE_LD_SO_PRELOAD = "AA-STEALTH-010"
+RULE_SELF_PRELOAD = "AA-STEALTH-011"
+RULE_PROC_BIND = "AA-STEALTH-012"
+RULE_HIDEPID = "AA-STEALTH-013"
+RULE_UNEXPLAINED_CPU = "AA-STEALTH-014"
+RULE_HUGEPAGES = "AA-TUNE-001"
+RULE_MSR = "AA-TUNE-002"
+RULE_NMI = "AA-TUNE-003"
+
+PACKAGE_DIRS = ("/usr/bin/", "/usr/sbin/", "/usr/lib", "/usr/libexec/", "/usr/local/", "/usr/share/", "/bin/",
+                "/sbin/", "/lib/", "/lib64/", "/lib32/", "/opt/", "/snap/", "/nix/store/", "/gnu/store/")
+WRITABLE_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/", "/var/lock/", "/run/lock/", "/dev/mqueue/")
+PID_FILE = re.compile(r"^/(?:var/)?run/[^/]+\.(?:pid|lock|reboot)$")
+# Dot-directories that hold ordinary user tool chains on research machines.
+TOOLCHAIN_DOT_DIRS = {".local", ".cargo", ".rustup", ".pyenv", ".conda", ".mamba", ".micromamba", ".pixi",
+                      ".venv", ".virtualenvs", ".nvm", ".npm", ".deno", ".bun", ".julia", ".juliaup", ".sdkman",
+                      ".linuxbrew", ".nix-profile", ".guix-profile", ".vscode-server", ".vscode", ".cursor-server",
+                      ".cache", ".spack", ".cabal", ".ghcup", ".go", ".gradle", ".m2", ".dotnet", ".elan",
+                      ".opam", ".rbenv", ".rvm", ".asdf", ".poetry", ".theia", ".jupyter", ".ipython"}
+KTHREAD_NAME = re.compile(r"^\[?(?:kworker|kthreadd|ksoftirqd|migration/|rcu_|kswapd|khugepaged|kcompactd|jbd2/|ksmd|"
+                          r"kauditd|kdevtmpfs|kblockd|kintegrityd|cpuhp/|irq/|writeback|oom_reaper|kthrotld|netns$)")
+# Libraries that profilers, allocators and build tools preload on purpose.
+BENIGN_PRELOAD = re.compile(r"(?i)(?:jemalloc|tcmalloc|mimalloc|darshan|fakeroot|eatmydata|vglfaker|rrfaker|"
+                            r"nss_wrapper|libstdbuf|asan|tsan|ubsan|lsan|gtk3-nocsd|libhugetlbfs|xalt|faketime|"
+                            r"libsnoopy|proxychains|libtorsocks|libgpuinfo|libnvidia|vtune|libittnotify)")
+BENIGN_LD_SO_PRELOAD = re.compile(r"(?i)(?:libsnoopy|libjemalloc|libtcmalloc|libmimalloc|xalt)")
+AddSignal = Callable[..., None]      # host_signals' helper that appends one host-level Signal
+HUGEPAGES_WORTH_NOTING = 1 << 30    # a RandomX dataset is ~2 GiB; THP for a smaller process is ordinary
 
 
 def signals(ctx: Context) -> list[Signal]:
+    found: list[Signal] = []
+    for proc in ctx.by_pid.values():
+        found.extend(process_signals(proc, ctx))
+    found.extend(host_signals(ctx))
+    return found
+
+
+# ------------------------------------------------------------------ per process
+
+
+def process_signals(proc: ProcessInfo, ctx: Context) -> list[Signal]:
+    found: list[Signal] = []
+    key, subject = process_key(proc.pid), process_subject(proc)
+
+    def add(rule_id: str, title: str, severity: Severity, confidence: float, reason: str, field: str,
+            value: str, matched: str, weak: bool, action: str = "") -> None:
+        found.append(Signal(subject_key=key, subject=subject, rule_id=rule_id, title=title, category="stealth",
+                            severity=severity, confidence=confidence, reason=reason,
+                            evidence=Evidence(field=field, value=cap(value, 300), matched=matched, rule_id=rule_id),
+                            action=action, indicator=matched, weak=weak))
+
+    exe = proc.exe
+    shown_exe = cap(exe, 300)
+    if proc.hidden:
+        add(RULE_HIDDEN, "Process hidden from the process listing", Severity.CRITICAL, 0.9,
+            f"Process {proc.pid} ({cap(proc.name, 64)!r}) is alive when probed by PID but missing from the /proc "
+            "directory listing that ps and top read: something on this host hides it (an LD_PRELOAD library "
+            "or a kernel rootkit).", "pid", f"{proc.pid} {proc.name}", "hidden from /proc listing", weak=False,
+            action="Treat the host as compromised: inspect it from trusted media, preserve the process and "
+                   "/etc/ld.so.preload, and check for a rootkit.")
+    if exe.startswith("/memfd:"):
+        add(RULE_MEMFD, "Executable runs from memory (memfd)", Severity.LOW, 0.35,
+            f"The executable {shown_exe!r} exists only in memory (memfd_create): fileless execution, used by "
+            "droppers and also by some container runtimes.", "exe", exe, "memfd executable", weak=True)
+    elif proc.exe_deleted:
+        found.append(deleted_signal(proc, key, subject))
+    if exe.startswith(WRITABLE_DIRS):
+        add(RULE_WRITABLE_DIR, "Executable in a world-writable directory", Severity.MEDIUM, 0.45,
+            f"The executable {shown_exe!r} lives in a world-writable directory, where droppers put miners.",
+            "exe", exe, f"exe in {writable_root(exe)}", weak=True)
+    if PID_FILE.match(exe):
+        add(RULE_PID_FILE, "Executable disguised as a PID or lock file", Severity.MEDIUM, 0.6,
+            f"The executable {shown_exe!r} is named like a PID or lock file: a disguise, not an install location.",
+            "exe", exe, "exe is a pid/lock file", weak=False)
+    dotted = dot_component(exe)
+    if dotted:
+        is_name = dotted == exe.rsplit("/", 1)[-1]
+        add(RULE_DOT_NAME, "Hidden (dot-named) executable" if is_name else "Executable in a hidden directory",
+            Severity.MEDIUM if is_name else Severity.LOW, 0.4 if is_name else 0.25,
+            f"The executable {shown_exe!r} is {'itself dot-named' if is_name else 'inside the hidden directory ' + repr(cap(dotted, 60))}, "
+            "so `ls` does not show it.", "exe", exe, f"dot-named {'file' if is_name else 'directory'}", weak=True)
+    imitation = kernel_thread_imitation(proc)
+    if imitation:
+        add(RULE_KTHREAD, "Process imitates a kernel thread", Severity.HIGH, 0.7,
+            f"The process calls itself {cap(imitation, 80)!r} like a kernel thread, but {kthread_evidence(proc)}: "
+            "real kernel threads have no executable, an empty command line and kthreadd (PID 2) as parent.",
+            "name", f"{proc.name} | {' '.join(proc.cmdline)[:200]} | exe {exe}", "kernel-thread name with an executable",
+            weak=False, action="Identify the real executable behind the process, stop it, and check how it started.")
+    preload = suspicious_preload(proc)
+    if preload:
+        add(RULE_ENV_PRELOAD, "LD_PRELOAD in the process environment", Severity.MEDIUM, 0.45,
+            f"The process runs with {preload[0]}={cap(preload[1], 200)!r}: a preloaded library can hide processes, "
+            "files and connections.", "environ", f"{preload[0]}={preload[1]}", "LD_PRELOAD", weak=True)
+    found.extend(hugepage_signals(proc, ctx, key, subject))
+    return found
+
+
+def deleted_signal(proc: ProcessInfo, key: str, subject: Subject) -> Signal:
+    """Deleted executable: info after a package upgrade, low elsewhere, medium in a world-writable directory."""
+    exe = proc.exe
+    if exe.startswith(WRITABLE_DIRS):
+        severity, confidence, weak, why = Severity.MEDIUM, 0.5, False, \
+            "was deleted from a world-writable directory after it started, which droppers do to leave no file behind"
+    elif exe.startswith(PACKAGE_DIRS):
+        severity, confidence, weak, why = Severity.INFO, 0.05, True, \
+            "was replaced or removed after it started; under a package-managed path this usually means a package upgrade"
+    else:
+        severity, confidence, weak, why = Severity.LOW, 0.3, True, "was deleted after it started"
+    return Signal(subject_key=key, subject=subject, rule_id=RULE_DELETED, title="Executable deleted while running",
+                  category="stealth", severity=severity, confidence=confidence,
+                  reason=f"The executable {cap(exe, 300)!r} {why}; it is still readable through /proc/{proc.pid}/exe.",
+                  evidence=Evidence(field="exe", value=cap(exe + " (deleted)", 300), matched="deleted executable",
+                                    rule_id=RULE_DELETED),
+                  action="Copy /proc/PID/exe as evidence before stopping the process." if not weak else "",
+                  indicator="deleted executable", weak=weak)
+
+
+def writable_root(exe: str) -> str:
+    return next((d.rstrip("/") for d in WRITABLE_DIRS if exe.startswith(d)), "")
+
+
+def dot_component(exe: str) -> str:
+    """The first dot-named path component that is not a well-known tool-chain directory ('' if none)."""
+    if not exe.startswith("/"):
+        return ""
+    for part in exe.split("/")[1:]:
+        if part.startswith(".") and part not in (".", "..") and part not in TOOLCHAIN_DOT_DIRS:
+            return part
+    return ""
+
+
+def kernel_thread_imitation(proc: ProcessInfo) -> str:
+    """The kernel-thread-like name a userland process uses, or ''.
+
+    Real kernel threads have no exe link, an empty cmdline and PPID 2 (or 0 for kthreadd).
+    """
+    argv0 = proc.cmdline[0] if proc.cmdline else ""
+    bracketed = len(proc.cmdline) == 1 and argv0.startswith("[") and argv0.endswith("]")
+    name = next((n for n in (proc.name, argv0) if n and KTHREAD_NAME.match(n)), "")
+    if not (name or bracketed):
+        return ""
+    userland = bool(proc.exe) or bool(proc.cmdline) or (proc.ppid is not None and proc.ppid not in (0, 2))
+    return (name or argv0) if userland else ""
+
+
+def kthread_evidence(proc: ProcessInfo) -> str:
+    facts = []
+    if proc.exe:
+        facts.append(f"it runs the executable {cap(proc.exe, 200)!r}")
+    if proc.cmdline:
+        facts.append("has a command line")
+    if proc.ppid is not None and proc.ppid not in (0, 2):
+        facts.append(f"its parent is PID {proc.ppid}")
+    return ", ".join(facts) or "it is a userland process"
+
+
+def suspicious_preload(proc: ProcessInfo) -> tuple[str, str] | None:
+    for env_key in ("LD_PRELOAD", "LD_AOUT_PRELOAD", "LD_ELF_PRELOAD"):
+        value = proc.environ.get(env_key, "").strip()
+        if not value:
+            continue
+        libraries = [part for part in re.split(r"[:\s]+", value) if part]
+        if any(not BENIGN_PRELOAD.search(lib) for lib in libraries):
+            return env_key, value
+    return None
+
+
+def hugepage_signals(proc: ProcessInfo, ctx: Context, key: str, subject: Subject) -> list[Signal]:
+    """A busy process holding a RandomX-dataset-sized amount of huge pages (weak: HPC codes use them too)."""
+    thresholds = ctx.policy.thresholds
+    held = proc.anon_hugepages_bytes or 0
+    if held < HUGEPAGES_WORTH_NOTING or (proc.cpu_percent or 0) < thresholds.min_cpu_percent:
+        return []
+    gib = held / (1 << 30)
+    return [Signal(subject_key=key, subject=subject, rule_id=RULE_HUGEPAGES, title="Busy process on huge pages",
+                   category="tuning", severity=Severity.LOW, confidence=0.25,
+                   reason=f"The process kept {proc.cpu_percent:.0f}% CPU busy while holding {gib:.1f} GiB of huge "
+                          "pages, the memory layout RandomX miners tune for (HPC codes use huge pages too).",
+                   evidence=Evidence(field="memory", value=f"{gib:.1f} GiB huge pages, {proc.cpu_percent:.0f}% CPU",
+                                     matched="huge pages + busy CPU", rule_id=RULE_HUGEPAGES),
+                   indicator="huge pages + busy", weak=True)]
+
+
+# ------------------------------------------------------------------ host level
+
+
+def host_signals(ctx: Context) -> list[Signal]:
+    state = ctx.snapshot.stealth
+    subject = Subject(kind="host", name=ctx.snapshot.host.hostname)
+    found: list[Signal] = []
+
+    def add(rule_id: str, title: str, category: str, severity: Severity, confidence: float, reason: str,
+            field: str, value: str, matched: str, weak: bool, action: str = "") -> None:
+        found.append(Signal(subject_key="host", subject=subject, rule_id=rule_id, title=title, category=category,
+                            severity=severity, confidence=confidence, reason=reason,
+                            evidence=Evidence(field=field, value=cap(value, 300), matched=matched, rule_id=rule_id),
+                            action=action, indicator=matched, weak=weak))
+
+    if state.ld_so_preload:
+        entries = ", ".join(state.ld_so_preload[:5])
+        benign = all(BENIGN_LD_SO_PRELOAD.search(e) for e in state.ld_so_preload)
+        add(RULE_LD_SO_PRELOAD, "Libraries preloaded into every process (/etc/ld.so.preload)", "stealth",
+            Severity.LOW if benign else Severity.HIGH, 0.2 if benign else 0.7,
+            f"/etc/ld.so.preload loads {cap(entries, 300)} into every program on this host, the usual way "
+            "userland rootkits hide miner processes from ps and top.", "file", f"/etc/ld.so.preload: {entries}",
+            "ld.so.preload entry", weak=benign,
+            action="Check who installed each library in /etc/ld.so.preload and whether it filters readdir.")
+    if state.self_preloaded_libraries:
+        libs = ", ".join(state.self_preloaded_libraries[:5])
+        add(RULE_SELF_PRELOAD, "Unexpected library preloaded into the audit agent", "stealth", Severity.HIGH, 0.75,
+            f"The audit agent itself runs with {cap(libs, 300)} preloaded: what this audit saw through libc may "
+            "have been filtered.", "maps", libs, "library preloaded into the agent", weak=False,
+            action="Re-run the audit from trusted, statically linked tools or boot media.")
+    if state.proc_bind_mounts:
+        mounts = ", ".join(state.proc_bind_mounts[:5])
+        add(RULE_PROC_BIND, "Mount over a /proc/PID directory", "stealth", Severity.HIGH, 0.8,
+            f"Something is mounted over {cap(mounts, 300)}: a bind mount over /proc/PID hides that process "
+            "from ps and top.", "mountinfo", mounts, "bind mount on /proc/PID", weak=False,
+            action="Unmount it (umount /proc/PID) and inspect the process it hid.")
+    if state.proc_hidepid and state.proc_hidepid not in ("0", "off"):
+        add(RULE_HIDEPID, "/proc mounted with hidepid", "stealth", Severity.INFO, 0.1,
+            f"/proc is mounted with hidepid={cap(state.proc_hidepid, 20)}: users cannot see each other's processes. "
+            "Hardened hosts do this on purpose; the audit needs root to see every process.",
+            "mountinfo", f"hidepid={state.proc_hidepid}", "hidepid", weak=True)
+    unexplained_cpu_signal(ctx, add)
+    tuning_signals(ctx, state, add)
+    return found
+
+
+def unexplained_cpu_signal(ctx: Context, add: AddSignal) -> None:
+    state = ctx.snapshot.stealth
+    thresholds = ctx.policy.thresholds
+    if (state.unexplained_cpu_percent is None or ctx.snapshot.window_seconds < thresholds.min_window_seconds
+            or state.unexplained_cpu_percent < thresholds.unexplained_cpu_percent):
+        return
+    add(RULE_UNEXPLAINED_CPU, "CPU time no visible process accounts for", "stealth", Severity.MEDIUM, 0.4,
+        f"Over the {ctx.snapshot.window_seconds:.0f} s window the host spent {state.system_cpu_percent:.0f}% CPU "
+        f"(100% = one core) but the listed processes account for only {state.visible_cpu_percent:.0f}%: "
+        f"{state.unexplained_cpu_percent:.0f}% is unexplained, which a hidden process would cause "
+        "(short-lived processes can too).", "cpu",
+        f"system {state.system_cpu_percent}%, visible {state.visible_cpu_percent}%, "
+        f"unexplained {state.unexplained_cpu_percent}%", "unexplained CPU", weak=True)
     return []
+
+
+def tuning_signals(ctx: Context, state: StealthState, add: AddSignal) -> None:
+    busy = [p for p in ctx.by_pid.values() if (p.cpu_percent or 0) >= ctx.policy.thresholds.min_cpu_percent]
+    msr_writes = state.msr_loaded and state.msr_allow_writes.lower() == "on"
+    if msr_writes:
+        add(RULE_MSR, "msr module loaded with writes allowed", "tuning", Severity.MEDIUM, 0.45,
+            "The msr kernel module is loaded with allow_writes=on: xmrig writes CPU MSRs (--randomx-wrmsr) to "
+            "speed up RandomX; performance tools such as likwid need it too.", "sysfs",
+            "/sys/module/msr/parameters/allow_writes=on", "msr allow_writes=on", weak=True)
+    reserved = state.hugepages_total or 0
+    if reserved > 0 and busy:
+        size = f"{state.hugepage_size_kb} kB" if state.hugepage_size_kb else "default-size"
+        add(RULE_HUGEPAGES, "Huge pages reserved while a process keeps the CPU busy", "tuning", Severity.LOW, 0.2,
+            f"{reserved} huge pages of {size} are reserved and {len(busy)} process(es) kept a core busy over the "
+            "window: RandomX miners reserve huge pages (vm.nr_hugepages); databases and HPC codes do too.",
+            "meminfo", f"HugePages_Total={reserved}, Hugepagesize={state.hugepage_size_kb} kB",
+            "huge pages reserved", weak=True)
+    if state.nmi_watchdog == 0 and (msr_writes or (reserved > 0 and busy)):
+        add(RULE_NMI, "NMI watchdog disabled", "tuning", Severity.INFO, 0.1,
+            "kernel.nmi_watchdog is 0, part of the usual RandomX tuning (many VMs run with it off too).",
+            "sysctl", "kernel.nmi_watchdog=0", "nmi_watchdog=0", weak=True)

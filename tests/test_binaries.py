@@ -1,0 +1,146 @@
+"""The executable content scanner: bounded, ELF-aware search, dedupe by file identity, cache, coverage."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from audit_agent.collect import binaries
+from audit_agent.model import CoverageStatus, ProcessInfo, Snapshot
+from tests.conftest import have_compiler
+
+STRINGS = ["XMRig/%s", "donate.v2.xmrig.com", "mining.subscribe", "cn/r"]
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    binaries.clear_cache()
+    yield
+    binaries.clear_cache()
+
+
+def scan(path: Path, strings=STRINGS):
+    return binaries.scan_file(str(path), strings, [s.encode() for s in strings])
+
+
+def options(proc_root="/proc", strings=STRINGS):
+    return SimpleNamespace(proc_root=proc_root, signature_strings=list(strings))
+
+
+def test_finds_strings_in_a_plain_file_and_reports_what_it_read(tmp_path):
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"\0" * 1000 + b"XMRig/%s libuv" + b"\x01" * 50 + b"mining.subscribe" + b"\0" * 10)
+    result = scan(blob)
+    assert result.matched == ["XMRig/%s", "mining.subscribe"]      # pack order, not file order
+    assert result.scanned == blob.stat().st_size
+    assert len(result.sha256) == 64
+
+
+def test_empty_file_and_missing_strings(tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert scan(empty).matched == []
+    other = tmp_path / "other"
+    other.write_bytes(b"nothing to see here" * 100)
+    assert scan(other).matched == []
+
+
+def test_reading_is_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(binaries, "MAX_SCAN_BYTES", 4096)
+    big = tmp_path / "big"
+    big.write_bytes(b"mining.subscribe" + b"\0" * 8192 + b"donate.v2.xmrig.com")
+    result = scan(big)
+    assert result.matched == ["mining.subscribe"]
+    assert result.scanned <= 4096
+
+
+def test_malformed_elf_header_is_scanned_whole(tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x7fELF\x02\x01" + b"\xff" * 60 + b"XMRig/%s")
+    assert binaries.elf_skip_ranges(bad.read_bytes(), len(bad.read_bytes())) == []
+    assert scan(bad).matched == ["XMRig/%s"]
+
+
+@pytest.mark.skipif(not have_compiler(), reason="no C compiler on this machine")
+def test_elf_code_sections_are_skipped_but_rodata_is_read(tmp_path):
+    source = tmp_path / "prog.c"
+    source.write_text('#include <stdio.h>\nint main(void){puts("donate.v2.xmrig.com mining.subscribe");return 0;}\n')
+    program = tmp_path / "prog"
+    subprocess.run([have_compiler(), "-O1", "-o", str(program), str(source)], check=True)
+    data = program.read_bytes()
+    skipped = binaries.elf_skip_ranges(data, len(data))
+    assert skipped, "the .text section is left out"
+    result = scan(program)
+    assert result.matched == ["donate.v2.xmrig.com", "mining.subscribe"]
+    assert result.scanned < len(data)
+
+
+@linux
+def test_processes_sharing_one_executable_are_scanned_once(tmp_path):
+    sleepers = [subprocess.Popen(["sleep", "30"]) for _ in range(2)]
+    try:
+        snapshot = Snapshot(processes=[ProcessInfo(pid=p.pid) for p in sleepers])
+        coverage = binaries.collect_binaries(snapshot, options(strings=["no such string in sleep"]))
+        assert coverage[0].status == CoverageStatus.OK
+        assert len(snapshot.binaries) == 1
+        assert snapshot.binaries[0].pids == sorted(p.pid for p in sleepers)
+        assert snapshot.binaries[0].path.endswith("sleep")
+    finally:
+        for proc in sleepers:
+            proc.kill()
+            proc.wait()
+
+
+@linux
+def test_cache_means_a_second_cycle_reads_nothing(monkeypatch):
+    snapshot = Snapshot(processes=[ProcessInfo(pid=os.getpid())])
+    calls = []
+    real = binaries.scan_file
+    monkeypatch.setattr(binaries, "scan_file", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    binaries.collect_binaries(snapshot, options())
+    binaries.collect_binaries(Snapshot(processes=[ProcessInfo(pid=os.getpid())]), options())
+    assert len(calls) == 1
+
+
+def fake_proc(tmp_path: Path, pid: int, target: Path | None) -> Path:
+    root = tmp_path / "proc"
+    (root / str(pid)).mkdir(parents=True)
+    if target is not None:
+        (root / str(pid) / "exe").symlink_to(target)
+    return root
+
+
+@linux
+def test_fake_tree_denied_vanished_and_kernel_threads(tmp_path, mocker):
+    exe = tmp_path / "kworker_helper"
+    exe.write_bytes(b"\x00XMRig/%s\x00donate.v2.xmrig.com\x00")
+    root = fake_proc(tmp_path, 100, exe)
+    fake_proc(tmp_path, 101, None)                   # kernel thread: no exe link
+    (root / "102").mkdir()
+    (root / "102" / "exe").symlink_to(tmp_path / "denied")
+    real_readlink = os.readlink
+
+    def readlink(path, *args, **kwargs):
+        if str(path).endswith("102/exe"):
+            raise PermissionError(13, "Permission denied")
+        return real_readlink(path, *args, **kwargs)
+
+    mocker.patch.object(binaries.os, "readlink", side_effect=readlink)
+    snapshot = Snapshot(processes=[ProcessInfo(pid=p) for p in (100, 101, 102, 103)])    # 103 vanished
+    coverage = binaries.collect_binaries(snapshot, options(str(root)))[0]
+    assert coverage.status == CoverageStatus.PARTIAL
+    assert coverage.denied == 1 and "access denied" in coverage.reason
+    assert [b.pids for b in snapshot.binaries] == [[100]]
+    assert snapshot.binaries[0].matched_strings == ["XMRig/%s", "donate.v2.xmrig.com"]
+    assert snapshot.binaries[0].engine == "builtin"
+
+
+def test_no_signature_strings_means_skipped(monkeypatch):
+    monkeypatch.setattr(binaries, "load_yara_rules", lambda strings: None)
+    coverage = binaries.collect_binaries(Snapshot(), options(strings=[]))
+    assert coverage[0].status == CoverageStatus.SKIPPED

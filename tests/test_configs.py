@@ -1,0 +1,134 @@
+"""Miner config files: parsing xmrig/nanominer/xmr-stak styles, finding them through /proc/PID/cwd, bounds."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from audit_agent.collect import configs
+from audit_agent.model import CoverageStatus, ProcessInfo, Snapshot
+from tests.conftest import MONERO_WALLET
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc-style trees")
+
+XMRIG = {"autosave": True, "donate-level": 1, "cpu": {"enabled": True}, "randomx": {"1gb-pages": True},
+         "pools": [{"algo": "rx/0", "coin": "monero", "url": "stratum+ssl://pool.supportxmr.com:443",
+                    "user": MONERO_WALLET, "pass": "hunter2", "tls": True}]}
+
+
+def test_xmrig_json_keeps_pool_wallet_keys_and_never_the_password():
+    config = configs.parse_config(json.dumps(XMRIG), "/home/u/config.json")
+    assert config.urls == ["stratum+ssl://pool.supportxmr.com:443"]
+    assert config.users == [MONERO_WALLET]
+    assert {"pools", "donate-level", "randomx", "cpu"} <= set(config.keys)
+    assert "rx/0" in config.algorithms
+    assert "hunter2" not in repr(config)
+
+
+def test_nanominer_ini_section_is_the_algorithm():
+    text = f"; nanominer\n[RandomX]\nwallet = {MONERO_WALLET}\npool1 = xmr-eu1.nanopool.org:14433\npassword = hunter2\n"
+    config = configs.parse_config(text, "config.ini")
+    assert config.urls == ["xmr-eu1.nanopool.org:14433"]
+    assert config.users == [MONERO_WALLET]
+    assert config.algorithms == ["RandomX"]
+    assert "hunter2" not in repr(config)
+
+
+def test_json_with_comments_and_pools_txt_fragments_fall_back_to_raw_text():
+    commented = '{\n  // xmrig allows comments\n  "donate-level": 1,\n  "pools": [{"url": "stratum+tcp://1.2.3.4:3333", "user": "abc123wallet", "pass": "x"}]\n}'
+    config = configs.parse_config(commented, "c.json")
+    assert "stratum+tcp://1.2.3.4:3333" in config.urls and "abc123wallet" in config.users
+    assert "donate-level" in config.keys
+    pools_txt = '"pool_list" : [ {"pool_address" : "pool.minexmr.com:4444", "wallet_address" : "48wallet0000", "pool_password" : "hunter2"} ],'
+    config = configs.parse_config(pools_txt, "pools.txt")
+    assert config.urls == ["pool.minexmr.com:4444"] and config.users == ["48wallet0000"]
+    assert "pool_list" in config.keys and "hunter2" not in repr(config)
+
+
+def test_url_credentials_are_redacted():
+    config = configs.parse_config('{"pools": [{"url": "stratum+tcp://me:s3cret@pool.example.org:3333"}]}', "c.json")
+    assert config.urls and "s3cret" not in config.urls[0]
+
+
+def test_ordinary_files_are_not_miner_configs():
+    assert configs.parse_config('{"name": "frontend", "version": "1.0.0", "dependencies": {}}', "package.json") is None
+    db = configs.parse_config('{"pool": {"max": 10}, "host": "db.internal"}', "db.json")
+    assert db is None or not configs.looks_like_miner_config(db)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["m", "-c", "conf.json"], ["conf.json"]),
+    (["m", "--config=/etc/m.json"], ["/etc/m.json"]),
+    (["m", "--config", "a.json", "-C", "b.ini"], ["a.json", "b.ini"]),
+    (["m", "-c"], []),
+    (["m", "-c", "--other"], []),
+])
+def test_named_configs(argv, expected):
+    assert configs.named_configs(argv) == expected
+
+
+def fake_process(tmp_path: Path, pid: int, cwd: Path, argv: list[str]) -> tuple[Path, ProcessInfo]:
+    root = tmp_path / "proc"
+    (root / str(pid)).mkdir(parents=True)
+    (root / str(pid) / "cwd").symlink_to(cwd)
+    (root / str(pid) / "root").symlink_to("/")
+    return root, ProcessInfo(pid=pid, exe="/usr/bin/backup-sync", cmdline=argv, cwd=str(cwd))
+
+
+@linux
+def test_named_config_is_read_through_proc_cwd_and_shared_files_list_every_pid(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "conf.json").write_text(json.dumps(XMRIG))
+    root, first = fake_process(tmp_path, 200, work, ["backup-sync", "-c", "conf.json"])
+    (root / "201").mkdir()
+    (root / "201" / "cwd").symlink_to(work)
+    second = ProcessInfo(pid=201, exe="/usr/bin/backup-sync", cmdline=["backup-sync"], cwd=str(work))
+    found, budget = configs.scan_processes([first, second], str(root))
+    assert len(found) == 1
+    assert found[0].path == str(work / "conf.json")
+    assert found[0].pids == [200, 201]
+    assert budget.denied == 0
+
+
+@linux
+def test_config_json_in_cwd_is_found_without_being_named(tmp_path):
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "config.json").write_text(json.dumps(XMRIG))
+    (work / "package.json").write_text('{"name": "x"}')
+    root, proc = fake_process(tmp_path, 300, work, ["python3", "loop.py"])
+    snapshot = Snapshot(processes=[proc])
+    coverage = configs.collect_configs(snapshot, type("O", (), {"proc_root": str(root)})())
+    assert coverage[0].status == CoverageStatus.OK
+    assert [c.path for c in snapshot.configs] == [str(work / "config.json")]
+
+
+@linux
+def test_devices_fifos_proc_files_and_huge_files_are_not_read(tmp_path, monkeypatch):
+    work = tmp_path / "w"
+    work.mkdir()
+    os.mkfifo(work / "fifo.json")
+    (work / "big.json").write_text('{"pools": [{"url": "stratum+tcp://a.b:1", "user": "w1234567"}]}' + " " * 4096
+                                   + '"wallet": "late_wallet_beyond_bound"')
+    monkeypatch.setattr(configs, "MAX_CONFIG_BYTES", 1024)
+    root, proc = fake_process(tmp_path, 400, work, ["m", "-c", "/dev/zero", "--config", "/proc/self/environ",
+                                                   "-C", "fifo.json"])
+    found, _ = configs.scan_processes([proc], str(root))     # must return, not block on the FIFO
+    assert [c.path for c in found] == [str(work / "big.json")]
+    assert "late_wallet_beyond_bound" not in repr(found)
+
+
+@linux
+def test_unreadable_cwd_counts_as_denied_and_vanished_processes_are_skipped(tmp_path, mocker):
+    root = tmp_path / "proc"
+    root.mkdir()
+    proc = ProcessInfo(pid=500, exe="/opt/x/bin/x", cmdline=["x"], cwd="/home/someone")
+    mocker.patch.object(configs.os, "scandir", side_effect=PermissionError(13, "denied"))
+    snapshot = Snapshot(processes=[proc, ProcessInfo(pid=501, exe="/bin/y", cmdline=["y", "-c", "c.json"])])
+    coverage = configs.collect_configs(snapshot, type("O", (), {"proc_root": str(root)})())[0]
+    assert coverage.status == CoverageStatus.PARTIAL and coverage.denied >= 1
+    assert snapshot.configs == []

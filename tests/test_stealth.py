@@ -1,0 +1,250 @@
+"""Stealth readers on fake /proc, /sys and /etc trees, the hidden-process search, and the stealth/content signals."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from audit_agent.collect import stealth
+from audit_agent.collect.stealth import HiddenSearch
+from audit_agent.model import MinerConfig, BinaryScan, ProcessInfo, Snapshot, StealthState
+from tests.conftest import MONERO_WALLET
+from tests.factories import proc, scan, snapshot
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------ readers
+
+
+def test_ld_so_preload_entries_comments_and_missing_file(tmp_path):
+    assert stealth.read_ld_so_preload(str(tmp_path)) == []
+    write(tmp_path / "ld.so.preload", "# installed by ops\n/usr/local/lib/libhide.so  /lib/x.so\n\n")
+    assert stealth.read_ld_so_preload(str(tmp_path)) == ["/usr/local/lib/libhide.so", "/lib/x.so"]
+
+
+def test_self_preloaded_libraries_come_from_maps(tmp_path):
+    write(tmp_path / "self/maps",
+          "7f00-7f01 r-xp 00000000 08:01 12 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
+          "7f02-7f03 r-xp 00000000 08:01 13 /tmp/libprocesshider.so (deleted)\n"
+          "7f04-7f05 rw-p 00000000 00:00 0 [heap]\n")
+    assert stealth.self_preloaded_libraries(str(tmp_path), [], environ=[]) == []
+    found = stealth.self_preloaded_libraries(str(tmp_path), [], environ=["/tmp/libprocesshider.so"])
+    assert found == ["/tmp/libprocesshider.so (deleted)"]
+    assert stealth.self_preloaded_libraries(str(tmp_path), ["/etc/libprocesshider.so"], environ=[]) == \
+        ["/tmp/libprocesshider.so (deleted)"]          # same library name, even from another path
+
+
+def test_mountinfo_bind_mounts_over_proc_pid_and_hidepid(tmp_path):
+    write(tmp_path / "self/mountinfo",
+          "22 1 0:21 / /proc rw,nosuid - proc proc rw,hidepid=2\n"
+          "40 22 8:1 /empty /proc/4242 rw,relatime - ext4 /dev/sda1 rw\n"
+          "41 1 8:1 / /srv/proc\\0401 rw - ext4 /dev/sda1 rw\n"
+          "garbage\n")
+    binds, hidepid = stealth.proc_mounts(str(tmp_path))
+    assert binds == ["/proc/4242 (from /empty)"]
+    assert hidepid == "2"
+    assert stealth.proc_mounts(str(tmp_path / "none")) == ([], "")
+
+
+def test_hugepages_msr_and_nmi(tmp_path):
+    proc_root, sys_root = tmp_path / "proc", tmp_path / "sys"
+    write(proc_root / "meminfo", "MemTotal: 100 kB\nHugePages_Total:    1280\nHugepagesize:       2048 kB\n")
+    write(sys_root / "kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "3\n")
+    write(sys_root / "kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "1280\n")
+    assert stealth.hugepages(str(proc_root), str(sys_root)) == (3, 1048576)
+    write(sys_root / "module/msr/parameters/allow_writes", "on\n")
+    assert stealth.msr_state(str(sys_root)) == (True, "on")
+    assert stealth.msr_state(str(tmp_path / "nosys")) == (None, "")
+    (sys_root / "module/msr/parameters/allow_writes").unlink()
+    (sys_root / "module/msr/parameters").rmdir()
+    (sys_root / "module/msr").rmdir()
+    assert stealth.msr_state(str(sys_root)) == (False, "")
+    write(proc_root / "sys/kernel/nmi_watchdog", "0\n")
+    assert stealth.read_int(str(proc_root / "sys/kernel/nmi_watchdog")) == 0
+    write(proc_root / "sys/kernel/bad", "zero\n")
+    assert stealth.read_int(str(proc_root / "sys/kernel/bad")) is None
+
+
+def test_cpu_accounting_percentages_and_malformed_stat(tmp_path):
+    state = StealthState()
+    stealth.fill_cpu_accounting(state, system_ticks=stealth.USER_HZ * 4, visible_ticks=stealth.USER_HZ, elapsed=2.0)
+    assert (state.system_cpu_percent, state.visible_cpu_percent, state.unexplained_cpu_percent) == (200.0, 50.0, 150.0)
+    write(tmp_path / "stat", "intr 1 2 3\n")
+    assert stealth.system_busy_ticks(str(tmp_path)) is None
+    write(tmp_path / "stat", "cpu  100 5 50 9999 1 2 3 0 0 0\n")
+    assert stealth.system_busy_ticks(str(tmp_path)) == 155
+
+
+def test_smaps_rollup_is_read_only_for_busy_or_big_processes(tmp_path):
+    write(tmp_path / "10/smaps_rollup", "Rss: 10 kB\nAnonHugePages:  2097152 kB\nPrivate_Hugetlb: 0 kB\n")
+    write(tmp_path / "11/smaps_rollup", "AnonHugePages:  2048 kB\n")
+    busy, idle = ProcessInfo(pid=10, cpu_percent=190.0), ProcessInfo(pid=11, cpu_percent=0.5, rss_bytes=10 << 20)
+    stealth.add_hugepage_usage([busy, idle], str(tmp_path))
+    assert busy.anon_hugepages_bytes == 2 << 30
+    assert idle.anon_hugepages_bytes is None
+
+
+# ------------------------------------------------------------------ hidden processes
+
+
+def fake_proc_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "proc"
+    write(root / "sys/kernel/pid_max", "32768\n")
+    write(root / "loadavg", "0.1 0.1 0.1 1/80 4300\n")
+    for pid, tgid, name in [(1, 1, "systemd"), (100, 100, "bash"), (101, 100, "bash"), (4242, 4242, "kworker_helper"),
+                            (4243, 4242, "kworker_helper"), (5000, 5000, "shortlived")]:
+        write(root / str(pid) / "status", f"Name:\t{name}\nTgid:\t{tgid}\nPPid:\t1\nUid:\t1000 1000 1000 1000\n")
+        write(root / str(pid) / "cmdline", f"{name}\0--quiet\0")
+    write(root / "100/task/100/children", "")
+    write(root / "100/task/101/children", "")
+    write(root / "1/task/1/children", "100 4242")
+    return root
+
+
+def test_hidden_process_is_found_threads_are_not_and_transients_are_dropped(tmp_path):
+    root = fake_proc_tree(tmp_path)
+    alive = {1, 100, 101, 4242, 4243, 5000}
+    listing = {1, 100}                  # 4242 is hidden; 5000 is hidden too but exits before the re-check
+    calls = {"n": 0}
+
+    def probe(pid: int) -> bool:
+        calls["n"] += 1
+        return pid in alive
+
+    def list_pids() -> set[int]:
+        if calls["n"]:
+            alive.discard(5000)         # after the first pass: the short-lived process is gone
+        return set(listing)
+
+    search = HiddenSearch(proc_root=str(root), list_pids=list_pids, probe=probe,
+                          probe_all=lambda limit: sorted(p for p in alive if p <= limit), delay=0.01)
+    hidden, how = stealth.find_hidden(search)
+    assert hidden == {4242: "probe"}
+    assert "32768" in how
+
+
+def test_thread_of_a_hidden_process_points_to_its_process(tmp_path):
+    root = fake_proc_tree(tmp_path)
+    search = HiddenSearch(proc_root=str(root), list_pids=lambda: {1, 100}, probe=lambda pid: pid in {4242, 4243},
+                          probe_all=lambda limit: [4243], delay=0)
+    hidden, _ = stealth.find_hidden(search)
+    assert set(hidden) == {4242}       # found through its thread and through init's children list
+
+
+def test_collect_stealth_adds_hidden_processes_to_the_snapshot(tmp_path):
+    root = fake_proc_tree(tmp_path)
+    write(tmp_path / "etc/ld.so.preload", "/usr/local/lib/libhide.so\n")
+    search = HiddenSearch(proc_root=str(root), list_pids=lambda: {1, 100}, probe=lambda pid: pid in {1, 100, 4242},
+                          probe_all=lambda limit: [1, 100, 4242], delay=0)
+    options = SimpleNamespace(proc_root=str(root), sys_root=str(tmp_path / "sys"), etc_root=str(tmp_path / "etc"),
+                              hidden_search=search, scan_binaries=False)
+    snap = Snapshot(processes=[ProcessInfo(pid=1, name="systemd"), ProcessInfo(pid=100, name="bash", ppid=1)])
+    coverage = stealth.collect_stealth(snap, options)
+    assert {c.check for c in coverage} == {"stealth", "hidden-processes"}
+    added = [p for p in snap.processes if p.pid == 4242]
+    assert added and added[0].hidden and added[0].name == "kworker_helper"
+    assert added[0].cmdline == ["kworker_helper", "--quiet"]
+    assert [h.pid for h in snap.stealth.hidden_pids] == [4242]
+    assert snap.stealth.ld_so_preload == ["/usr/local/lib/libhide.so"]
+
+
+# ------------------------------------------------------------------ signals
+
+
+def rules_of(report, pid=None, kind="process"):
+    found = [f for f in report.findings if f.subject.kind == kind and (pid is None or f.subject.pid == pid)]
+    return found[0] if found else None
+
+
+def test_hidden_process_is_critical():
+    snap = snapshot([proc(4242, "kworker_helper --quiet", exe="/tmp/.x/kworker_helper", hidden=True)])
+    finding = rules_of(scan(snap), 4242)
+    assert finding.severity.value == "critical"
+    assert "AA-STEALTH-007" in finding.rule_ids
+    assert "AA-STEALTH-002" in finding.rule_ids and "AA-STEALTH-004" in finding.rule_ids
+
+
+def test_deleted_exe_after_package_upgrade_is_info_only_but_in_tmp_it_is_medium():
+    upgraded = proc(10, "/usr/sbin/nginx -g daemon off;", exe="/usr/sbin/nginx", exe_deleted=True)
+    dropped = proc(11, "./x", exe="/tmp/x", exe_deleted=True)
+    report = scan(snapshot([upgraded, dropped]))
+    first = rules_of(report, 10)
+    assert first is None or first.severity.value == "info"
+    assert rules_of(report, 11).severity.value == "medium"
+
+
+@pytest.mark.parametrize("name, argv, exe, ppid, flagged", [
+    ("kworker/0:1", [], "", 2, False),                                      # a real kernel thread
+    ("sleep", ["[kworker/0:1]", "60"], "/usr/bin/sleep", 1, True),            # exec -a "[kworker/0:1]"
+    ("kthreadd", ["kthreadd"], "/dev/shm/kthreadd", 1, True),
+    ("[migration/3]", ["[migration/3]"], "", 1, True),                        # exe denied, but userland
+    ("watchdogd", ["/usr/sbin/watchdog"], "/usr/sbin/watchdog", 1, False),
+])
+def test_kernel_thread_imitation(name, argv, exe, ppid, flagged):
+    process = ProcessInfo(pid=77, ppid=ppid, name=name, exe=exe, cmdline=argv, username="root")
+    finding = rules_of(scan(snapshot([process])), 77)
+    assert (finding is not None and "AA-STEALTH-005" in finding.rule_ids) == flagged
+    if flagged:
+        assert finding.severity.value == "high"
+
+
+def test_ld_preload_profilers_are_quiet_unknown_libraries_are_not():
+    darshan = proc(20, "python3 sim.py", environ={"LD_PRELOAD": "/opt/darshan/lib/libdarshan.so"})
+    odd = proc(21, "python3 sim.py", environ={"LD_PRELOAD": "/home/u/.cache/libx.so"})
+    report = scan(snapshot([darshan, odd]))
+    assert rules_of(report, 20) is None
+    assert "AA-STEALTH-006" in rules_of(report, 21).rule_ids
+
+
+def test_heavy_legitimate_training_job_in_conda_stays_quiet():
+    job = proc(30, "/home/alice/.conda/envs/torch/bin/python train.py --epochs 90", cpu=790.0,
+               anon_hugepages_bytes=512 << 20)
+    report = scan(snapshot([job]))
+    finding = rules_of(report, 30)
+    assert finding is None or finding.severity.rank < 3   # never high
+
+
+def test_host_level_signals():
+    state = StealthState(ld_so_preload=["/usr/local/lib/libhide.so"], self_preloaded_libraries=["/tmp/libhide.so"],
+                         proc_bind_mounts=["/proc/4242 (from /empty)"], proc_hidepid="2", msr_loaded=True,
+                         msr_allow_writes="on", nmi_watchdog=0, hugepages_total=1280, hugepage_size_kb=2048,
+                         system_cpu_percent=180.0, visible_cpu_percent=10.0, unexplained_cpu_percent=170.0)
+    report = scan(snapshot([proc(40, "busy", cpu=195.0)], stealth=state))
+    host = rules_of(report, kind="host")
+    for rule in ("AA-STEALTH-010", "AA-STEALTH-011", "AA-STEALTH-012", "AA-STEALTH-013", "AA-STEALTH-014",
+                 "AA-TUNE-001", "AA-TUNE-002", "AA-TUNE-003"):
+        assert rule in host.rule_ids, rule
+    assert host.severity.value == "high"
+    assert all(r for r in host.reasons)
+
+
+def test_quiet_host_has_no_host_finding():
+    state = StealthState(nmi_watchdog=0, hugepages_total=0, msr_loaded=False, system_cpu_percent=20.0,
+                         visible_cpu_percent=19.0, unexplained_cpu_percent=1.0)
+    assert rules_of(scan(snapshot([proc(41, "idle")], stealth=state)), kind="host") is None
+
+
+def test_content_and_config_signals_are_tied_to_every_pid(compiled_rules):
+    strings = compiled_rules.signature_strings()
+    binary = BinaryScan(path="/tmp/dbus-daemon-helper", pids=[50, 51], sha256="ab" * 32, matched_strings=strings[:6])
+    config = MinerConfig(path="/srv/w/config.json", pids=[52], urls=["stratum+tcp://pool.supportxmr.com:3333"],
+                         users=[MONERO_WALLET], keys=["pools", "donate-level"])
+    procs = [proc(p, "dbus-daemon-helper --session", exe="/tmp/dbus-daemon-helper") for p in (50, 51)]
+    procs.append(proc(52, "backup-sync", exe="/usr/local/bin/backup-sync"))
+    report = scan(snapshot(procs, binaries=[binary], configs=[config]))
+    for pid in (50, 51):
+        finding = rules_of(report, pid)
+        assert finding.severity.rank >= 3
+        assert any(e.field == "binary" for e in finding.evidence)
+    finding = rules_of(report, 52)
+    assert finding.severity.rank >= 3
+    fields = {e.field for e in finding.evidence}
+    assert fields == {"config"}
+    assert "AA-CONFIG-001" in finding.rule_ids
+    assert any(MONERO_WALLET in e.value for e in finding.evidence)
