@@ -53,7 +53,8 @@ def fake_root(tmp_path: Path) -> Path:
           "17 * * * * root cd / && run-parts --report /etc/cron.hourly\n\n")
     write(root / "etc/cron.d/certbot",
           "0 */12 * * * root test -x /usr/bin/certbot && perl -e 'sleep int(rand(43200))' && certbot -q renew\n")
-    write(root / "etc/cron.daily/logrotate", "#!/bin/sh\n# rotate\n/usr/sbin/logrotate /etc/logrotate.conf\n")
+    write(root / "etc/cron.daily/logrotate", "#!/bin/sh\n# rotate\nset -e\nCONF=/etc/logrotate.conf\n"
+          "V=$(curl -s http://10.0.0.1/v)\n{\n/usr/sbin/logrotate /etc/logrotate.conf\n}\nexit 0\n")
     write(root / "var/spool/cron/crontabs/bob", "# DO NOT EDIT\n30 2 * * * /home/bob/bin/backup.sh --to /srv/b\n")
     write(root / "var/spool/cron/alice", "@daily /usr/bin/rsync -a /home/alice/ /backup/alice/\n")   # RHEL spool
     write(root / "etc/systemd/system/web.service",
@@ -84,7 +85,8 @@ def test_collector_keeps_only_lines_that_start_something(fake_root: Path):
     crontab = by_file["etc/crontab"]
     assert [(e.line, e.user) for e in crontab] == [(4, "root")]          # env and comment lines dropped
     assert by_file["etc/cron.d/certbot"][0].user == "root"
-    assert [e.text for e in by_file["etc/cron.daily/logrotate"]] == ["/usr/sbin/logrotate /etc/logrotate.conf"]
+    assert [e.text for e in by_file["etc/cron.daily/logrotate"]] == [      # shell furniture dropped
+        "V=$(curl -s http://10.0.0.1/v)", "/usr/sbin/logrotate /etc/logrotate.conf"]
     assert by_file["var/spool/cron/crontabs/bob"][0].user == "bob"
     assert by_file["var/spool/cron/alice"][0].user == "alice"
     assert all(e.kind == "cron" for e in crontab + by_file["var/spool/cron/alice"])
@@ -99,7 +101,7 @@ def test_collector_keeps_only_lines_that_start_something(fake_root: Path):
     assert "usr/lib/systemd/system/ssh.socket" not in by_file
     assert by_file["home/carol/.config/systemd/user/notebook.service"][0].user == "carol"
 
-    assert [e.text for e in by_file["etc/rc.local"]] == ["/usr/local/bin/fan-control --quiet", "exit 0"]
+    assert [e.text for e in by_file["etc/rc.local"]] == ["/usr/local/bin/fan-control --quiet"]   # no "exit 0"
     assert "etc/profile.d/modules.sh" not in by_file                     # shell furniture only
     bashrc = by_file["home/carol/.bashrc"]
     assert [e.text for e in bashrc] == ["nohup /home/carol/bin/agent >/dev/null 2>&1 &"]

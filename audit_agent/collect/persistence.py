@@ -42,6 +42,10 @@ CRON_PERIODIC = ("cron.hourly", "cron.daily", "cron.weekly", "cron.monthly")
 SYSTEMD_EXEC = re.compile(r"^\s*(Exec(?:Start|StartPre|StartPost|Reload|Stop|StopPost|Condition))\s*=")
 TIMER_KEYS = re.compile(r"^\s*(Unit|OnCalendar|OnBootSec|OnStartupSec|OnActiveSec|OnUnitActiveSec)\s*=")
 CRON_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\s*=")
+# Lines of a script that cannot start anything themselves: block syntax, exits, plain assignments.
+SHELL_FURNITURE = re.compile(
+    r"^(?:fi|done|esac|then|else|do|\{|\}|;;|:|set\s+[-+][\w-]+|exit(?:\s+\$?\w+)?|return(?:\s+\$?\w+)?"
+    r"|[\w-]+\s*\(\)\s*\{?|(?:export\s+|local\s+|readonly\s+)?[A-Za-z_]\w*=[^$`;&|]*)\s*;?$")
 USER_SHELL_FILES = (".bashrc", ".profile", ".bash_profile", ".bash_login", ".zshrc")
 # Profile scripts are long and mostly shell furniture (aliases, prompts, tests).
 # Keep a line only when it could start or fetch something: a program named by
@@ -236,7 +240,7 @@ def read_homes(reader: _Reader, root: Path) -> None:
 def script_lines(lines: list[str], filtered: bool = False) -> Iterator[tuple[int, str]]:
     """Non-comment lines of a shell script; `filtered` keeps only those that could start something."""
     for number, text in joined_lines(lines):
-        if text.startswith("#") or (filtered and not PROFILE_RUNS.search(text)):
+        if text.startswith("#") or SHELL_FURNITURE.match(text) or (filtered and not PROFILE_RUNS.search(text)):
             continue
         yield number, text
 
