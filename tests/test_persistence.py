@@ -278,3 +278,23 @@ def test_detector_does_no_io(compiled_rules, mocker):
     from audit_agent.policy import Policy
     detector.signals(Context.build(Snapshot(persistence=[entry]), compiled_rules, Policy()))
     opened.assert_not_called()
+
+
+# ---------------------------------------------------------------- the real agent, pointed at a fake root
+
+@pytest.mark.e2e
+def test_agent_scan_reports_crontab_and_unit_from_a_fake_root(tmp_path: Path, agent, compiled_rules):
+    import json
+    root = tmp_path / "root"
+    write(root / "etc/cron.d/sysupdate", f"@reboot root /var/tmp/.sys/{miner_command(compiled_rules)}\n")
+    write(root / "etc/systemd/system/kthreadd.service", "[Service]\nExecStart=/opt/.cache/kthreadd -c /opt/.cache/c.json\n")
+    write(root / "etc/cron.daily/logrotate", "#!/bin/sh\n/usr/sbin/logrotate /etc/logrotate.conf\n")
+    out = tmp_path / "report.json"
+    result = agent("scan", "--window", "0", "--etc-root", str(root / "etc"), "--json", str(out), "--quiet",
+                   "--fail-on", "high")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(out.read_text())
+    persistence = {Path(f["subject"]["path"]).name: f for f in report["findings"] if f["subject"]["kind"] == "persistence"}
+    assert set(persistence) == {"sysupdate", "kthreadd.service"}
+    assert all(f["severity"] in ("high", "critical") for f in persistence.values())
+    assert any(c["check"] == "persistence" and c["status"] == "ok" for c in report["coverage"])
