@@ -69,8 +69,8 @@ def test_processes_that_vanish_mid_scan_are_skipped(mocker):
 
 
 def test_no_process_listed_is_skipped_coverage(mocker):
-    mocker.patch.object(psutil, "process_iter", return_value=[])
-    _, coverage = read_processes(FirstReading(0.0, {}))
+    mocker.patch.object(psutil, "process_iter", return_value=[])     # the psutil reader (not a live /proc)
+    _, coverage = read_processes(FirstReading(0.0, {}), proc_root="/nonexistent")
     assert coverage.status == CoverageStatus.SKIPPED
 
 

@@ -18,6 +18,11 @@ def read_cgroup(pid: int, proc_root: str = "/proc") -> str:
         text = (Path(proc_root) / str(pid) / "cgroup").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
+    return cgroup_path(text)
+
+
+def cgroup_path(text: str) -> str:
+    """The path from the text of /proc/PID/cgroup: the v2 unified line, else the first v1 cpu/pids line."""
     lines = [line.split(":", 2) for line in text.splitlines() if line.count(":") >= 2]
     for hierarchy, _, path in lines:
         if hierarchy == "0":

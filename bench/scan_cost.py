@@ -1,0 +1,81 @@
+"""Benchmark 1: the agent's CPU time and peak memory for one full scan vs `ps` + `ss`.
+
+Starts 200, then 2,000 extra sleeping processes (a tiny C program) and 500
+loopback TCP connections (a helper holding both ends on 127.0.0.1), then, in
+the same run and alternating, measures:
+
+  agent:  audit-agent scan --window 0 --quiet --json OUT   (the whole scan: start-up,
+          rules, processes, sockets, executable scan, evaluation, report; no window sleep)
+  shell:  ps -eo pid,ppid,user,pcpu,rss,nlwp,lstart,args  +  ss -tanp
+
+CPU time is user+system of each child from os.wait4; peak RSS is the child's ru_maxrss.
+Targets (issue 6): agent CPU <= 1.5x the shell tools, peak RSS < 60 MB.
+
+    .venv/bin/python bench/scan_cost.py [--repeat 5] [--counts 200,2000] [--connections 500]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import Load, agent_command, measure, median, visible_processes  # noqa: E402
+
+PS = ["ps", "-eo", "pid,ppid,user,pcpu,rss,nlwp,lstart,args"]
+SS = ["ss", "-tanp"]
+
+
+def run(counts: list[int], connections: int, repeat: int) -> int:
+    out = Path(tempfile.mkdtemp(prefix="audit-bench-out-")) / "report.json"
+    scan = [*agent_command(), "scan", "--window", "0", "--quiet", "--fail-on", "never", "--json", str(out)]
+    env = {**os.environ, "NO_COLOR": "1"}
+    worst = 0.0
+    with Load() as load:
+        load.connections(connections)
+        started = 0
+        print(f"sleeper: {' '.join(load.sleeper)}; {connections} loopback connections (both ends on this host)")
+        print(f"{'extra':>6} {'procs':>6} {'agent cpu':>10} {'ps cpu':>7} {'ss cpu':>7} {'shell':>7} {'ratio':>6} "
+              f"{'agent rss':>10} {'ps+ss rss':>10} {'agent wall':>10}")
+        for count in counts:
+            load.sleepers(count - started)
+            started = count
+            measure(scan, env)                       # warm the page cache once
+            agent, ps, ss = [], [], []
+            for _ in range(repeat):
+                a = measure(scan, env)
+                if a.returncode not in (0, 1):
+                    print(f"agent scan failed with exit code {a.returncode}", file=sys.stderr)
+                    return 2
+                agent.append(a)
+                ps.append(measure(PS, capture=True))
+                ss.append(measure(SS, capture=True))
+            a_cpu = median([c.cpu for c in agent])
+            p_cpu, s_cpu = median([c.cpu for c in ps]), median([c.cpu for c in ss])
+            shell = p_cpu + s_cpu
+            ratio = a_cpu / shell if shell else float("inf")
+            worst = max(worst, ratio)
+            rss = max(c.max_rss_kb for c in agent) / 1024
+            shell_rss = (max(c.max_rss_kb for c in ps) + max(c.max_rss_kb for c in ss)) / 1024
+            print(f"{count:>6} {visible_processes():>6} {a_cpu * 1000:>8.0f}ms {p_cpu * 1000:>5.0f}ms "
+                  f"{s_cpu * 1000:>5.0f}ms {shell * 1000:>5.0f}ms {ratio:>5.2f}x {rss:>8.1f}MB {shell_rss:>8.1f}MB "
+                  f"{median([c.wall for c in agent]) * 1000:>8.0f}ms")
+    print(f"medians of {repeat} runs each; target agent <= 1.5x shell CPU and < 60 MB peak RSS; worst ratio {worst:.2f}x")
+    out.unlink(missing_ok=True)
+    out.parent.rmdir()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--counts", default="200,2000", help="extra sleeping processes, cumulative steps")
+    parser.add_argument("--connections", type=int, default=500)
+    args = parser.parse_args()
+    return run([int(c) for c in args.counts.split(",")], args.connections, args.repeat)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
