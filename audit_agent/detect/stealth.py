@@ -86,7 +86,9 @@ def process_signals(proc: ProcessInfo, ctx: Context) -> list[Signal]:
             action="Treat the host as compromised: inspect it from trusted media, preserve the process and "
                    "/etc/ld.so.preload, and check for a rootkit.")
     if exe.startswith("/memfd:"):
-        add(RULE_MEMFD, "Executable runs from memory (memfd)", Severity.LOW, 0.35,
+        # INFO alone: container runtimes and sandboxes re-exec themselves from sealed memfds (runc, gVisor);
+        # next to any other signal it still adds confidence.
+        add(RULE_MEMFD, "Executable runs from memory (memfd)", Severity.INFO, 0.35,
             f"The executable {shown_exe!r} exists only in memory (memfd_create): fileless execution, used by "
             "droppers and also by some container runtimes.", "exe", exe, "memfd executable", weak=True)
     elif proc.exe_deleted:
