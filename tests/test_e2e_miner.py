@@ -3,6 +3,7 @@ the installed agent scans the real host and must name it, then be clean of it on
 from __future__ import annotations
 
 import json
+import uuid
 
 import jsonschema
 import pytest
@@ -28,7 +29,8 @@ def scan(agent, tmp_path, *extra: str) -> tuple[int, dict]:
 
 def test_xmrig_style_miner_is_found_then_gone(agent, pool, processes, tmp_path):
     url = f"stratum+tcp://127.0.0.1:{pool.port}"
-    miner = start_miner(processes, ["xmrig", "-o", url, "-u", MONERO_WALLET, "-p", "rig01secret",
+    login = f"{MONERO_WALLET}.{uuid.uuid4().hex[:10]}"     # this test's own worker name: other runs may mine too
+    miner = start_miner(processes, ["xmrig", "-o", url, "-u", login, "-p", "rig01secret",
                                     "--donate-level", "1", "-a", "rx/0"])
     code, report = scan(agent, tmp_path)
 
@@ -43,7 +45,7 @@ def test_xmrig_style_miner_is_found_then_gone(agent, pool, processes, tmp_path):
     assert {"argv0", "cmdline", "login", "connection"} <= fields
     assert f"127.0.0.1:{pool.port}" in finding["subject"]["connections"]
     assert any("xmrig" in r for r in finding["reasons"])
-    assert MONERO_WALLET in json.dumps(finding), "wallets are evidence and stay"
+    assert login in json.dumps(finding), "wallets are evidence and stay"
     assert "rig01secret" not in json.dumps(report), "pool passwords are redacted"
     assert finding["attack"] == ["T1496"]
     assert "login" in pool.methods and pool.logins, "the stand-in really spoke Stratum"
@@ -51,7 +53,7 @@ def test_xmrig_style_miner_is_found_then_gone(agent, pool, processes, tmp_path):
     processes.stop(miner)
     code, report = scan(agent, tmp_path)
     assert findings_for(report, miner.pid) == []
-    assert not any(MONERO_WALLET in json.dumps(f) for f in report["findings"])
+    assert not any(login in json.dumps(f) for f in report["findings"])
     assert code == 0
 
 
