@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--push", metavar="URL", help="POST each JSON report to this URL")
     watch.add_argument("--push-token-file", metavar="FILE", help="bearer token for --push")
     watch.add_argument("--spool-dir", metavar="DIR", help="where undelivered reports wait")
+    watch.add_argument("--max-spool", type=int, default=100, metavar="N",
+                       help="keep at most N undelivered reports; the oldest is dropped (default 100)")
+    watch.add_argument("--events", choices=("text", "json"), default="text",
+                       help="print change events as one-line text or JSON lines")
     watch.add_argument("--json", metavar="PATH", help="write the latest JSON report here")
     watch.add_argument("-q", "--quiet", action="store_true")
     watch.set_defaults(handler=cmd_watch)
@@ -201,7 +205,8 @@ def cmd_rules_validate(args: argparse.Namespace) -> int:
 def cmd_rules_list(args: argparse.Namespace) -> int:
     from audit_agent.rules.loader import load_pack
 
-    pack = load_pack(args.rules)
+    from audit_agent.rules.active import active_rules_path
+    pack = load_pack(active_rules_path(args.rules))
     print(f"{pack.name} {pack.version} sha256:{pack.sha256[:16]}")
     for rule in pack.rules:
         print(f"{rule.id:<16} {rule.severity.value:<8} {rule.kind:<11} {rule.title}")

@@ -21,7 +21,9 @@ class Inputs:
 
 
 def load_rules(path: str | None = None) -> CompiledRules:
-    return CompiledRules(load_pack(path))
+    """The pack at `path`, else an installed (updated) pack, else the shipped default."""
+    from audit_agent.rules.active import active_rules_path
+    return CompiledRules(load_pack(active_rules_path(path)))
 
 
 def load_inputs(rules_path: str | None = None, config_path: str | None = None) -> Inputs:
