@@ -54,7 +54,9 @@ def test_xmrig_style_miner_is_found_then_gone(agent, pool, processes, tmp_path):
     code, report = scan(agent, tmp_path)
     assert findings_for(report, miner.pid) == []
     assert not any(login in json.dumps(f) for f in report["findings"])
-    assert code == 0
+    # Nothing of ours is left; on a shared machine other high findings may exist, and the code must say so.
+    others = [f for f in report["findings"] if f["status"] == "open" and f["severity"] in ("high", "critical")]
+    assert code == (1 if others else 0)
 
 
 def test_fail_on_never_and_critical_change_the_exit_code(agent, pool, processes, tmp_path):
