@@ -20,16 +20,23 @@ def signals(ctx: Context) -> list[Signal]:
 
 def process_signals(proc: ProcessInfo, ctx: Context) -> list[Signal]:
     rules = ctx.rules
-    key, subject = process_key(proc.pid), process_subject(proc)
     argv0 = proc.cmdline[0] if proc.cmdline else ""
-    shown_cmdline = redact_cmdline(proc.cmdline, 600)
     joined = " ".join(proc.cmdline)
-    found = [signal_from_hit(hit, key, subject) for hit in rules.match_names(proc.name, proc.exe, argv0)]
+    name_hits = rules.match_names(proc.name, proc.exe, argv0)
+    cmdline_hits = wallet_hits = domain_hits = []
     if joined:
-        found += [signal_from_hit(hit, key, subject, value=shown_cmdline) for hit in rules.match_cmdline(joined)]
-        found += [signal_from_hit(hit, key, subject) for hit in rules.match_wallets(logins_from_argv(proc.cmdline))]
-        found += [signal_from_hit(hit, key, subject, field_name="cmdline")
-                  for hit in rules.match_domains(joined, "cmdline")]
+        cmdline_hits = rules.match_cmdline(joined)
+        wallet_hits = rules.match_wallets(logins_from_argv(proc.cmdline))
+        domain_hits = rules.match_domains(joined, "cmdline")
+    if not (name_hits or cmdline_hits or wallet_hits or domain_hits):
+        return []                   # the common case: no subject to build, nothing to redact
+    key, subject = process_key(proc.pid), process_subject(proc)
+    found = [signal_from_hit(hit, key, subject) for hit in name_hits]
+    if cmdline_hits:
+        shown_cmdline = redact_cmdline(proc.cmdline, 600)
+        found += [signal_from_hit(hit, key, subject, value=shown_cmdline) for hit in cmdline_hits]
+    found += [signal_from_hit(hit, key, subject) for hit in wallet_hits]
+    found += [signal_from_hit(hit, key, subject, field_name="cmdline") for hit in domain_hits]
     return found
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import PurePosixPath, PureWindowsPath
 
 from audit_agent.rules.loader import DomainEntry, Rule, RulePack, domain_entries
@@ -27,8 +28,15 @@ class Hit:
     matched: str      # the indicator that matched
 
 
+@lru_cache(maxsize=8192)
 def basename(path: str) -> str:
-    name = PureWindowsPath(path).name if "\\" in path else PurePosixPath(path).name
+    """Lower-case file name without `.exe` (POSIX or Windows path); cached: hosts repeat their names."""
+    if "\\" in path:
+        name = PureWindowsPath(path).name
+    else:
+        name = path.rsplit("/", 1)[-1]
+        if not name or name == ".":                 # trailing '/' or '/.': what PurePosixPath(path).name says
+            name = PurePosixPath(path).name
     name = name.lower()
     return name[:-4] if name.endswith(".exe") else name
 
@@ -61,12 +69,16 @@ class CompiledRules:
             self.generic_ports.update(int(p) for p in rule.params.get("generic", []))
         self.string_rules = pack.by_kind("strings")
         self.framework_names: set[str] = set()
+        self.generic_runtimes: set[str] = set()
         framework_patterns: list[str] = []
+        library_patterns: list[str] = []
         for rule in pack.by_kind("frameworks"):
             self.framework_names.update(basename(str(v)) for v in rule.params.get("values", []))
+            self.generic_runtimes.update(basename(str(v)) for v in rule.params.get("generic", []))
             framework_patterns.extend(rule.params.get("patterns", []))
-        self.framework_regex = re.compile("|".join(f"(?:{p})" for p in framework_patterns), re.IGNORECASE) \
-            if framework_patterns else None
+            library_patterns.extend(rule.params.get("libraries", []))
+        self.framework_regex = _alternation(framework_patterns)
+        self.framework_library_regex = _alternation(library_patterns)
 
     # -- names
     def match_names(self, name: str, exe: str, argv0: str) -> list[Hit]:
@@ -151,34 +163,190 @@ class CompiledRules:
         return hits
 
     # -- known research frameworks
-    def is_framework(self, name: str, exe: str, cmdline: str) -> bool:
-        if basename(name) in self.framework_names or (exe and basename(exe) in self.framework_names):
+    def is_framework(self, name: str, exe: str, cmdline: str, libraries: list[str] | tuple = ()) -> bool:
+        """A known research workload: by a specific name, a command-line pattern, or its loaded libraries.
+
+        A generic runtime (python, java) is not evidence by itself: miners are
+        disguised as `python3 train.py`. It counts when a pattern or a loaded ML
+        library (libtorch, libcudnn, ...) confirms it.
+        """
+        names = {basename(name), basename(exe) if exe else ""}
+        if names & self.framework_names:
             return True
-        return bool(self.framework_regex and self.framework_regex.search(cmdline))
+        if self.framework_regex and self.framework_regex.search(cmdline):
+            return True
+        return self.uses_framework_library(libraries)
+
+    def uses_framework_library(self, libraries: list[str] | tuple) -> bool:
+        regex = self.framework_library_regex
+        return bool(regex and any(regex.search(library) for library in libraries))
+
+
+def _alternation(patterns: list[str]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE) if patterns else None
 
 
 class _PatternSet:
-    """Regex rules tried first as one combined expression, then one by one on a hit."""
+    """Regex rules behind a literal prefilter, so the cost per text does not grow with the pattern count.
+
+    Each pattern is parsed once for the literals it cannot match without (its
+    "required" set: at least one of them must occur in any text it matches).
+    A text is cut into its 3-character grams; only patterns whose literal has
+    a gram in the text, and whose literal then really occurs, are candidates,
+    and only their rules' regexes run. Patterns with no usable literal run
+    on every text (as one combined regex). Non-ASCII text, where Unicode case
+    folding could defeat a lower-case literal check, skips the prefilter.
+    """
 
     def __init__(self, rules: list[Rule]) -> None:
         self.entries: list[tuple[Rule, re.Pattern[str], re.Pattern[str] | None]] = []
-        for rule in rules:
+        self.by_gram: dict[str, list[tuple[str, int]]] = {}     # gram -> (literal, rule index)
+        unfiltered: list[str] = []
+        self.unfiltered_rules: list[int] = []
+        for index, rule in enumerate(rules):
             combined = "|".join(f"(?:{p})" for p in rule.params["patterns"])
             unless = rule.params.get("unless") or []
             self.entries.append((rule, re.compile(combined, re.IGNORECASE),
                                  re.compile("|".join(f"(?:{p})" for p in unless), re.IGNORECASE) if unless else None))
-        every = [f"(?:{p})" for rule in rules for p in rule.params["patterns"]]
-        self.any = re.compile("|".join(every), re.IGNORECASE) if every else None
+            for pattern in rule.params["patterns"]:
+                literals = required_literals(pattern)
+                if literals is None:
+                    unfiltered.append(f"(?:{pattern})")
+                    if index not in self.unfiltered_rules:
+                        self.unfiltered_rules.append(index)
+                    continue
+                for literal in literals:
+                    self.by_gram.setdefault(_rarest_gram(literal, self.by_gram), []).append((literal, index))
+        self.unfiltered = re.compile("|".join(unfiltered), re.IGNORECASE) if unfiltered else None
+        self._every = [f"(?:{p})" for rule in rules for p in rule.params["patterns"]]
+        self._any: re.Pattern[str] | None = None
+
+    @property
+    def any(self) -> re.Pattern[str] | None:
+        """All patterns as one regex (only needed for non-ASCII text); compiled on first use."""
+        if self._any is None and self._every:
+            self._any = re.compile("|".join(self._every), re.IGNORECASE)
+        return self._any
+
+    def candidates(self, text: str) -> list[int] | None:
+        """Indexes of the rules that may match `text`, in pack order; None when the prefilter cannot judge."""
+        if not text.isascii():
+            return None
+        low = text.lower()
+        found: set[int] = set()
+        grams = {low[i:i + 3] for i in range(len(low) - 2)}
+        for gram in grams.intersection(self.by_gram) if len(grams) < len(self.by_gram) else \
+                [g for g in self.by_gram if g in grams]:
+            for literal, index in self.by_gram[gram]:
+                if index not in found and literal in low:
+                    found.add(index)
+        if self.unfiltered is not None and self.unfiltered.search(text):
+            found.update(self.unfiltered_rules)
+        return sorted(found)
 
     def match(self, text: str, field: str) -> list[Hit]:
-        if not self.any or not self.any.search(text):
+        if not self.entries:
             return []
+        indexes = self.candidates(text)
+        if indexes is None:
+            if not self.any or not self.any.search(text):
+                return []
+            indexes = list(range(len(self.entries)))
         hits = []
-        for rule, regex, unless in self.entries:
+        for index in indexes:
+            rule, regex, unless = self.entries[index]
             found = regex.search(text)
             if found and not (unless and unless.search(text)):
                 hits.append(Hit(rule, field, text, found.group(0)[:120]))
         return hits
+
+
+MIN_LITERAL = 3
+
+
+def _rarest_gram(literal: str, by_gram: dict[str, list[tuple[str, int]]]) -> str:
+    """The literal's 3-gram that indexes the fewest literals so far (spreads the index)."""
+    grams = [literal[i:i + 3] for i in range(len(literal) - 2)]
+    return min(grams, key=lambda g: len(by_gram.get(g, ())))
+
+
+def required_literals(pattern: str) -> set[str] | None:
+    """Lower-case literals of which any text matching `pattern` contains at least one; None if unknown.
+
+    Sound by construction: only literal runs that every match must contain
+    (sequence members, every branch of an alternation, repeats with a minimum
+    of one, positive lookarounds) are used; anything else gives None.
+    """
+    try:
+        parsed = _sre_parser().parse(pattern, re.IGNORECASE)
+    except (re.error, RecursionError, ValueError):
+        return None
+    try:
+        found = _sequence_literals(list(parsed), 0)
+    except RecursionError:
+        return None
+    if not found or min(len(lit) for lit in found) < MIN_LITERAL or not all(lit.isascii() for lit in found):
+        return None
+    return found
+
+
+def _sre_parser():  # type: ignore[no-untyped-def]
+    try:
+        from re import _parser  # type: ignore[attr-defined]  # Python 3.11+
+        return _parser
+    except ImportError:         # Python 3.10
+        import sre_parse
+        return sre_parse
+
+
+def _better(first: set[str] | None, second: set[str] | None) -> set[str] | None:
+    """The more selective of two required sets: longer shortest literal, then fewer literals."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    def score(found: set[str]) -> tuple[int, int]:
+        return (min(len(lit) for lit in found), -len(found))
+    return second if score(second) > score(first) else first
+
+
+def _sequence_literals(items: list, depth: int) -> set[str] | None:  # type: ignore[type-arg]
+    from re._constants import (ASSERT, ATOMIC_GROUP, BRANCH, LITERAL, MAX_REPEAT, MIN_REPEAT,  # type: ignore
+                               POSSESSIVE_REPEAT, SUBPATTERN)
+    if depth > 50:
+        return None
+    best: set[str] | None = None
+    run: list[str] = []
+
+    def flush() -> None:
+        nonlocal best
+        if run:
+            best = _better(best, {"".join(run)})
+            run.clear()
+
+    for op, value in items:
+        if op is LITERAL:
+            run.append(chr(value).lower())
+            continue
+        flush()
+        inner: set[str] | None = None
+        if op is SUBPATTERN:
+            inner = _sequence_literals(list(value[-1]), depth + 1)
+        elif op is BRANCH:
+            branches = [_sequence_literals(list(branch), depth + 1) for branch in value[1]]
+            if all(branch is not None for branch in branches):
+                inner = set().union(*branches)  # type: ignore[arg-type]
+        elif op in (MAX_REPEAT, MIN_REPEAT, POSSESSIVE_REPEAT):
+            low, _high, body = value
+            if low >= 1:
+                inner = _sequence_literals(list(body), depth + 1)
+        elif op is ASSERT:                  # positive lookahead/lookbehind: its text is in the subject too
+            inner = _sequence_literals(list(value[1]), depth + 1)
+        elif op is ATOMIC_GROUP:
+            inner = _sequence_literals(list(value), depth + 1)
+        best = _better(best, inner)
+    flush()
+    return best
 
 
 def logins_from_argv(argv: list[str]) -> list[str]:
