@@ -110,3 +110,47 @@ def compiled_rules():
     from audit_agent.rules.compiler import CompiledRules
     from audit_agent.rules.loader import load_pack
     return CompiledRules(load_pack())
+
+
+# ---------------------------------------------------------------- reports (issue 4)
+
+SECRETS = ("s3cretPoolPass", "hunter2-pass", "tok-9f8e7d6c5b4a", "Pa55w0rd-xyz")
+
+
+@pytest.fixture(scope="session")
+def demo_reports():
+    """The AuditReport of every demo seed, by seed name (evaluated once)."""
+    from audit_agent.demo import evaluate_seed, seeds
+    return {seed.name: evaluate_seed(seed) for seed in seeds()}
+
+
+@pytest.fixture(scope="session")
+def hostile_report(compiled_rules):
+    """A report evaluated from a snapshot whose process data attacks every output format."""
+    from audit_agent.evaluate import evaluate
+    from audit_agent.model import Connection, Coverage, CoverageStatus, HostInfo, LoadSample, ProcessInfo, Snapshot
+
+    hostile_args = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "]]>", "\"quoted\" 'single'",
+                    "\x1b[31mred\x1b[0m", "\x1b]0;pwn\x07", "\u202eevil\u202c", "nul\x00byte", "A" * 100_000,
+                    "`code` | pipe | [link](javascript:alert(1)) **bold**"]
+    miner = ProcessInfo(
+        pid=4242, ppid=1, name="<script>alert(1)</script>", exe="/tmp/<img src=x onerror=alert(1)>/x]]>",
+        cmdline=["/tmp/xmrig", "-o", "stratum+tcp://pool.supportxmr.com:3333", "-u", MONERO_WALLET,
+                 "-p", SECRETS[0], f"--pass={SECRETS[1]}", f"token={SECRETS[2]}", f"password={SECRETS[3]}",
+                 *hostile_args],
+        username="<b>mallory</b>", cpu_percent=390.0, allowed_cpus=4, cgroup="/user.slice/\x1b[2J",
+        container_id="]]><x/>", slurm_job_id="<i>1</i>")
+    snapshot = Snapshot(
+        agent_version="0.1.0", collected_at=1795522500.0, window_seconds=5.0,
+        host=HostInfo(hostname="<svg onload=alert(1)>host", os="Linux", cpu_model="\x1b]0;cpu\x07 Xeon",
+                      cpu_cores=4, cpu_threads=8, memory_total_bytes=16 * 1024 ** 3),
+        processes=[miner, ProcessInfo(pid=1, name="systemd", exe="/usr/lib/systemd/systemd", cmdline=["/sbin/init"],
+                                      username="root")],
+        connections=[Connection(pid=4242, protocol="tcp", local_address="10.0.0.5", local_port=40000,
+                                remote_address="198.51.100.9", remote_port=3333, state="ESTABLISHED")],
+        load=[LoadSample(t=float(i), cpu_percent=50.0 + i) for i in range(6)],
+        coverage=[Coverage("processes", CoverageStatus.OK, inspected=2),
+                  Coverage("network", CoverageStatus.OK, inspected=1),
+                  Coverage("gpu", CoverageStatus.SKIPPED, reason="no GPU <b>driver</b> ]]>"),
+                  Coverage("binaries", CoverageStatus.ERROR, reason="scan crashed: \x00\x1b[31m<script>")])
+    return evaluate(snapshot, compiled_rules, now=snapshot.collected_at + 5)

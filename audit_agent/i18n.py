@@ -1,0 +1,87 @@
+"""Report labels in English and Chinese, from reports/i18n/<lang>.yaml, and dates in the locale's form.
+
+A missing key is an error (KeyError), never a silent fallback: a filed report
+must not show a raw key or half its labels in another language.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from audit_agent.paths import data_dir
+
+LANGS = ("en", "zh-CN")
+
+
+def i18n_dir() -> Path:
+    return data_dir("reports") / "i18n"
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, str]:
+    """Nested mappings to dotted keys: {'a': {'b': 'x'}} -> {'a.b': 'x'}."""
+    flat: dict[str, str] = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"translation {prefix or 'file'} must be a mapping")
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(flatten(value, dotted))
+        else:
+            flat[dotted] = str(value)
+    return flat
+
+
+@lru_cache(maxsize=None)
+def load_messages(lang: str) -> dict[str, str]:
+    if lang not in LANGS:
+        raise ValueError(f"unknown report language {lang!r}; known: {', '.join(LANGS)}")
+    path = i18n_dir() / f"{lang}.yaml"
+    with path.open(encoding="utf-8") as handle:
+        return flatten(yaml.safe_load(handle))
+
+
+@dataclass(frozen=True)
+class Translator:
+    """`t("verdict.compliant")` or `t("header.window_value", start=..., end=...)`."""
+    lang: str
+    messages: dict[str, str]
+
+    def __call__(self, key: str, **values: Any) -> str:
+        try:
+            text = self.messages[key]
+        except KeyError:
+            raise KeyError(f"translation key {key!r} is missing from reports/i18n/{self.lang}.yaml") from None
+        # Values are data: substituted once, never themselves formatted.
+        return text.format(**{k: "" if v is None else v for k, v in values.items()}) if values else text
+
+    def enum(self, group: str, value: Any) -> str:
+        """The label of an enum member (severity, verdict, status, coverage) by its value."""
+        return self(f"{group}.{getattr(value, 'value', value)}")
+
+    def check(self, name: str) -> str:
+        """A coverage check's label; a check this version does not know keeps its own name."""
+        return self.messages.get(f"check.{name}", name)
+
+    def date(self, timestamp: float | None) -> str:
+        return self._format("format.date", timestamp)
+
+    def datetime(self, timestamp: float | None) -> str:
+        return self._format("format.datetime", timestamp)
+
+    def _format(self, key: str, timestamp: float | None) -> str:
+        if not timestamp:
+            return self("format.none")
+        # UTC: a report is read far from the host, and a filing needs one unambiguous time.
+        moment = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
+        months = self("format.months").split()
+        return self(key, d=moment.day, m=moment.month, mon=months[moment.month - 1], y=moment.year,
+                    H=f"{moment.hour:02d}", M=f"{moment.minute:02d}")
+
+
+def translator(lang: str = "en") -> Translator:
+    return Translator(lang, load_messages(lang))

@@ -1,0 +1,144 @@
+"""SARIF 2.1.0: one run per report, rules listed once in tool.driver.rules.
+
+Severity maps to a SARIF level in `level()` only. partialFingerprints carry the
+finding's fingerprint (rule + executable + user + indicator, no PID), so code
+scanning dashboards track a finding across scans. A finding about a file (an
+executable, a cron file) points at its file:// URI; anything else (a GPU, the
+host) gets a logical location. Registered and allowlisted findings are
+reported with an accepted external suppression instead of being dropped.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+from urllib.parse import quote
+
+from audit_agent.model import AuditReport, Finding, FindingStatus, Severity
+from audit_agent.render.view import clean
+
+SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+FINGERPRINT_KEY = "auditAgentFinding/v1"
+DELETED_SUFFIX = " (deleted)"
+
+
+def level(severity: Severity) -> str:
+    """The one place severity becomes a SARIF level."""
+    if severity.rank >= Severity.HIGH.rank:
+        return "error"
+    if severity == Severity.MEDIUM:
+        return "warning"
+    return "note"
+
+
+def render(report: AuditReport, options: object = None) -> str:
+    rules, index = rule_descriptors(report.findings)
+    run: dict[str, Any] = {
+        "tool": {"driver": {"name": "audit-agent", "version": clean(report.agent_version) or "0",
+                            "semanticVersion": clean(report.agent_version) or "0.0.0",
+                            "rules": rules,
+                            "properties": {"rulePack": clean(report.rule_pack.name),
+                                           "rulePackVersion": clean(report.rule_pack.version),
+                                           "rulePackSha256": clean(report.rule_pack.sha256)}}},
+        "invocations": [invocation(report)],
+        "results": [result(finding, index, report.host.hostname) for finding in report.findings],
+        "properties": {"hostname": clean(report.host.hostname), "verdict": report.verdict.value,
+                       "verdictReasons": [clean(r) for r in report.verdict_reasons],
+                       "coverage": [{"check": clean(c.check), "status": c.status.value, "reason": clean(c.reason),
+                                     "inspected": c.inspected, "denied": c.denied} for c in report.coverage]},
+    }
+    return json.dumps({"$schema": SCHEMA, "version": "2.1.0", "runs": [run]}, indent=1, ensure_ascii=False) + "\n"
+
+
+def rule_descriptors(findings: list[Finding]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Each rule once: its title where it led a finding (else the indicator it matched) and its worst level."""
+    titles: dict[str, str] = {}
+    worst: dict[str, Severity] = {}
+    categories: dict[str, str] = {}
+    for finding in findings:
+        for position, rule_id in enumerate(finding.rule_ids):
+            if position == 0:
+                titles[rule_id] = finding.title
+            elif rule_id not in titles:
+                matched = next((e.matched for e in finding.evidence if e.rule_id == rule_id), "")
+                titles.setdefault(rule_id, f"{rule_id}: {matched}" if matched else rule_id)
+            if rule_id not in worst or finding.severity.rank > worst[rule_id].rank:
+                worst[rule_id] = finding.severity
+            categories.setdefault(rule_id, finding.category)
+    rules, index = [], {}
+    for position, rule_id in enumerate(sorted(worst)):
+        index[rule_id] = position
+        rules.append({"id": clean(rule_id), "name": clean(rule_id.replace("-", "")),
+                      "shortDescription": {"text": clean(titles[rule_id]) or clean(rule_id)},
+                      "defaultConfiguration": {"level": level(worst[rule_id])},
+                      "properties": {"category": clean(categories[rule_id]),
+                                     "tags": ["security", "cryptomining", "T1496"]}})
+    return rules, index
+
+
+def invocation(report: AuditReport) -> dict[str, Any]:
+    start = report.collected_at or report.generated_at
+    notifications = [{"level": "error" if c.status.value == "error" else "warning",
+                      "message": {"text": clean(f"check {c.check} is {c.status.value}: {c.reason}")},
+                      "descriptor": {"id": clean(c.check)}}
+                     for c in report.coverage if c.status.value in ("partial", "error")]
+    entry: dict[str, Any] = {"executionSuccessful": True, "startTimeUtc": utc(start),
+                             "endTimeUtc": utc(start + report.window_seconds)}
+    if notifications:
+        entry["toolExecutionNotifications"] = notifications
+    return entry
+
+
+def result(finding: Finding, index: dict[str, int], hostname: str) -> dict[str, Any]:
+    rule_id = finding.rule_ids[0] if finding.rule_ids else "AA-UNKNOWN"
+    reasons = " ".join(finding.reasons[:3])
+    entry: dict[str, Any] = {
+        "ruleId": clean(rule_id), "level": level(finding.severity), "kind": "fail",
+        "message": {"text": clean(f"{finding.title}. {reasons}".strip())},
+        "locations": [location(finding, hostname)],
+        "partialFingerprints": {FINGERPRINT_KEY: clean(finding.fingerprint)},
+        "properties": {"severity": finding.severity.value, "confidence": finding.confidence,
+                       "status": finding.status.value, "category": clean(finding.category),
+                       "ruleIds": [clean(r) for r in finding.rule_ids], "attack": [clean(a) for a in finding.attack],
+                       "reasons": [clean(r) for r in finding.reasons],
+                       "evidence": [{"field": clean(e.field), "value": clean(e.value), "matched": clean(e.matched),
+                                     "ruleId": clean(e.rule_id)} for e in finding.evidence],
+                       "recommendedAction": clean(finding.recommended_action), "subject": subject(finding)},
+    }
+    if rule_id in index:
+        entry["ruleIndex"] = index[rule_id]
+    if finding.status in (FindingStatus.REGISTERED, FindingStatus.ALLOWLISTED):
+        entry["suppressions"] = [{"kind": "external", "status": "accepted",
+                                  "justification": clean(finding.status_reason or finding.status.value)}]
+    return entry
+
+
+def location(finding: Finding, hostname: str) -> dict[str, Any]:
+    s = finding.subject
+    path = s.exe or s.path
+    if path.endswith(DELETED_SUFFIX):
+        path = path[: -len(DELETED_SUFFIX)]
+    logical = {"name": clean(s.name or s.kind), "kind": "process" if s.pid is not None else "module",
+               "fullyQualifiedName": clean(f"{hostname}/{s.kind}/{s.pid if s.pid is not None else s.gpu_index if s.gpu_index is not None else s.name or s.path}")}
+    entry: dict[str, Any] = {"logicalLocations": [logical]}
+    if path.startswith("/"):
+        entry["physicalLocation"] = {"artifactLocation": {"uri": file_uri(path)}}
+    return entry
+
+
+def file_uri(path: str) -> str:
+    """file:// URI of an absolute path; every unusual character percent-encoded, so data cannot alter the URI."""
+    return "file://" + quote(clean(path), safe="/-._~")
+
+
+def subject(finding: Finding) -> dict[str, Any]:
+    s = finding.subject
+    data = {"kind": s.kind, "pid": s.pid, "name": s.name, "exe": s.exe, "cmdline": s.cmdline, "user": s.username,
+            "cgroup": s.cgroup, "container": s.container_id, "slurmJob": s.slurm_job_id, "terminal": s.terminal,
+            "connections": s.connections, "gpu": s.gpu_index, "path": s.path}
+    return {key: ([clean(v) for v in value] if isinstance(value, list) else clean(value))
+            for key, value in data.items() if value not in (None, "", [])}
+
+
+def utc(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
