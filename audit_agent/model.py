@@ -134,6 +134,7 @@ class ProcessInfo:
     ns_pids: list[int] = field(default_factory=list)        # NSpid from /proc/PID/status: host pid first
     anon_hugepages_bytes: int | None = None
     hidden: bool = False                    # alive when probed by PID but missing from the /proc listing
+    libraries: list[str] = field(default_factory=list)      # mapped shared libraries (basenames), busy/GPU processes only
     denied: list[str] = field(default_factory=list)         # attributes that access was denied to
 
 

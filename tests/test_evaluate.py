@@ -120,3 +120,22 @@ allowlist:
 def test_closed_socket_history_is_not_activity():
     report = scan(snapshot([], [conn(None, "198.51.100.9", 3333, state="TIME_WAIT")]))
     assert report.findings == []
+
+
+@pytest.mark.parametrize("login, coin", [
+    (f"{MONERO_WALLET}.rig01", "Monero"),
+    (f"{MONERO_WALLET}+50000", "Monero"),
+    (f"{MONERO_WALLET}:worker", "Monero"),
+    (f"XMR:{MONERO_WALLET}.w1#ref-123", "Monero"),
+    ("0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5.rig", "Ethereum"),
+])
+def test_wallets_are_found_inside_pool_login_syntaxes(login, coin):
+    from tests.factories import default_inputs
+    hits = default_inputs().rules.match_wallets([login])
+    assert hits and coin.lower() in hits[0].matched.lower()
+
+
+@pytest.mark.parametrize("login", ["alice", "worker1", "x", "admin@example.edu", "12345"])
+def test_ordinary_user_names_are_not_wallets(login):
+    from tests.factories import default_inputs
+    assert default_inputs().rules.match_wallets([login]) == []

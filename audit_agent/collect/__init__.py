@@ -92,6 +92,8 @@ def extra_steps(options: CollectOptions) -> list[Callable[[Snapshot, CollectOpti
     if options.check_stealth:
         from audit_agent.collect.stealth import collect_stealth
         steps.append(collect_stealth)
+    from audit_agent.collect.libraries import collect_libraries     # after stealth: hidden processes too
+    steps.append(collect_libraries)
     if options.check_persistence:
         from audit_agent.collect.persistence import collect_persistence
         steps.append(collect_persistence)

@@ -26,10 +26,19 @@ def signals(ctx: Context) -> list[Signal]:
             if proc is None:
                 found.append(no_process_signal(device, missing_pid=gpu_proc.pid))
                 continue
-            if ctx.rules.is_framework(proc.name, proc.exe, " ".join(proc.cmdline)):
+            if looks_like_research(proc, ctx):
                 continue
             found.append(unknown_process_signal(device, proc))
     return found
+
+
+def looks_like_research(proc: ProcessInfo, ctx: Context) -> bool:
+    """A known ML/HPC framework. For a generic runtime whose libraries were read, only the libraries count:
+    `python3 train.py` is free to type, mapping libtorch or libcudnn is what a training job does."""
+    rules = ctx.rules
+    if proc.libraries and rules.is_generic_runtime(proc.name, proc.exe):
+        return rules.uses_framework_library(proc.libraries)
+    return rules.is_framework(proc.name, proc.exe, " ".join(proc.cmdline), proc.libraries)
 
 
 def host_process(pid: int, ctx: Context) -> ProcessInfo | None:

@@ -72,10 +72,14 @@ def signals(ctx: Context) -> list[Signal]:
 def known_workload(proc: ProcessInfo, ctx: Context) -> bool:
     """A known research framework, unless it runs from an out-of-place path.
 
-    The pack lists interpreters (python, java, ...) as frameworks; `python3
+    A generic runtime (python, java, ...) running from an ordinary place is how
+    most research code runs, so CPU load alone does not question it; `python3
     /tmp/.x/m.py` or a deleted "python" in /dev/shm is not research software.
+    (The GPU heuristic is stricter: there a runtime must show ML libraries.)
     """
-    if not ctx.rules.is_framework(proc.name, proc.exe, " ".join(proc.cmdline)):
+    rules = ctx.rules
+    if not (rules.is_framework(proc.name, proc.exe, " ".join(proc.cmdline), proc.libraries)
+            or rules.is_generic_runtime(proc.name, proc.exe)):
         return False
     if suspicious_exe(proc):
         return False

@@ -102,15 +102,10 @@ class CompiledRules:
     def match_wallets(self, logins: list[str], field: str = "login") -> list[Hit]:
         hits = []
         for login in logins:
-            value = login.strip()
-            coin_prefixed = COIN_PREFIXED_LOGIN.match(value)
-            if coin_prefixed:
-                value = coin_prefixed.group(1)
-            address = re.split(r"[./+#]", value, maxsplit=1)[0]
-            for rule, coin, regex in self.wallets:
-                if regex.fullmatch(address):
-                    hits.append(Hit(rule, field, login, f"{coin} wallet"))
-                    break
+            found = next(((rule, coin) for address in wallet_candidates(login)
+                          for rule, coin, regex in self.wallets if regex.fullmatch(address)), None)
+            if found:
+                hits.append(Hit(found[0], field, login, f"{found[1]} wallet"))
         return hits
 
     # -- domains, wherever a host name appears
@@ -177,6 +172,12 @@ class CompiledRules:
             return True
         return self.uses_framework_library(libraries)
 
+    def is_generic_runtime(self, name: str, exe: str) -> bool:
+        """python, java, ...: what most research code runs in, and what miners pose as."""
+        names = {basename(name), basename(exe) if exe else ""}
+        names |= {re.sub(r"[\d.]+$", "", n) for n in names}      # python3.11 -> python
+        return bool(names & self.generic_runtimes)
+
     def uses_framework_library(self, libraries: list[str] | tuple) -> bool:
         regex = self.framework_library_regex
         return bool(regex and any(regex.search(library) for library in libraries))
@@ -199,15 +200,12 @@ class _PatternSet:
     """
 
     def __init__(self, rules: list[Rule]) -> None:
-        self.entries: list[tuple[Rule, re.Pattern[str], re.Pattern[str] | None]] = []
+        self.rules = list(rules)
+        self._compiled: dict[int, tuple[re.Pattern[str], re.Pattern[str] | None]] = {}    # on first candidacy
         self.by_gram: dict[str, list[tuple[str, int]]] = {}     # gram -> (literal, rule index)
         unfiltered: list[str] = []
         self.unfiltered_rules: list[int] = []
         for index, rule in enumerate(rules):
-            combined = "|".join(f"(?:{p})" for p in rule.params["patterns"])
-            unless = rule.params.get("unless") or []
-            self.entries.append((rule, re.compile(combined, re.IGNORECASE),
-                                 re.compile("|".join(f"(?:{p})" for p in unless), re.IGNORECASE) if unless else None))
             for pattern in rule.params["patterns"]:
                 literals = required_literals(pattern)
                 if literals is None:
@@ -228,6 +226,17 @@ class _PatternSet:
             self._any = re.compile("|".join(self._every), re.IGNORECASE)
         return self._any
 
+    def regexes(self, index: int) -> tuple[re.Pattern[str], re.Pattern[str] | None]:
+        """A rule's patterns (and `unless`) as one regex each, compiled the first time the rule is a candidate."""
+        found = self._compiled.get(index)
+        if found is None:
+            rule = self.rules[index]
+            unless = rule.params.get("unless") or []
+            found = (re.compile("|".join(f"(?:{p})" for p in rule.params["patterns"]), re.IGNORECASE),
+                     re.compile("|".join(f"(?:{p})" for p in unless), re.IGNORECASE) if unless else None)
+            self._compiled[index] = found
+        return found
+
     def candidates(self, text: str) -> list[int] | None:
         """Indexes of the rules that may match `text`, in pack order; None when the prefilter cannot judge."""
         if not text.isascii():
@@ -245,16 +254,17 @@ class _PatternSet:
         return sorted(found)
 
     def match(self, text: str, field: str) -> list[Hit]:
-        if not self.entries:
+        if not self.rules:
             return []
         indexes = self.candidates(text)
         if indexes is None:
             if not self.any or not self.any.search(text):
                 return []
-            indexes = list(range(len(self.entries)))
+            indexes = list(range(len(self.rules)))
         hits = []
         for index in indexes:
-            rule, regex, unless = self.entries[index]
+            rule = self.rules[index]
+            regex, unless = self.regexes(index)
             found = regex.search(text)
             if found and not (unless and unless.search(text)):
                 hits.append(Hit(rule, field, text, found.group(0)[:120]))
@@ -347,6 +357,17 @@ def _sequence_literals(items: list, depth: int) -> set[str] | None:  # type: ign
         best = _better(best, inner)
     flush()
     return best
+
+
+def wallet_candidates(login: str) -> list[str]:
+    """The address inside a pool login: `[1]cfx:ADDR`, `COIN:ADDR.worker#ref`, `ADDR+diff`, `ADDR:worker`, `kaspa:q...`."""
+    value = re.sub(r"^\[\d+\]", "", login.strip())
+    candidates = [value, re.split(r"[./+#]", value, maxsplit=1)[0]]
+    coin_prefixed = COIN_PREFIXED_LOGIN.match(value)
+    if coin_prefixed:
+        candidates.append(re.split(r"[./+#:]", coin_prefixed.group(1), maxsplit=1)[0])
+    candidates.append(re.split(r"[./+#:]", value, maxsplit=1)[0])
+    return list(dict.fromkeys(c for c in candidates if c))
 
 
 def logins_from_argv(argv: list[str]) -> list[str]:

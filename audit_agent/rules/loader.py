@@ -189,7 +189,9 @@ def _check_params(kind: str, params: dict, where: str, rule_id: str) -> None:
         _check_regexes(_string_list(params, "unless", where, rule_id, required=False), where, rule_id)
     elif kind == "frameworks":
         _string_list(params, "values", where, rule_id, required=False)
+        _string_list(params, "generic", where, rule_id, required=False)
         _check_regexes(_string_list(params, "patterns", where, rule_id, required=False), where, rule_id)
+        _check_regexes(_string_list(params, "libraries", where, rule_id, required=False), where, rule_id)
     elif kind == "wallet":
         for entry in _string_list(params, "patterns", where, rule_id):
             if not isinstance(entry, dict) or not isinstance(entry.get("coin"), str) or "regex" not in entry:
