@@ -287,10 +287,9 @@ def progress_display(quiet: bool) -> Iterator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from audit_agent.yamlfile import ConfigError
-
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)          # --version and --help end here, before YAML is imported
+    from audit_agent.yamlfile import ConfigError
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
