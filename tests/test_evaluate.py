@@ -139,3 +139,15 @@ def test_wallets_are_found_inside_pool_login_syntaxes(login, coin):
 def test_ordinary_user_names_are_not_wallets(login):
     from tests.factories import default_inputs
     assert default_inputs().rules.match_wallets([login]) == []
+
+
+def test_connection_to_the_endpoint_its_miner_config_names_is_high():
+    from audit_agent.model import MinerConfig
+    disguised = proc(50, ["/opt/conda/bin/python3"], name="python3", exe="/var/tmp/.conda/python3",
+                     cpu=3100.0, allowed_cpus=32, terminal="")
+    config = MinerConfig(path="/var/tmp/.conda/config.json", pids=[50], urls=["10.0.5.17:3333"], users=["rig1"])
+    live = scan(snapshot([disguised], [conn(50, "10.0.5.17", 3333)], configs=[config]))
+    assert live.findings[0].severity.rank >= Severity.HIGH.rank
+    assert "AA-CONFIG-002" in live.findings[0].rule_ids
+    elsewhere = scan(snapshot([disguised], [conn(50, "10.9.9.9", 443)], configs=[config]))
+    assert all("AA-CONFIG-002" not in f.rule_ids for f in elsewhere.findings)

@@ -13,6 +13,7 @@ from audit_agent.redact import cap
 
 RULE_YARA = "AA-CONTENT-001"
 RULE_CONFIG = "AA-CONFIG-001"
+RULE_CONFIG_LIVE = "AA-CONFIG-002"
 MINER_CONFIG_KEYS = {"donate-level", "donate-over-proxy", "pool_list", "randomx", "nicehash", "rig-id",
                      "tls-fingerprint", "1gb-pages", "wrmsr"}
 
@@ -81,7 +82,41 @@ def config_signals(config: MinerConfig, ctx: Context) -> list[Signal]:
                                   matched=what, rule_id=RULE_CONFIG),
                 action="Preserve the config file as evidence; identify the pool and wallet owner.",
                 indicator=what, weak=severity.rank < Severity.HIGH.rank))
+        live = live_endpoints(config, key, ctx) if (shape or config.users) else []
+        if live:
+            found.append(Signal(
+                subject_key=key, subject=subject, rule_id=RULE_CONFIG_LIVE,
+                title="Connected to the pool its miner configuration names", category="miner",
+                severity=Severity.HIGH, confidence=0.7,
+                reason=f"The process is connected to {', '.join(live)}, the pool endpoint named in its "
+                       f"miner-shaped {where}: the configuration is in use, whatever the pool's name or TLS.",
+                evidence=Evidence(field="config", value=cap(f"{config.path}: {', '.join(live)}", 300),
+                                  matched="config endpoint = live connection", rule_id=RULE_CONFIG_LIVE),
+                action="Preserve the config file as evidence; identify the pool and wallet owner.",
+                indicator="config endpoint live"))
     return found
+
+
+def endpoint_of(url: str) -> tuple[str, int] | None:
+    """host and port of `stratum+tcp://h:p`, `h:p`, `ssl://[v6]:p`; None without a port."""
+    rest = url.strip().split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]").lower(), int(port)
+
+
+def live_endpoints(config: MinerConfig, key: str, ctx: Context) -> list[str]:
+    """The config's pool endpoints (given as addresses) the process is connected to right now."""
+    if not key.startswith("pid:"):
+        return []
+    pid = int(key[4:])
+    named = {endpoint for endpoint in map(endpoint_of, config.urls) if endpoint}
+    live = []
+    for conn in ctx.snapshot.connections:
+        if conn.pid == pid and (conn.remote_address.lower(), conn.remote_port) in named:
+            live.append(f"{conn.remote_address}:{conn.remote_port}")
+    return sorted(set(live))
 
 
 def config_shape(config: MinerConfig) -> tuple[Severity, float, str] | None:
