@@ -63,9 +63,13 @@ class Translator:
         """The label of an enum member (severity, verdict, status, coverage) by its value."""
         return self(f"{group}.{getattr(value, 'value', value)}")
 
+    def known(self, group: str, name: str) -> str:
+        """A label for an open-ended name (check, subject kind, category): one this version does not know
+        keeps its own name rather than failing the whole report."""
+        return self.messages.get(f"{group}.{name}", name)
+
     def check(self, name: str) -> str:
-        """A coverage check's label; a check this version does not know keeps its own name."""
-        return self.messages.get(f"check.{name}", name)
+        return self.known("check", name)
 
     def date(self, timestamp: float | None) -> str:
         return self._format("format.date", timestamp)

@@ -30,6 +30,8 @@ def dynamic_keys() -> set[str]:
     keys |= {f"verdict.explain_{v.value}" for v in Verdict}
     keys |= {f"check.{name}" for name in ("host", "processes", "network", "gpu", "binaries", "configs", "stealth",
                                           "persistence")}
+    keys |= {f"kind.{name}" for name in ("process", "gpu", "host", "persistence", "connection")}
+    keys |= {f"category.{name}" for name in ("miner", "network", "stealth", "persistence", "gpu", "load", "tuning")}
     keys |= {"format.date", "format.datetime", "format.months", "format.seconds", "format.none"}
     return keys
 
