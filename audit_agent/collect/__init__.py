@@ -85,14 +85,14 @@ def sample_window(window: float, gpu: GpuSampler, progress: Progress) -> list[Lo
 def extra_steps(options: CollectOptions) -> list[Callable[[Snapshot, CollectOptions], list[Coverage]]]:
     """The slower checks that run after the window; each returns its coverage entries."""
     steps: list[Callable[[Snapshot, CollectOptions], list[Coverage]]] = []
+    if options.check_stealth:       # first: the processes it finds hidden are then examined like the rest
+        from audit_agent.collect.stealth import collect_stealth
+        steps.append(collect_stealth)
     if options.scan_binaries:
         from audit_agent.collect.binaries import collect_binaries
         from audit_agent.collect.configs import collect_configs
         steps += [collect_binaries, collect_configs]
-    if options.check_stealth:
-        from audit_agent.collect.stealth import collect_stealth
-        steps.append(collect_stealth)
-    from audit_agent.collect.libraries import collect_libraries     # after stealth: hidden processes too
+    from audit_agent.collect.libraries import collect_libraries
     steps.append(collect_libraries)
     if options.check_persistence:
         from audit_agent.collect.persistence import collect_persistence

@@ -491,7 +491,10 @@ def read_status(proc_root: str, pid: int) -> dict[str, str]:
 
 
 def add_hidden_processes(snapshot: Snapshot, options: Any, proc_root: str) -> Coverage:
-    """Find hidden processes, add them to the snapshot (hidden=True) and scan their executables and configs."""
+    """Find hidden processes and add them to the snapshot (hidden=True).
+
+    This step runs before the binaries, configs and libraries steps, so a hidden
+    process's executable and config are examined like any other's."""
     search = getattr(options, "hidden_search", None) or HiddenSearch(proc_root=proc_root)
     ppids = {p.ppid for p in snapshot.processes if p.ppid}
     hidden, how = find_hidden(search, ppids)
@@ -507,8 +510,6 @@ def add_hidden_processes(snapshot: Snapshot, options: Any, proc_root: str) -> Co
             added.append(proc)
         snapshot.stealth.hidden_pids.append(HiddenPid(pid=pid, name=proc.name, exe=proc.exe,
                                                       cmdline=list(proc.cmdline), method=method))
-    if added:
-        scan_hidden(snapshot, options, added)
     return Coverage(CHECK_HIDDEN, CoverageStatus.OK, how, inspected=len(hidden))
 
 
@@ -557,20 +558,3 @@ def read_with_psutil(pid: int, window: float) -> ProcessInfo | None:
     # Not in the start-of-window reading (the listing hid it): CPU is its lifetime average.
     first = FirstReading(started=time.monotonic() - max(window, 1e-3), cpu_seconds={})
     return build_process(raw, first, max(window, 1e-3), "/proc", psutil.Process(pid))
-
-
-def scan_hidden(snapshot: Snapshot, options: Any, added: list[ProcessInfo]) -> None:
-    """The binaries and configs steps ran before the hidden processes were known: scan theirs now."""
-    if not getattr(options, "scan_binaries", True):
-        return
-    from audit_agent.collect.binaries import scan_pids
-    from audit_agent.collect.configs import scan_processes
-    scans, _, _ = scan_pids([p.pid for p in added], snapshot, options)
-    for scan in scans:
-        existing = next((b for b in snapshot.binaries if b.path == scan.path and b.sha256 == scan.sha256), None)
-        if existing is not None:
-            existing.pids = sorted(set(existing.pids) | set(scan.pids))
-        else:
-            snapshot.binaries.append(scan)
-    configs, _ = scan_processes(added, getattr(options, "proc_root", "/proc"))
-    snapshot.configs.extend(configs)

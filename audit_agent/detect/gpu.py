@@ -64,7 +64,7 @@ def unknown_process_signal(device: GpuDevice, proc: ProcessInfo) -> Signal:
         evidence=Evidence(field="gpu", value=f"GPU {device.index} {device.name}: {util}",
                           matched="busy GPU, unknown workload", rule_id=RULE_UNKNOWN),
         action="Ask the owner what this GPU job is; check it against the filed research systems.",
-        indicator=f"gpu busy unknown", weak=True)
+        indicator="gpu busy unknown", weak=True)
 
 
 def no_process_signal(device: GpuDevice, missing_pid: int | None = None) -> Signal:
