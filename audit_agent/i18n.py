@@ -84,7 +84,7 @@ class Translator:
         moment = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
         months = self("format.months").split()
         return self(key, d=moment.day, m=moment.month, mon=months[moment.month - 1], y=moment.year,
-                    H=f"{moment.hour:02d}", M=f"{moment.minute:02d}")
+                    H=f"{moment.hour:02d}", M=f"{moment.minute:02d}", S=f"{moment.second:02d}")
 
 
 def translator(lang: str = "en") -> Translator:
