@@ -159,12 +159,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     from audit_agent.output import write_atomic
     from audit_agent.pipeline import load_rules
-    import json
+    from audit_agent.render.json_report import dumps
 
     rules = load_rules(args.rules)
     with progress_display(args.quiet) as progress:
         snapshot = collect_with(args, rules.signature_strings(), progress)
-    write_atomic(args.output, json.dumps(snapshot.to_dict(), indent=1, ensure_ascii=False) + "\n")
+    write_atomic(args.output, dumps(snapshot.to_dict(), indent=1) + "\n")
     if not args.quiet:
         print(f"wrote {args.output}: {len(snapshot.processes)} processes, {len(snapshot.connections)} connections",
               file=sys.stderr)

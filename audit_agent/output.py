@@ -16,7 +16,8 @@ REPORT_MODE = 0o640
 def write_atomic(path: str | Path, data: str | bytes, mode: int = REPORT_MODE) -> None:
     """Write to a temp file in the same directory, fsync, then rename over `path`."""
     path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+    # backslashreplace: a lone surrogate (undecodable bytes from a hostile snapshot) is written as \udcff, never a crash
+    payload = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
@@ -44,6 +45,8 @@ def read_json(path: str | Path, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: {what} is not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: {what} is nested too deeply to be a {what}") from None
 
 
 def read_snapshot(path: str | Path) -> Snapshot:

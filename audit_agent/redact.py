@@ -10,7 +10,8 @@ SECRET_FLAGS = {"-p", "--pass", "--password", "-pass", "--http-access-token", "-
 SECRET_ASSIGN = re.compile(
     r"(?i)\b((?:[a-z0-9_]*?(?:pass(?:word|wd)?|token|secret|api[_-]?key|access[_-]?key|auth))=)([^\s&;]+)")
 URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@\s/]+)(@)")
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+# C0/C1 controls (ESC, BEL, NUL, ...), zero-width and bidi overrides, and lone surrogates (undecodable bytes)
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def redact_argv(argv: list[str]) -> list[str]:

@@ -54,8 +54,13 @@ def load_yaml(path: str | Path) -> Any:
         if exc.context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
             started = f" ({exc.context} started at line {exc.context_mark.line + 1})"
         raise ConfigError(f"{path}:{line}: invalid YAML: {exc.problem or exc.context}{started}") from None
+    except yaml.reader.ReaderError as exc:       # a character YAML does not allow (NUL, other controls)
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        raise ConfigError(f"{path}:{line}: invalid YAML: character {exc.character!r} is not allowed") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
 
 
 def line_of(node: Any, default: int = 0) -> int:
