@@ -14,13 +14,32 @@ from audit_agent.model import CoverageStatus, ProcessInfo, Snapshot
 from tests.conftest import have_compiler
 
 STRINGS = ["XMRig/%s", "donate.v2.xmrig.com", "mining.subscribe", "cn/r"]
+REAL_LOAD_YARA, REAL_YARA_DIR = binaries.load_yara_rules, binaries.yara_dir
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 
-@pytest.fixture(autouse=True)
-def fresh_cache():
+def yara_available() -> bool:
+    try:
+        import yara  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(autouse=True, params=["builtin", "yara"])
+def engine(request, monkeypatch, tmp_path_factory):
+    """Every collector test runs with the built-in scanner and, where yara-python is installed, with YARA
+    (given only the pack's strings, so both must find exactly the same)."""
+    if request.param == "yara":
+        if not yara_available():
+            pytest.skip("yara-python is not installed (the `yara` extra)")
+        empty = tmp_path_factory.mktemp("no-shipped-yara")
+        monkeypatch.setattr(binaries, "yara_dir", lambda: empty)
+    else:
+        monkeypatch.setattr(binaries, "load_yara_rules", lambda strings: None)
     binaries.clear_cache()
-    yield
+    binaries._YARA_CACHE.clear()
+    yield request.param
     binaries.clear_cache()
 
 
@@ -116,7 +135,7 @@ def fake_proc(tmp_path: Path, pid: int, target: Path | None) -> Path:
 
 
 @linux
-def test_fake_tree_denied_vanished_and_kernel_threads(tmp_path, mocker):
+def test_fake_tree_denied_vanished_and_kernel_threads(tmp_path, mocker, engine):
     exe = tmp_path / "kworker_helper"
     exe.write_bytes(b"\x00XMRig/%s\x00donate.v2.xmrig.com\x00")
     root = fake_proc(tmp_path, 100, exe)
@@ -137,10 +156,27 @@ def test_fake_tree_denied_vanished_and_kernel_threads(tmp_path, mocker):
     assert coverage.denied == 1 and "access denied" in coverage.reason
     assert [b.pids for b in snapshot.binaries] == [[100]]
     assert snapshot.binaries[0].matched_strings == ["XMRig/%s", "donate.v2.xmrig.com"]
-    assert snapshot.binaries[0].engine == "builtin"
+    assert snapshot.binaries[0].engine == engine
 
 
 def test_no_signature_strings_means_skipped(monkeypatch):
-    monkeypatch.setattr(binaries, "load_yara_rules", lambda strings: None)
+    monkeypatch.setattr(binaries, "load_yara_rules", lambda strings: None)     # no shipped YARA rules either
     coverage = binaries.collect_binaries(Snapshot(), options(strings=[]))
     assert coverage[0].status == CoverageStatus.SKIPPED
+
+
+@pytest.mark.skipif(not yara_available(), reason="yara-python is not installed (the `yara` extra)")
+def test_shipped_yara_rules_add_their_own_matches(tmp_path, monkeypatch, engine):
+    if engine != "yara":
+        pytest.skip("runs once, with YARA")
+    monkeypatch.setattr(binaries, "yara_dir", REAL_YARA_DIR)
+    monkeypatch.setattr(binaries, "load_yara_rules", REAL_LOAD_YARA)
+    binaries._YARA_CACHE.clear()
+    from audit_agent.pipeline import load_rules
+    strings = load_rules().signature_strings()
+    rules = binaries.load_yara_rules(strings)
+    assert rules is not None, "the shipped rules/yara/*.yar must compile"
+    blob = b"\x7fELF" + b"\x00" * 64 + b"\x00".join(s.encode() for s in strings[:12])
+    found = binaries.yara_matches(rules, {"data": blob}, strings)
+    assert set(strings[:12]) <= set(found)
+    assert any(item.startswith("yara:") for item in found)

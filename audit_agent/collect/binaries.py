@@ -23,7 +23,9 @@ Python's `re` has no multi-literal (Aho-Corasick) search, so it tries every
 position; `find` uses memchr/Horspool-style skips in C.  Skipping machine
 code is safe for text signatures: string literals live in .rodata/.data, and
 names in .dynstr/.strtab; files without a usable section table (packed,
-scripts, data) are scanned whole.  yara-python, when installed, is faster.
+scripts, data) are scanned whole.  With yara-python installed (the `yara`
+extra) the same strings go through YARA's Aho-Corasick scan in one pass
+instead, together with the shipped rules/yara/*.yar: see bench/exe_scan.py.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from audit_agent.model import BinaryScan, Coverage, CoverageStatus, Snapshot
 CHECK = "binaries"
 MAX_SCAN_BYTES = 64 * 1024 * 1024       # per executable; a miner is a few MB, a bigger tail is not worth the time
 HASH_MAX_BYTES = 32 * 1024 * 1024       # sha256 only where cheap (~20 ms at this size)
+SIGNATURE_RULE = "audit_agent_signature_strings"
 ON_LINUX = sys.platform.startswith("linux")
 
 # ELF sections that never hold text signatures: machine code (SHF_EXECINSTR), relocation and
@@ -186,14 +189,16 @@ def scan_file(path: str, strings: list[str], encoded: list[bytes], yara_rules: A
         if limit == 0:
             return _Cached("", size, 0, [], "builtin")
         with mmap.mmap(handle.fileno(), limit, access=mmap.ACCESS_READ) as data:
-            ranges = content_ranges(data, limit)
-            matched = scan_ranges(data, ranges, strings, encoded)
-            scanned = sum(end - start for start, end in ranges)
-            engine = "builtin"
-            if yara_rules is not None:
-                matched = merge(matched, yara_matches(yara_rules, data[:limit]))
-                engine, scanned = "yara", limit
-            digest = hashlib.sha256(data).hexdigest() if size <= HASH_MAX_BYTES else ""
+            if yara_rules is not None:      # one Aho-Corasick pass in C for every string and shipped rule
+                # A whole file YARA maps itself; only an oversized one is cut to the bound (one copy).
+                target = {"filepath": path} if size <= limit else {"data": data[:limit]}
+                matched, engine, scanned = yara_matches(yara_rules, target, strings), "yara", limit
+            else:
+                ranges = content_ranges(data, limit)
+                matched = scan_ranges(data, ranges, strings, encoded)
+                scanned, engine = sum(end - start for start, end in ranges), "builtin"
+            # The hash is evidence for what matched; hashing every clean binary would double the cost.
+            digest = hashlib.sha256(data).hexdigest() if matched and size <= HASH_MAX_BYTES else ""
     return _Cached(digest, size, scanned, matched, engine)
 
 
@@ -275,10 +280,6 @@ def section_name(data: Any, offset: int, limit: int) -> bytes:
     return bytes(data[offset:end]) if end != -1 else b""
 
 
-def merge(first: list[str], second: list[str]) -> list[str]:
-    return list(dict.fromkeys([*first, *second]))
-
-
 # ------------------------------------------------------------------ optional yara-python
 
 _YARA_CACHE: dict[tuple[str, ...], Any] = {}
@@ -290,26 +291,47 @@ def yara_dir() -> Path:
 
 
 def load_yara_rules(strings: list[str]) -> Any:
-    """Compiled YARA rules (shipped rules/yara/*.yar) when yara-python is importable, else None."""
+    """YARA rules when yara-python is importable: the pack's signature strings as one generated rule
+    (so matching means exactly what the built-in scanner means) plus the shipped rules/yara/*.yar.
+    None without yara-python, or when the rules do not compile (the built-in scanner takes over)."""
     try:
         import yara  # type: ignore[import-not-found]
     except ImportError:
         return None
-    files = sorted(str(p) for p in yara_dir().glob("*.yar")) if yara_dir().is_dir() else []
-    if not files:
-        return None
-    key = tuple(files)
+    files = sorted(yara_dir().glob("*.yar")) if yara_dir().is_dir() else []
+    key = (tuple(strings), tuple(str(f) for f in files))
     if key not in _YARA_CACHE:
         try:
-            _YARA_CACHE[key] = yara.compile(filepaths={f"r{i}": path for i, path in enumerate(files)})
+            sources = {f"shipped_{i}": path.read_text(encoding="utf-8") for i, path in enumerate(files)}
+            if strings:
+                sources["signatures"] = signature_rule(strings)
+            _YARA_CACHE[key] = yara.compile(sources=sources) if sources else None
         except Exception:       # a broken .yar must not stop the audit: fall back to the built-in scanner
             _YARA_CACHE[key] = None
     return _YARA_CACHE[key]
 
 
-def yara_matches(rules: Any, data: bytes) -> list[str]:
-    """`yara:<rule>` for each YARA rule that matched."""
+def signature_rule(strings: list[str]) -> str:
+    """One YARA rule holding every signature string as hex (no escaping questions), matching any of them."""
+    lines = [f"    $s{i} = {{ {text.encode('utf-8').hex(' ')} }}" for i, text in enumerate(strings) if text]
+    return "rule " + SIGNATURE_RULE + " {\n  strings:\n" + "\n".join(lines) + "\n  condition:\n    any of them\n}\n"
+
+
+def yara_matches(rules: Any, target: dict[str, Any], strings: list[str]) -> list[str]:
+    """Signature strings found (in pack order), then `yara:<rule>` for each shipped rule that matched.
+
+    `target` is {"filepath": path} or {"data": bytes}, as yara-python's match() takes them."""
     try:
-        return [f"yara:{match.rule}" for match in rules.match(data=data, timeout=30)]
+        matches = rules.match(**target, timeout=60, fast=True)
     except Exception:
         return []
+    found: set[int] = set()
+    shipped = []
+    for match in matches:
+        if match.rule != SIGNATURE_RULE:
+            shipped.append(f"yara:{match.rule}")
+            continue
+        for item in match.strings:
+            identifier = getattr(item, "identifier", None) or item[1]     # yara-python >= 4.3, else a tuple
+            found.add(int(identifier.lstrip("$s")))
+    return [strings[i] for i in sorted(found)] + shipped
