@@ -2,6 +2,11 @@
 
 A missing key is an error (KeyError), never a silent fallback: a filed report
 must not show a raw key or half its labels in another language.
+
+Rule texts (a finding's title, recommended action, and what an indicator means)
+come from reports/i18n/rules.<lang>.yaml through `t.rule(rule_id, part, fallback)`.
+Those are open-ended (a site may load its own rule pack), so a rule that is not
+there keeps the engine's English text instead of failing the report.
 """
 from __future__ import annotations
 
@@ -45,6 +50,22 @@ def load_messages(lang: str) -> dict[str, str]:
         return flatten(yaml.safe_load(handle))
 
 
+RULE_PARTS = ("title", "action", "meaning")
+
+
+@lru_cache(maxsize=None)
+def load_rule_texts(lang: str) -> dict[str, dict[str, Any]]:
+    """{rule_id: {"title": .., "action": .., "meaning": .., "title_variants": {engine title: shown title}}}."""
+    if lang not in LANGS:
+        raise ValueError(f"unknown report language {lang!r}; known: {', '.join(LANGS)}")
+    path = i18n_dir() / f"rules.{lang}.yaml"
+    with path.open(encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict) or not all(isinstance(entry, dict) for entry in data.values()):
+        raise ValueError(f"{path}: must map each rule id to its title, action and meaning")
+    return {str(rule_id): entry for rule_id, entry in data.items()}
+
+
 @dataclass(frozen=True)
 class Translator:
     """`t("verdict.compliant")` or `t("header.window_value", start=..., end=...)`."""
@@ -70,6 +91,22 @@ class Translator:
 
     def check(self, name: str) -> str:
         return self.known("check", name)
+
+    def rule(self, rule_id: str | None, part: str, fallback: str = "") -> str:
+        """A rule's `title`, `action` or `meaning` in this language; `fallback` (the engine's English text)
+        when the rule or the part is not in rules.<lang>.yaml. For a title, `fallback` is also the engine's
+        title, which picks the right entry of `title_variants` (a coded check with more than one title)."""
+        if part not in RULE_PARTS:
+            raise KeyError(f"rule text part {part!r} is not one of {', '.join(RULE_PARTS)}")
+        entry = load_rule_texts(self.lang).get(rule_id or "")
+        if not entry:
+            return fallback
+        if part == "title":
+            variant = (entry.get("title_variants") or {}).get(fallback)
+            if variant:
+                return str(variant)
+        text = entry.get(part)
+        return str(text) if text else fallback
 
     def date(self, timestamp: float | None) -> str:
         return self._format("format.date", timestamp)

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
-from audit_agent.i18n import LANGS, i18n_dir, load_messages, translator
+from audit_agent.i18n import LANGS, RULE_PARTS, i18n_dir, load_messages, load_rule_texts, translator
 from audit_agent.model import CoverageStatus, FindingStatus, Severity, Verdict
 from audit_agent.render.html import templates_dir
+from audit_agent.rules.loader import load_pack
 
 # t('key'), t("key", ...), and the prefixes of keys built as t('group.' ~ value)
 LITERAL_KEY = re.compile(r"""\bt\(\s*['"]([a-z0-9_.]+)['"]""")
@@ -33,6 +35,9 @@ def dynamic_keys() -> set[str]:
     keys |= {f"kind.{name}" for name in ("process", "gpu", "host", "persistence", "connection")}
     keys |= {f"category.{name}" for name in ("miner", "network", "stealth", "persistence", "gpu", "load", "tuning")}
     keys |= {"format.date", "format.datetime", "format.months", "format.seconds", "format.none"}
+    keys |= {f"field.{name}" for name in ("name", "exe", "argv0", "cmdline", "login", "host", "port", "binary",
+                                          "persistence", "config", "connection", "gpu", "load", "memory", "pid",
+                                          "environ", "file", "maps", "mountinfo", "cpu", "meminfo", "sysfs", "sysctl")}
     return keys
 
 
@@ -89,3 +94,70 @@ def test_dates_in_the_locale_form():
 def test_unknown_language_is_refused():
     with pytest.raises(ValueError, match="fr"):
         translator("fr")
+
+
+# ---------------------------------------------------------------- rule texts (reports/i18n/rules.<lang>.yaml)
+
+DETECT_DIR = Path(__file__).resolve().parents[1] / "audit_agent" / "detect"
+RULE_ID_LITERAL = re.compile(r"""["'](AA-[A-Z]+-\d{3})["']""")
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def coded_rule_ids() -> set[str]:
+    """The ids of the coded checks: RULE_* constants and any other "AA-..." literal in audit_agent/detect/*.py."""
+    return {rule_id for path in DETECT_DIR.glob("*.py") for rule_id in RULE_ID_LITERAL.findall(path.read_text())}
+
+
+def all_rule_ids() -> set[str]:
+    return {rule.id for rule in load_pack().rules} | coded_rule_ids()
+
+
+def test_every_rule_id_has_a_title_action_and_meaning_in_both_languages():
+    ids = all_rule_ids()
+    assert len(coded_rule_ids()) >= 28 and len(ids) >= 71        # the pack's 43 and the coded checks' 28
+    for lang in LANGS:
+        texts = load_rule_texts(lang)
+        missing = sorted(rule_id for rule_id in ids
+                         if not all(isinstance(texts.get(rule_id, {}).get(part), str)
+                                    and texts[rule_id][part].strip() for part in RULE_PARTS))
+        assert missing == [], f"rules.{lang}.yaml lacks title/action/meaning for {missing}"
+        assert sorted(set(texts) - ids) == [], f"rules.{lang}.yaml has entries for unknown rule ids"
+        assert all(set(entry) <= {*RULE_PARTS, "title_variants"} for entry in texts.values())
+
+
+def test_english_rule_texts_are_the_engines_own():
+    """A pack rule keeps its title (and its action, where it has one); a coded check's titles are its own."""
+    english = load_rule_texts("en")
+    for rule in load_pack().rules:
+        assert english[rule.id]["title"] == rule.title, rule.id
+        if rule.action:
+            assert english[rule.id]["action"] == rule.action, rule.id
+    source = "\n".join(path.read_text() for path in DETECT_DIR.glob("*.py"))
+    for rule_id in coded_rule_ids():
+        for title in [english[rule_id]["title"], *english[rule_id].get("title_variants", {})]:
+            assert f'"{title}"' in source, (rule_id, title)        # so lead_rule() finds the finding's rule
+
+
+def test_chinese_rule_texts_are_chinese_sentences():
+    english, chinese = load_rule_texts("en"), load_rule_texts("zh-CN")
+    for rule_id, entry in chinese.items():
+        for part in RULE_PARTS:
+            assert CJK.search(entry[part]) and entry[part] != english[rule_id][part], (rule_id, part)
+        assert entry["meaning"].endswith("。") and entry["meaning"].count("。") == 1, rule_id     # one sentence
+        assert entry["action"].endswith("。"), rule_id
+        assert not entry["title"].endswith("。"), rule_id
+        assert set(entry.get("title_variants", {})) == set(english[rule_id].get("title_variants", {})), rule_id
+        assert english[rule_id]["meaning"].endswith("."), rule_id
+
+
+def test_rule_lookup_falls_back_to_the_engine_text():
+    zh = translator("zh-CN")
+    assert zh.rule("AA-BIN-001", "title", "xmrig-family miner binary") == "XMRig 系列挖矿程序"
+    assert zh.rule("AA-STEALTH-004", "title", "Executable in a hidden directory") == "位于隐藏目录中的可执行文件"
+    assert zh.rule("AA-STEALTH-004", "title", "Hidden (dot-named) executable") == "隐藏的（以点开头命名的）可执行文件"
+    assert zh.rule("AA-SITE-001", "title", "A site's own rule") == "A site's own rule"
+    assert zh.rule(None, "action", "Stop it.") == "Stop it."
+    assert zh.rule("AA-SITE-001", "meaning") == ""
+    assert translator("en").rule("AA-BIN-001", "title") == "xmrig-family miner binary"
+    with pytest.raises(KeyError, match="reason"):
+        zh.rule("AA-BIN-001", "reason")

@@ -152,6 +152,22 @@ def test_markdown_tables_keep_their_columns(demo_reports, hostile_report):
             assert len(widths) == 1, block[:300]
 
 
+def test_markdown_in_chinese_names_findings_and_actions_in_chinese(demo_reports):
+    from audit_agent.i18n import load_rule_texts
+    zh = load_rule_texts("zh-CN")
+    text = render("markdown", demo_reports["login-02"], RenderOptions(lang="zh-CN"))
+    assert "### 1. [严重] XMRig 系列挖矿程序\n" in text
+    assert f"处置建议: {zh['AA-BIN-001']['action']}" in text
+    assert "| 位置 | 观察到的内容 | 匹配的特征 | 规则 | 指标含义 |" in text
+    assert f"| AA-WALLET-001 | {zh['AA-WALLET-001']['meaning']} |" in text
+    assert "检测引擎的详细证据陈述（英文原文）:" in text
+    registered = render("markdown", demo_reports["cn-117"], RenderOptions(lang="zh-CN"))
+    assert "] 命令行中含有 Stratum 矿池地址:" in registered          # registered workloads too
+    english = render("markdown", demo_reports["login-02"], RenderOptions(lang="en"))
+    finding = demo_reports["login-02"].open_findings[0]
+    assert f"] {finding.title}\n" in english and f"Recommended action: {finding.recommended_action}" in english
+
+
 # ---------------------------------------------------------------- every format
 
 

@@ -155,3 +155,77 @@ def test_cli_report_rerenders_saved_json_in_chinese(tmp_path, demo_reports):
     html = out.read_text(encoding="utf-8")
     assert translator("zh-CN")("verdict.non_compliant") in html and "gpu-lab-03" in html
     assert (tmp_path / "r.md").read_text(encoding="utf-8").startswith("# ")
+
+
+def finding_texts(html: str) -> list[tuple[str, str]]:
+    """(title, recommended action) of every finding card, as printed."""
+    titles = re.findall(r'<h3>\d+\. ([^<]*)</h3>', html)
+    actions = re.findall(r'<p class="action"><strong>[^<]*</strong> ([^<]*)</p>', html)
+    return list(zip(titles, actions))
+
+
+def test_chinese_report_names_findings_and_actions_in_chinese(demo_reports, login_html):
+    from audit_agent.i18n import load_rule_texts
+    from audit_agent.render.view import lead_rule
+    zh = load_rule_texts("zh-CN")
+    report = demo_reports["login-02"]
+    lead = lead_rule(report.open_findings[0])
+    assert lead == "AA-BIN-001"
+    texts = finding_texts(login_html["zh-CN"])
+    assert texts[0] == ("XMRig 系列挖矿程序", zh["AA-BIN-001"]["action"])
+    assert zh["AA-BIN-001"]["action"].startswith("终止该进程")
+    assert len(texts) == len(re.findall(r'<article class="finding', login_html["zh-CN"]))
+    for title, action in texts:
+        assert re.search(r"[\u4e00-\u9fff]", title) and re.search(r"[\u4e00-\u9fff]", action), (title, action)
+    # each evidence row says what its rule means, in Chinese; the engine's English statements are labelled as such
+    assert zh["AA-POOL-001"]["meaning"] in login_html["zh-CN"]
+    assert "<tr><td>程序文件内容</td>" in login_html["zh-CN"] and "<tr><td>binary</td>" in login_html["en"]
+    assert login_html["zh-CN"].count('<td class="meaning">') == sum(len(f.evidence) for f in report.findings)
+    assert "<h4>检测引擎的详细证据陈述（英文原文）</h4>" in login_html["zh-CN"]
+    assert "The executable behind the binary contains xmrig strings" in login_html["zh-CN"]
+
+
+def test_lead_rule_is_the_rule_that_named_the_finding_not_the_first_listed(demo_reports):
+    from audit_agent.render.view import lead_rule
+    finding = demo_reports["cn-117"].registered_findings[0]
+    assert finding.rule_ids[0] == "AA-NAME-001" and lead_rule(finding) == "AA-CMD-001"
+    html = render("html", demo_reports["cn-117"], RenderOptions(lang="zh-CN"))
+    assert "命令行中含有 Stratum 矿池地址" in html and "已知的 CPU 挖矿程序</h3>" not in html
+    for report in demo_reports.values():
+        for f in report.findings:
+            assert lead_rule(f) in f.rule_ids, f.title
+
+
+def test_english_report_keeps_the_engines_titles_and_actions(demo_reports, login_html):
+    texts = finding_texts(login_html["en"])
+    findings = demo_reports["login-02"].open_findings
+    assert [title for title, _ in texts[:len(findings)]] == [f.title for f in sorted(
+        findings, key=lambda f: (-f.severity.rank, -f.confidence, f.subject.pid or 0, f.fingerprint))]
+    assert texts[0][1] == findings[0].recommended_action       # the pack rule's own action, unchanged
+    assert "What the indicator means" in login_html["en"]
+
+
+def test_unknown_rule_keeps_the_engines_english_text(demo_reports):
+    import copy
+    report = copy.deepcopy(demo_reports["gpu-lab-03"])
+    finding = report.open_findings[0]
+    finding.title, finding.rule_ids = "Site rule: <b>lab</b> miner", ["AA-SITE-001"]
+    finding.recommended_action = "Call the <i>lab</i> admin."
+    for e in finding.evidence:
+        e.rule_id = "AA-SITE-001"
+    html = render("html", report, RenderOptions(lang="zh-CN"))
+    assert "Site rule: &lt;b&gt;lab&lt;/b&gt; miner</h3>" in html
+    assert "Call the &lt;i&gt;lab&lt;/i&gt; admin.</p>" in html and "<b>lab" not in html
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_hostile_report_with_rule_texts_stays_inert(hostile_report, lang):
+    html = render("html", hostile_report, RenderOptions(lang=lang))
+    assert [tag for tag, _ in parse(html).tags].count("script") == 1
+    assert "<img" not in html and "\x1b" not in html and "\u202e" not in html
+    assert len(html) < 125_000
+    if lang == "zh-CN":
+        from audit_agent.i18n import load_rule_texts
+        from audit_agent.render.view import lead_rule
+        lead = lead_rule(hostile_report.open_findings[0])
+        assert lead and f"1. {load_rule_texts('zh-CN')[lead]['title']}</h3>" in html

@@ -53,4 +53,5 @@ def render(report: AuditReport, options: object = None) -> str:
     # Markup: our own static files, inserted verbatim (escaping would break them); no report data in them.
     return environment().get_template(TEMPLATE).render(
         v=view.build(report, t), r=report, t=t, lang=lang, agent_version=report.agent_version or __version__,
-        script=Markup(script), style=Markup(style), csp=csp(script), number=view.number, gib=view.gib)
+        script=Markup(script), style=Markup(style), csp=csp(script), number=view.number, gib=view.gib,
+        lead_rule=view.lead_rule)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from audit_agent.i18n import load_rule_texts
 from audit_agent.model import AuditReport, Finding, LoadSample, Severity, SEVERITY_ORDER
 from audit_agent.redact import cap, redact_text
 
@@ -80,6 +81,22 @@ def build(report: AuditReport, t: Any) -> ReportView:
                       allowlisted=order(report.allowlisted_findings), counts=counts,
                       window_end=report.collected_at + report.window_seconds,
                       charts=charts(report.load, report.window_seconds, t), filings=filings(report))
+
+
+def lead_rule(finding: Finding) -> str | None:
+    """The rule the finding is named after: the one whose English title is the finding's title.
+
+    The engine titles a finding after its strongest signal (evaluate.finding_from), while `rule_ids`
+    keeps the order the signals came in, so rule_ids[0] is often another rule (a port or a name match
+    listed before the pool URL that named the finding). None when no known rule has that title (a
+    site's own pack, an older report): the templates then print the engine's English title and action.
+    """
+    english = load_rule_texts("en")
+    for rule_id in finding.rule_ids:
+        entry = english.get(rule_id)
+        if entry and (entry.get("title") == finding.title or finding.title in (entry.get("title_variants") or {})):
+            return rule_id
+    return None
 
 
 def filings(report: AuditReport) -> list[dict[str, Any]]:
