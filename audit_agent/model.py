@@ -124,6 +124,7 @@ class ProcessInfo:
     rss_bytes: int | None = None
     cpu_percent: float | None = None        # over the window, 100 = one core
     cpu_seconds: float | None = None        # user + system over the window
+    children_cpu_seconds: float | None = None   # CPU of children it reaped during the window (make, shells)
     allowed_cpus: int | None = None         # size of the CPU affinity set
     terminal: str = ""
     cgroup: str = ""

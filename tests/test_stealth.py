@@ -5,6 +5,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import sys
 
 from audit_agent.collect import stealth
 from audit_agent.collect.stealth import HiddenSearch
@@ -248,3 +249,32 @@ def test_content_and_config_signals_are_tied_to_every_pid(compiled_rules):
     assert fields == {"config"}
     assert "AA-CONFIG-001" in finding.rule_ids
     assert any(MONERO_WALLET in e.value for e in finding.evidence)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
+def test_cpu_that_no_listed_process_explains_is_measured():
+    """A real busy child, left out of the process list as a hider would, shows up as unexplained CPU."""
+    import subprocess
+    import time as clock
+
+    from audit_agent.collect.processes import first_reading, read_processes
+    from audit_agent.collect.stealth import CpuAccount
+    from audit_agent.model import Snapshot
+
+    account = CpuAccount.start()
+    first = first_reading()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+    try:
+        clock.sleep(2.0)
+        processes, _ = read_processes(first)
+    finally:
+        busy.kill()
+        busy.wait()
+    shown = Snapshot(processes=processes)
+    account.finish(shown)
+    hidden = Snapshot(processes=[p for p in processes if p.pid != busy.pid])
+    account.finish(hidden)
+    # Other work on the machine moves both figures; the busy child's share is what must move between them.
+    assert hidden.stealth.system_cpu_percent >= 50
+    assert shown.stealth.visible_cpu_percent - hidden.stealth.visible_cpu_percent >= 50
+    assert hidden.stealth.unexplained_cpu_percent >= shown.stealth.unexplained_cpu_percent

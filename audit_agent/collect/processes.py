@@ -16,7 +16,7 @@ import glob
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -42,12 +42,14 @@ ON_LINUX = sys.platform.startswith("linux")
 class FirstReading:
     started: float
     cpu_seconds: dict[int, float]
+    children_seconds: dict[int, float] = field(default_factory=dict)    # reaped children (cutime + cstime)
 
 
 def first_reading(proc_root: str = "/proc") -> FirstReading:
     """CPU seconds of every visible process at the start of the window."""
     if is_live_procfs(proc_root):
-        return FirstReading(time.monotonic(), stat_cpu_seconds(proc_root))
+        own, children = stat_cpu_seconds(proc_root)
+        return FirstReading(time.monotonic(), own, children)
     seconds = {}
     for proc in psutil.process_iter(["cpu_times"], ad_value=None):
         times = proc.info.get("cpu_times")
@@ -124,15 +126,21 @@ def build_process(raw: dict, first: FirstReading, elapsed: float, proc_root: str
         denied=denied,
     )
     if times is not None:
-        set_cpu_use(info, times.user + times.system, first, elapsed)
+        set_cpu_use(info, times.user + times.system, first, elapsed,
+                    getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0))
     info.allowed_cpus = allowed_cpus(proc)
     if ON_LINUX:
         add_linux_details(info, proc_root, proc)
     return info
 
 
-def set_cpu_use(info: ProcessInfo, now_seconds: float, first: FirstReading, elapsed: float) -> None:
-    """CPU seconds and % over the window (or over its life, for a process born during the window)."""
+def set_cpu_use(info: ProcessInfo, now_seconds: float, first: FirstReading, elapsed: float,
+                children_now: float = 0.0) -> None:
+    """CPU seconds and % over the window (or over its life, for a process born during the window),
+    and the CPU seconds of children it reaped during the window."""
+    children_before = first.children_seconds.get(info.pid)
+    info.children_cpu_seconds = round(max(children_now - children_before, 0.0) if children_before is not None
+                                      else children_now, 3)
     started_before = first.cpu_seconds.get(info.pid)
     if started_before is None:      # born during the window: measure from its start
         age = max(time.time() - (info.create_time or time.time()), 1e-3)
@@ -260,20 +268,22 @@ def split_stat(data: bytes) -> tuple[bytes, list[bytes]]:
     return data[data.find(b"(") + 1:close], data[close + 2:].split()
 
 
-def stat_cpu_seconds(proc_root: str) -> dict[int, float]:
-    """utime + stime of every process, from /proc/PID/stat alone."""
+def stat_cpu_seconds(proc_root: str) -> tuple[dict[int, float], dict[int, float]]:
+    """utime + stime, and cutime + cstime (reaped children), of every process, from /proc/PID/stat alone."""
     ticks = CLOCK_TICKS
     root = os.fsencode(proc_root) + b"/"
-    seconds = {}
+    seconds, children = {}, {}
     for entry in os.listdir(root):
         if not entry.isdigit():
             continue
         try:
             _, fields = split_stat(read_proc_file(root + entry + b"/stat"))
-            seconds[int(entry)] = (int(fields[11]) + int(fields[12])) / ticks
+            pid = int(entry)
+            seconds[pid] = (int(fields[11]) + int(fields[12])) / ticks
+            children[pid] = (int(fields[13]) + int(fields[14])) / ticks
         except (OSError, IndexError, ValueError):
             continue
-    return seconds
+    return seconds, children
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -395,7 +405,8 @@ class ProcReader:
             status=PROC_STATES.get(state, "?"), nice=int(fields[16]), num_threads=int(fields[17]),
             rss_bytes=self.rss(base, fields), terminal=self.terminal(int(fields[4])),
             denied=sorted(denied))
-        set_cpu_use(info, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, first, elapsed)
+        set_cpu_use(info, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, first, elapsed,
+                    (int(fields[13]) + int(fields[14])) / CLOCK_TICKS)
         try:
             info.allowed_cpus = count_cpu_list(cpus[0]) if cpus else self.host_cpus
         except ValueError:

@@ -25,7 +25,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from audit_agent.collect import linux_only
@@ -237,21 +237,22 @@ def add_hugepage_usage(processes: list[ProcessInfo], proc_root: str) -> None:
 
 @dataclass
 class CpuAccount:
-    """/proc/stat and every listed process's CPU ticks at the start of the window; `finish` compares the ends.
+    """/proc/stat at the start of the window; `finish` compares the end with what the listed processes used.
 
-    Children's ticks (cutime+cstime) count too: a build that runs thousands of
-    short compiler processes is explained by its make/ninja parent reaping them.
+    The processes' own share comes from the process reader's two readings
+    (ProcessInfo.cpu_seconds), and their reaped children's too
+    (children_cpu_seconds): a build that runs thousands of short compiler
+    processes is explained by its make/ninja parent reaping them.
     """
     proc_root: str
     started: float
     system_ticks: int | None
-    process_ticks: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
     def start(cls, proc_root: str = "/proc") -> "CpuAccount":
         if not sys.platform.startswith("linux"):
             return cls(proc_root, time.monotonic(), None)
-        return cls(proc_root, time.monotonic(), system_busy_ticks(proc_root), listed_process_ticks(proc_root))
+        return cls(proc_root, time.monotonic(), system_busy_ticks(proc_root))
 
     def finish(self, snapshot: Snapshot) -> None:
         if self.system_ticks is None:
@@ -260,14 +261,10 @@ class CpuAccount:
         elapsed = time.monotonic() - self.started
         if end_ticks is None or elapsed <= 0:
             return
-        visible = 0
-        for pid, (own, children) in listed_process_ticks(self.proc_root).items():
-            before = self.process_ticks.get(pid)
-            if before is None:
-                visible += own + children          # born during the window
-            else:
-                visible += max(own - before[0], 0) + max(children - before[1], 0)
-        fill_cpu_accounting(snapshot.stealth, end_ticks - self.system_ticks, visible, elapsed)
+        visible_seconds = sum((p.cpu_seconds or 0.0) + (p.children_cpu_seconds or 0.0)
+                              for p in snapshot.processes if not p.hidden)
+        fill_cpu_accounting(snapshot.stealth, end_ticks - self.system_ticks, round(visible_seconds * USER_HZ),
+                            elapsed)
 
 
 def fill_cpu_accounting(state: StealthState, system_ticks: int, visible_ticks: int, elapsed: float) -> None:
@@ -292,30 +289,6 @@ def system_busy_ticks(proc_root: str = "/proc") -> int | None:
         return int(first[1]) + int(first[2]) + int(first[3])
     except ValueError:
         return None
-
-
-def listed_process_ticks(proc_root: str = "/proc") -> dict[int, tuple[int, int]]:
-    """{pid: (utime+stime, cutime+cstime)} of every process the /proc listing shows."""
-    ticks = {}
-    for pid in listed_pids(proc_root):
-        fields = read_stat_fields(proc_root, pid)
-        if fields is not None and len(fields) >= 15:
-            try:
-                ticks[pid] = (int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]))
-            except ValueError:
-                continue
-    return ticks
-
-
-def read_stat_fields(proc_root: str, pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat after the `(comm)`: index 0 is state, 1 ppid, 11 utime, 12 stime ..."""
-    try:
-        with open(os.path.join(proc_root, str(pid), "stat"), "rb") as handle:
-            raw = handle.read(4096)
-    except OSError:
-        return None
-    end = raw.rfind(b")")
-    return raw[end + 2:].decode("ascii", "replace").split() if end != -1 else None
 
 
 # ------------------------------------------------------------------ hidden processes
@@ -367,9 +340,13 @@ def probe_range(limit: int, proc_root: str = "/proc") -> list[int]:
     return sorted(int(n) for n in names if n.isdigit() and 0 < int(n) <= limit)
 
 
+def pid_max_of(proc_root: str) -> int:
+    return read_int(os.path.join(proc_root, "sys/kernel/pid_max")) or 32768
+
+
 def probe_limit(proc_root: str, listed: set[int]) -> tuple[int, str]:
     """How far to brute-probe PIDs, and a sentence saying why."""
-    pid_max = read_int(os.path.join(proc_root, "sys/kernel/pid_max")) or 32768
+    pid_max = pid_max_of(proc_root)
     if pid_max <= FULL_PROBE_MAX:
         return pid_max, f"every PID up to pid_max {pid_max} probed"
     highest = max([*listed, last_pid(proc_root) or 0, 32768])
@@ -411,13 +388,17 @@ def find_hidden(search: HiddenSearch, known_ppids: Iterable[int] = ()) -> tuple[
     listed = search.listing()
     if not listed:
         return {}, "the /proc listing is empty"
-    tids, children = tasks_and_children(search.proc_root, listed)
     limit, how = probe_limit(search.proc_root, listed)
     candidates: dict[int, str] = {}
     for pid in search.brute(limit):
         candidates.setdefault(pid, "probe")
-    for pid in children:
-        candidates.setdefault(pid, "children-of-visible")
+    tids: set[int] = set()
+    if limit < pid_max_of(search.proc_root):
+        # The probe stopped short of pid_max: follow every visible thread's children as well. When
+        # every PID was probed this adds nothing, and reading each thread's files is the costly part.
+        tids, children = tasks_and_children(search.proc_root, listed)
+        for pid in children:
+            candidates.setdefault(pid, "children-of-visible")
     for pid in known_ppids:
         candidates.setdefault(pid, "parent-of-visible")
     newest = last_pid(search.proc_root)
