@@ -143,26 +143,39 @@ def allow_entry_matches(entry: AllowEntry, finding: Finding, hostname: str) -> b
     return True
 
 
-def verdict(report: AuditReport) -> tuple[Verdict, list[str]]:
+VERDICT_REASON_TEXT = {       # English; the reports translate the same facts (reports/i18n: verdict_reason.*)
+    "high": "{n} finding(s) of high or critical severity",
+    "review": "{n} finding(s) to review",
+    "gap": "check {check} is {status}: {detail}",
+    "clean": "no mining workload found and every core check ran in full",
+}
+
+
+def verdict_facts(report: AuditReport) -> tuple[Verdict, list[tuple[str, dict[str, Any]]]]:
+    """The verdict and the facts behind it, as (key, values) pairs any language can phrase."""
     counted = [f for f in report.findings if f.status in COUNTED]
-    reasons = []
     high = [f for f in counted if f.severity.rank >= Severity.HIGH.rank]
     review = [f for f in counted if Severity.LOW.rank <= f.severity.rank < Severity.HIGH.rank]
     gaps = [c for c in report.coverage
             if (c.check in CORE_CHECKS and c.status != CoverageStatus.OK) or c.status == CoverageStatus.ERROR]
+    facts: list[tuple[str, dict[str, Any]]] = []
     if high:
-        reasons.append(f"{len(high)} finding(s) of high or critical severity")
+        facts.append(("high", {"n": len(high)}))
     if review:
-        reasons.append(f"{len(review)} finding(s) to review")
-    for gap in gaps:
-        reasons.append(f"check {gap.check} is {gap.status.value}: {gap.reason}")
+        facts.append(("review", {"n": len(review)}))
+    facts += [("gap", {"check": gap.check, "status": gap.status.value, "detail": gap.reason}) for gap in gaps]
     if high:
-        return Verdict.NON_COMPLIANT, reasons
+        return Verdict.NON_COMPLIANT, facts
     if review:
-        return Verdict.NEEDS_REVIEW, reasons
+        return Verdict.NEEDS_REVIEW, facts
     if gaps:
-        return Verdict.INCOMPLETE, reasons
-    return Verdict.COMPLIANT, reasons or ["no mining workload found and every core check ran in full"]
+        return Verdict.INCOMPLETE, facts
+    return Verdict.COMPLIANT, facts or [("clean", {})]
+
+
+def verdict(report: AuditReport) -> tuple[Verdict, list[str]]:
+    result, facts = verdict_facts(report)
+    return result, [VERDICT_REASON_TEXT[key].format(**values) for key, values in facts]
 
 
 def exit_code(report: AuditReport, fail_on: Severity | None, fail_on_incomplete: bool = False) -> int:

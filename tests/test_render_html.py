@@ -229,3 +229,14 @@ def test_hostile_report_with_rule_texts_stays_inert(hostile_report, lang):
         from audit_agent.render.view import lead_rule
         lead = lead_rule(hostile_report.open_findings[0])
         assert lead and f"1. {load_rule_texts('zh-CN')[lead]['title']}</h3>" in html
+
+
+def test_verdict_reasons_are_phrased_in_the_report_language(demo_reports):
+    from audit_agent.render import RenderOptions, render
+    report = demo_reports["login-02"]
+    high = sum(1 for f in report.open_findings if f.severity.rank >= 3)
+    chinese = render("html", report, RenderOptions(lang="zh-CN"))
+    english = render("html", report, RenderOptions(lang="en"))
+    assert f"{high} 项高或严重级别的发现" in chinese
+    assert f"{high} finding(s) of high or critical severity" in english
+    assert "finding(s) of high or critical severity" not in chinese

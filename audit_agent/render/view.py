@@ -69,6 +69,7 @@ class ReportView:
     window_end: float
     charts: list[Chart] = field(default_factory=list)
     filings: list[dict[str, Any]] = field(default_factory=list)
+    verdict_reasons: list[str] = field(default_factory=list)
 
 
 def build(report: AuditReport, t: Any) -> ReportView:
@@ -80,7 +81,20 @@ def build(report: AuditReport, t: Any) -> ReportView:
     return ReportView(report=report, counted=counted, registered=order(report.registered_findings),
                       allowlisted=order(report.allowlisted_findings), counts=counts,
                       window_end=report.collected_at + report.window_seconds,
-                      charts=charts(report.load, report.window_seconds, t), filings=filings(report))
+                      charts=charts(report.load, report.window_seconds, t), filings=filings(report),
+                      verdict_reasons=verdict_reasons(report, t))
+
+
+def verdict_reasons(report: AuditReport, t: Any) -> list[str]:
+    """The verdict's reasons in the report's language, from the same facts the engine judged on."""
+    from audit_agent.evaluate import verdict_facts
+    _, facts = verdict_facts(report)
+    phrased = []
+    for key, values in facts:
+        if key == "gap":
+            values = {**values, "check": t.check(values["check"]), "status": t.enum("coverage", values["status"])}
+        phrased.append(t(f"verdict_reason.{key}", **values))
+    return phrased
 
 
 def lead_rule(finding: Finding) -> str | None:
