@@ -77,3 +77,54 @@ def test_cli_terminal_output_has_no_escape_bytes_from_data(tmp_path):
     assert result.returncode == 1
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     assert "\\x1b[2J" in result.stdout and "\\x1b[31m" in result.stdout
+
+
+def run_in_terminal(args: list[str], env: dict | None = None, timeout: float = 60) -> tuple[int, bytes]:
+    """Run the agent with stdout and stderr on a pseudo-terminal, as an administrator at a console would."""
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "audit_agent", *args], stdin=subprocess.DEVNULL,
+                            stdout=child_fd, stderr=child_fd, env={**os.environ, "COLUMNS": "100", **(env or {})})
+    os.close(child_fd)
+    output = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main_fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(main_fd)
+    return proc.wait(timeout=10), output
+
+
+def test_progress_is_shown_on_a_terminal_and_not_with_quiet():
+    code, output = run_in_terminal(["scan", "--window", "1.5", "--fail-on", "never"])
+    assert code == 0
+    assert b"sampling CPU and GPU load" in output
+    assert b"Verdict:" in output
+    code, output = run_in_terminal(["scan", "--window", "1", "--fail-on", "never", "--quiet"])
+    assert code == 0 and output.strip() == b""
+
+
+def test_colour_on_a_terminal_unless_no_color(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+    def coloured(env: dict) -> bool:
+        code, output = run_in_terminal(["scan", "--window", "0", "--fail-on", "never"], env=env)
+        assert code == 0 and b"Verdict:" in output
+        summary = output[output.index(b"audit-agent "):]
+        return b"\x1b[3" in summary or b"\x1b[1;3" in summary         # foreground colours
+    assert coloured({})
+    assert not coloured({"NO_COLOR": "1"})
