@@ -132,3 +132,13 @@ def test_unreadable_cwd_counts_as_denied_and_vanished_processes_are_skipped(tmp_
     coverage = configs.collect_configs(snapshot, type("O", (), {"proc_root": str(root)})())[0]
     assert coverage.status == CoverageStatus.PARTIAL and coverage.denied >= 1
     assert snapshot.configs == []
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:3391", "10.0.5.17:443", "[fd00::17]:3333"])
+def test_pools_given_as_addresses_are_kept(tmp_path, url):
+    """Private proxies and IP-only pools skip DNS on purpose; their address:port is the evidence."""
+    text = json.dumps({"donate-level": 1, "pools": [{"url": url, "user": "rig1", "pass": "x"}]})
+    config = configs.parse_config(text, str(tmp_path / "config.json"))
+    assert config is not None and config.urls == [url]
+    ini = configs.parse_config(f"[kawpow]\nwallet = rig1\npool1 = {url}\n", str(tmp_path / "config.ini"))
+    assert ini is not None and url in ini.urls

@@ -149,5 +149,6 @@ def test_connection_to_the_endpoint_its_miner_config_names_is_high():
     live = scan(snapshot([disguised], [conn(50, "10.0.5.17", 3333)], configs=[config]))
     assert live.findings[0].severity.rank >= Severity.HIGH.rank
     assert "AA-CONFIG-002" in live.findings[0].rule_ids
+    assert live.findings[0].subject.connections == ["10.0.5.17:3333"]
     elsewhere = scan(snapshot([disguised], [conn(50, "10.9.9.9", 443)], configs=[config]))
     assert all("AA-CONFIG-002" not in f.rule_ids for f in elsewhere.findings)

@@ -42,6 +42,8 @@ NOTABLE_KEYS = {"pools", "pool_list", "donate-level", "donate-over-proxy", "rand
 # A file that is not named by the process must carry at least one of these to count as a miner config.
 POOLISH = {"pools", "pool_list", "pool", "donate-level", "wallet", "wallet_address"}
 
+# A pool given as an address: private proxies and IP-only pools avoid DNS on purpose.
+ADDRESS_PORT = re.compile(r"(?<![\w.:-])((?:\d{1,3}\.){3}\d{1,3}|\[[0-9a-fA-F:]+\]):\d{2,5}\b")
 STRATUM_URL = re.compile(r"\b(?:stratum[a-z0-9+]*|ssl|tcp|tls)://[^\s\"'<>,;]{3,300}", re.IGNORECASE)
 HOST_PORT = re.compile(r"(?<![\w./@-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}:\d{2,5})\b",
                        re.IGNORECASE)
@@ -277,7 +279,7 @@ def record_value(key: str, value: Any, config: MinerConfig) -> None:
     if not text:
         return
     if key in URL_KEYS or POOL_N_KEY.match(key):
-        if "://" in text or HOST_PORT.search(text):
+        if "://" in text or HOST_PORT.search(text) or ADDRESS_PORT.search(text):
             add(config.urls, redact_text(text))
     elif key in USER_KEYS:
         add(config.users, text)
@@ -290,9 +292,9 @@ def parse_raw_text(text: str, config: MinerConfig) -> None:
     for match in STRATUM_URL.finditer(text):
         add(config.urls, redact_text(match.group(0)))
     if config.urls or re.search(r"(?i)pool|stratum", text):
-        for match in HOST_PORT.finditer(text):
-            if not any(match.group(1) in url for url in config.urls):
-                add(config.urls, match.group(1))
+        for match in [*HOST_PORT.finditer(text), *ADDRESS_PORT.finditer(text)]:
+            if not any(match.group(0) in url for url in config.urls):
+                add(config.urls, match.group(0))
     for match in RAW_USER.finditer(text):
         add(config.users, match.group(1))
     for match in RAW_KEY.finditer(text[:MAX_CONFIG_BYTES]):
