@@ -60,7 +60,13 @@ def fold(signals: list[Signal]) -> list[Finding]:
     by_subject: dict[str, list[Signal]] = defaultdict(list)
     for signal in signals:
         by_subject[signal.subject_key].append(signal)
-    return [finding_from(group) for group in by_subject.values()]
+    return [finding_from(group) for group in by_subject.values() if not only_context(group)]
+
+
+def only_context(group: list[Signal]) -> bool:
+    """Weak informational signals (a busy packaged program, a memfd runtime, hidepid) add to other
+    evidence but are no finding on their own: a heavy research workload must stay quiet."""
+    return all(s.weak and s.severity == Severity.INFO for s in group)
 
 
 def finding_from(group: list[Signal]) -> Finding:

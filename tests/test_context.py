@@ -69,7 +69,10 @@ def test_findings_carry_job_container_and_terminal(compiled_rules):
     job = busy(1, slurm_job_id="4711", cgroup="/system.slice/slurmstepd.scope/job_4711/step_0")
     boxed = busy(2, container_id="3f4e5d6c7b8a", cgroup="/system.slice/docker-" + "3f4e5d6c7b8a" * 5 + "abcd.scope")
     tty = busy(3, terminal="pts/7")
-    report = evaluate(Snapshot(window_seconds=30.0, processes=[job, boxed, tty]), compiled_rules)
+    # Each also talks to a pool port, so each is a finding (load context alone is no finding).
+    to_pool = [Connection(pid=pid, protocol="tcp", local_address="10.0.0.5", local_port=40000 + pid,
+                          remote_address="198.51.100.7", remote_port=3333, state="ESTABLISHED") for pid in (1, 2, 3)]
+    report = evaluate(Snapshot(window_seconds=30.0, processes=[job, boxed, tty], connections=to_pool), compiled_rules)
     subjects = {f.subject.pid: f.subject for f in report.findings}
     assert subjects[1].slurm_job_id == "4711" and subjects[1].cgroup.startswith("/system.slice/slurmstepd")
     assert subjects[2].container_id == "3f4e5d6c7b8a"

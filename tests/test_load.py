@@ -49,18 +49,22 @@ def finding_for(report, pid: int):
 
 
 def test_busy_unknown_binary_alone_is_not_high(compiled_rules):
-    report = evaluate(snapshot([busy(terminal="pts/3")]), compiled_rules)
+    # In someone's terminal session: context only, no finding at all (heavy research must stay quiet).
+    attended = evaluate(snapshot([busy(terminal="pts/3")]), compiled_rules)
+    assert finding_for(attended, 500) is None and attended.verdict == Verdict.COMPLIANT
+    # Nobody's session, no scheduler job: asks for review, never condemns.
+    report = evaluate(snapshot([busy()]), compiled_rules)
     finding = finding_for(report, 500)
     assert finding is not None
     assert finding.rule_ids == [load.RULE_BUSY]
     assert finding.severity.rank < Severity.HIGH.rank
-    assert report.verdict != Verdict.NON_COMPLIANT
-    assert any("pts/3" in reason for reason in finding.reasons)
+    assert report.verdict == Verdict.NEEDS_REVIEW
+    assert any("no controlling terminal" in reason for reason in finding.reasons)
 
 
 def test_busy_with_pool_port_and_no_tty_raises_confidence(compiled_rules):
     port = pool_port(compiled_rules)
-    alone = finding_for(evaluate(snapshot([busy(terminal="pts/3")]), compiled_rules), 500)
+    alone = finding_for(evaluate(snapshot([busy()]), compiled_rules), 500)
     report = evaluate(snapshot([busy()], [outbound(500, port=port)]), compiled_rules)
     finding = finding_for(report, 500)
     assert {load.RULE_BUSY, load.RULE_STRATUM} <= set(finding.rule_ids)
