@@ -80,6 +80,7 @@ def fake_process(tmp_path: Path, pid: int, cwd: Path, argv: list[str]) -> tuple[
 
 @linux
 def test_named_config_is_read_through_proc_cwd_and_shared_files_list_every_pid(tmp_path):
+    """A named config belongs to the processes that name it; a shared default-named file lists every pid."""
     work = tmp_path / "work"
     work.mkdir()
     (work / "conf.json").write_text(json.dumps(XMRIG))
@@ -90,7 +91,7 @@ def test_named_config_is_read_through_proc_cwd_and_shared_files_list_every_pid(t
     found, budget = configs.scan_processes([first, second], str(root))
     assert len(found) == 1
     assert found[0].path == str(work / "conf.json")
-    assert found[0].pids == [200, 201]
+    assert found[0].pids == [200]         # 201 shares the directory but neither names conf.json nor reads a default name
     assert budget.denied == 0
 
 
@@ -112,13 +113,13 @@ def test_devices_fifos_proc_files_and_huge_files_are_not_read(tmp_path, monkeypa
     work = tmp_path / "w"
     work.mkdir()
     os.mkfifo(work / "fifo.json")
-    (work / "big.json").write_text('{"pools": [{"url": "stratum+tcp://a.b:1", "user": "w1234567"}]}' + " " * 4096
-                                   + '"wallet": "late_wallet_beyond_bound"')
+    (work / "config.json").write_text('{"pools": [{"url": "stratum+tcp://a.b:1", "user": "w1234567"}]}' + " " * 4096
+                                      + '"wallet": "late_wallet_beyond_bound"')
     monkeypatch.setattr(configs, "MAX_CONFIG_BYTES", 1024)
     root, proc = fake_process(tmp_path, 400, work, ["m", "-c", "/dev/zero", "--config", "/proc/self/environ",
                                                    "-C", "fifo.json"])
     found, _ = configs.scan_processes([proc], str(root))     # must return, not block on the FIFO
-    assert [c.path for c in found] == [str(work / "big.json")]
+    assert [c.path for c in found] == [str(work / "config.json")]
     assert "late_wallet_beyond_bound" not in repr(found)
 
 
@@ -127,7 +128,7 @@ def test_unreadable_cwd_counts_as_denied_and_vanished_processes_are_skipped(tmp_
     root = tmp_path / "proc"
     root.mkdir()
     proc = ProcessInfo(pid=500, exe="/opt/x/bin/x", cmdline=["x"], cwd="/home/someone")
-    mocker.patch.object(configs.os, "scandir", side_effect=PermissionError(13, "denied"))
+    mocker.patch.object(configs.os, "stat", side_effect=PermissionError(13, "denied"))
     snapshot = Snapshot(processes=[proc, ProcessInfo(pid=501, exe="/bin/y", cmdline=["y", "-c", "c.json"])])
     coverage = configs.collect_configs(snapshot, type("O", (), {"proc_root": str(root)})())[0]
     assert coverage.status == CoverageStatus.PARTIAL and coverage.denied >= 1
@@ -142,3 +143,15 @@ def test_pools_given_as_addresses_are_kept(tmp_path, url):
     assert config is not None and config.urls == [url]
     ini = configs.parse_config(f"[kawpow]\nwallet = rig1\npool1 = {url}\n", str(tmp_path / "config.ini"))
     assert ini is not None and url in ini.urls
+
+
+@linux
+def test_other_json_in_a_shared_working_directory_is_not_a_config(tmp_path):
+    """A saved audit report in /tmp quotes a miner's command line: it is nobody's miner configuration."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    (shared / "report.json").write_text(json.dumps({"findings": [{"cmdline": "xmrig -o stratum+tcp://pool.x:3333",
+                                                                   "pools": [{"url": "stratum+tcp://pool.x:3333"}]}]}))
+    root, proc = fake_process(tmp_path, 600, shared, ["bash"])
+    found, _ = configs.scan_processes([proc], str(root))
+    assert found == []

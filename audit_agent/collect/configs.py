@@ -24,7 +24,6 @@ CHECK = "configs"
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_FILES_PER_PROCESS = 8
 MAX_FILES_TOTAL = 512
-MAX_DIR_ENTRIES = 256           # entries looked at per directory when looking for *.json
 MAX_VALUES = 32                 # urls / users / keys kept per file
 MAX_JSON_DEPTH = 8
 CONFIG_FLAGS = {"-c", "--config", "-C", "--config-file", "--cfg", "-config"}
@@ -141,21 +140,23 @@ def named_configs(argv: list[str]) -> list[str]:
 
 
 def directory_candidates(directory: str, budget: _Budget) -> list[str]:
-    """The default config names present in `directory`, plus other *.json (bounded)."""
+    """The miners' default config names present in `directory`.
+
+    Only the default names: a process's working directory is often a shared one
+    (/tmp, a home), and any other JSON there (a saved audit report quoting a
+    miner's command line, say) is not that process's configuration. A config
+    under another name is found when the process names it (-c FILE). Looked up
+    by name, so a directory of thousands of files costs a handful of stats."""
     names = []
-    try:
-        with os.scandir(directory) as entries:
-            for index, entry in enumerate(entries):
-                if index >= MAX_DIR_ENTRIES:
-                    break
-                lower = entry.name.lower()
-                if lower in DEFAULT_NAMES or lower.endswith(".json"):
-                    names.append(entry.name)
-    except PermissionError:
-        budget.denied += 1
-    except OSError:
-        pass
-    names.sort(key=lambda n: (n.lower() not in DEFAULT_NAMES, n))
+    for name in DEFAULT_NAMES:
+        try:
+            if stat.S_ISREG(os.stat(os.path.join(directory, name)).st_mode):
+                names.append(name)
+        except PermissionError:
+            budget.denied += 1
+            break
+        except OSError:
+            continue
     return names
 
 
