@@ -305,3 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("audit-agent: interrupted", file=sys.stderr)
         return 130
+    except ImportError as exc:      # a broken install must not read as exit 1, "findings"
+        print(f"audit-agent: error: missing dependency {exc.name or exc}: reinstall audit-agent "
+              "(pip install audit-agent)", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:        # noqa: BLE001 - a bug: one line and exit 2, never a traceback read as exit 1
+        if os.environ.get("AUDIT_AGENT_DEBUG"):
+            raise
+        print(f"audit-agent: internal error: {type(exc).__name__}: {str(exc)[:300]} "
+              "(set AUDIT_AGENT_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_ERROR

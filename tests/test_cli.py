@@ -128,3 +128,16 @@ def test_colour_on_a_terminal_unless_no_color(monkeypatch):
         return b"\x1b[3" in summary or b"\x1b[1;3" in summary         # foreground colours
     assert coloured({})
     assert not coloured({"NO_COLOR": "1"})
+
+
+def test_an_internal_error_is_one_line_and_exit_2_not_1(mocker, capsys):
+    """A bug or a broken install must never look like exit 1 ("findings") to cron, CI or Ansible."""
+    from audit_agent import cli
+    from audit_agent.rules import loader
+    mocker.patch.object(loader, "load_pack", side_effect=RuntimeError("boom"))
+    assert cli.main(["rules", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: boom" in err and "Traceback" not in err
+    mocker.patch.object(loader, "load_pack", side_effect=ModuleNotFoundError("No module named 'yaml'", name="yaml"))
+    assert cli.main(["rules", "list"]) == 2
+    assert "missing dependency yaml" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import agent_command
+from tests.conftest import REPO, agent_command
 
 REPO = Path(__file__).resolve().parent.parent
 CONTRIB = REPO / "contrib"
@@ -107,6 +107,38 @@ def test_ansible_playbook_scans_localhost_and_builds_the_fleet_report(tmp_path):
     assert [h["hostname"] for h in fleet["hosts"]] == [report["host"]["hostname"]]
     html = (tmp_path / "fleet" / "fleet.html").read_text()
     assert "Fleet audit report" in html
+
+
+@pytest.mark.e2e
+def test_ansible_playbook_installs_the_wheel_then_scans(tmp_path):
+    """The install path of the playbook: a wheel built from this checkout, copied and installed into a new venv
+    with its dependencies (from the package index, as `.ci/run`'s own install does)."""
+    wheels = tmp_path / "dist"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                            "-w", str(wheels), str(REPO)], capture_output=True, text=True, timeout=300,
+                           stdin=subprocess.DEVNULL)
+    if built.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {built.stderr.strip().splitlines()[-1:]}")
+    [wheel] = wheels.glob("audit_agent-*.whl")
+    venv = tmp_path / "host-venv"
+    command = [ansible_playbook(), "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
+               str(CONTRIB / "ansible" / "site.yml"),
+               "-e", f"audit_agent_wheel={wheel}", "-e", f"audit_agent_venv={venv}",
+               "-e", f"audit_agent_python={sys.executable}",
+               "-e", f"audit_agent_fleet_command={agent_command()[0]}",
+               "-e", f"audit_agent_work_dir={tmp_path / 'host'}",
+               "-e", f"audit_agent_reports_dir={tmp_path / 'reports'}",
+               "-e", f"audit_agent_fleet_dir={tmp_path / 'fleet'}",
+               "-e", "audit_agent_become=false", "-e", "audit_agent_window=0.5"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ansible_env(tmp_path),
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert (venv / "bin" / "audit-agent").exists(), "the playbook installed the agent into its venv"
+    installed = subprocess.run([str(venv / "bin" / "audit-agent"), "--version"], capture_output=True, text=True)
+    assert installed.returncode == 0 and installed.stdout.startswith("audit-agent ")
+    report = json.loads((tmp_path / "reports" / "localhost.json").read_text())
+    assert report["agent_version"] and report["host"]["hostname"]
+    assert (tmp_path / "fleet" / "fleet.html").exists()
 
 
 def test_ansible_playbook_syntax(tmp_path):
