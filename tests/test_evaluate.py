@@ -152,3 +152,11 @@ def test_connection_to_the_endpoint_its_miner_config_names_is_high():
     assert live.findings[0].subject.connections == ["10.0.5.17:3333"]
     elsewhere = scan(snapshot([disguised], [conn(50, "10.9.9.9", 443)], configs=[config]))
     assert all("AA-CONFIG-002" not in f.rule_ids for f in elsewhere.findings)
+
+
+def test_every_reason_names_what_matched():
+    """Rules written as lookaheads match the empty string; the reason must still show the matched text."""
+    report = scan(snapshot([proc(10, "/opt/x/helper -o 198.51.100.7:3333 -u worker1 -k", cpu=50.0)]))
+    for evidence in report.findings[0].evidence:
+        assert evidence.matched.strip(), evidence
+    assert not any("()" in reason for reason in report.findings[0].reasons)

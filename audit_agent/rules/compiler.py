@@ -267,7 +267,9 @@ class _PatternSet:
             regex, unless = self.regexes(index)
             found = regex.search(text)
             if found and not (unless and unless.search(text)):
-                hits.append(Hit(rule, field, text, found.group(0)[:120]))
+                # A pattern made of lookaheads matches the empty string: show where it matched instead.
+                shown = found.group(0) or text[found.start():found.start() + 80].strip()
+                hits.append(Hit(rule, field, text, shown[:120]))
         return hits
 
 
