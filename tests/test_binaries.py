@@ -14,7 +14,6 @@ from audit_agent.model import CoverageStatus, ProcessInfo, Snapshot
 from tests.conftest import have_compiler
 
 STRINGS = ["XMRig/%s", "donate.v2.xmrig.com", "mining.subscribe", "cn/r"]
-REAL_LOAD_YARA, REAL_YARA_DIR = binaries.load_yara_rules, binaries.yara_dir
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 
@@ -163,20 +162,3 @@ def test_no_signature_strings_means_skipped(monkeypatch):
     monkeypatch.setattr(binaries, "load_yara_rules", lambda strings: None)     # no shipped YARA rules either
     coverage = binaries.collect_binaries(Snapshot(), options(strings=[]))
     assert coverage[0].status == CoverageStatus.SKIPPED
-
-
-@pytest.mark.skipif(not yara_available(), reason="yara-python is not installed (the `yara` extra)")
-def test_shipped_yara_rules_add_their_own_matches(tmp_path, monkeypatch, engine):
-    if engine != "yara":
-        pytest.skip("runs once, with YARA")
-    monkeypatch.setattr(binaries, "yara_dir", REAL_YARA_DIR)
-    monkeypatch.setattr(binaries, "load_yara_rules", REAL_LOAD_YARA)
-    binaries._YARA_CACHE.clear()
-    from audit_agent.pipeline import load_rules
-    strings = load_rules().signature_strings()
-    rules = binaries.load_yara_rules(strings)
-    assert rules is not None, "the shipped rules/yara/*.yar must compile"
-    blob = b"\x7fELF" + b"\x00" * 64 + b"\x00".join(s.encode() for s in strings[:12])
-    found = binaries.yara_matches(rules, {"data": blob}, strings)
-    assert set(strings[:12]) <= set(found)
-    assert any(item.startswith("yara:") for item in found)
