@@ -15,8 +15,8 @@ from audit_agent import __version__
 from audit_agent.detect import Context, Signal
 from audit_agent.detect import content, gpu, load, persistence, process, stealth
 from audit_agent.filings import Filing, apply_filings
-from audit_agent.model import (AuditReport, CoverageStatus, Finding, FindingStatus, RulePackInfo, Severity,
-                               Snapshot, Verdict)
+from audit_agent.model import (COUNTED_STATUSES, AuditReport, CoverageStatus, Finding, FindingStatus, RulePackInfo,
+                               Severity, Snapshot, Verdict)
 from audit_agent.policy import AllowEntry, Policy
 from audit_agent.rules.compiler import CompiledRules
 
@@ -24,7 +24,7 @@ PRODUCERS: list[Callable[[Context], list[Signal]]] = [
     process.signals, content.signals, stealth.signals, persistence.signals, gpu.signals, load.signals,
 ]
 CORE_CHECKS = ("processes", "network")
-COUNTED = (FindingStatus.OPEN, FindingStatus.REGISTRATION_EXPIRED, FindingStatus.OUTSIDE_REGISTRATION)
+COUNTED = COUNTED_STATUSES
 WEAK_ONLY_CAP = Severity.MEDIUM     # heuristics alone ask for review, they never condemn
 ESCALATE_AT = 0.9                   # independent signals this sure together make a finding at least high
 

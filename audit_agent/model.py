@@ -56,6 +56,12 @@ class FindingStatus(str, enum.Enum):
     ALLOWLISTED = "allowlisted"                     # approved in the local config
 
 
+# Findings with these statuses count against the host (the verdict, exit codes, metrics, fleets).
+COUNTED_STATUSES = (FindingStatus.OPEN, FindingStatus.REGISTRATION_EXPIRED, FindingStatus.OUTSIDE_REGISTRATION)
+# What a finding or rule is about; rule packs and metrics use the same list.
+CATEGORIES = ("miner", "network", "stealth", "persistence", "gpu", "load", "tuning")
+
+
 # ---------------------------------------------------------------- snapshot parts
 
 

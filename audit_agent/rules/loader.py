@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit_agent.model import Severity
+from audit_agent.model import CATEGORIES, Severity
 from audit_agent.paths import data_dir
 from audit_agent.yamlfile import ConfigError, line_of, load_yaml
 
 KINDS = ("names", "cmdline", "wallet", "domains", "ports", "strings", "persistence", "frameworks")
-CATEGORIES = ("miner", "network", "stealth", "persistence", "gpu", "load", "tuning")
 DOMAIN_TYPES = ("pool", "proxy", "donate", "browser", "dyndns", "campaign")
 DOMAIN_STATUSES = ("active", "defunct")
 RULE_ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
