@@ -311,6 +311,19 @@ def _sre_parser():  # type: ignore[no-untyped-def]
         return sre_parse
 
 
+def _sre_opcodes():  # type: ignore[no-untyped-def]
+    """The parser's opcode constants: re._constants on 3.11+, sre_constants on 3.10 (which lacks the
+    atomic and possessive opcodes; a sentinel stands in, so they are simply never seen there)."""
+    try:
+        from re import _constants as constants  # type: ignore[attr-defined]
+    except ImportError:         # Python 3.10
+        import sre_constants as constants
+    missing = object()
+    return {name: getattr(constants, name, missing) for name in
+            ("ASSERT", "ATOMIC_GROUP", "BRANCH", "LITERAL", "MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT",
+             "SUBPATTERN")}
+
+
 def _better(first: set[str] | None, second: set[str] | None) -> set[str] | None:
     """The more selective of two required sets: longer shortest literal, then fewer literals."""
     if first is None:
@@ -323,8 +336,10 @@ def _better(first: set[str] | None, second: set[str] | None) -> set[str] | None:
 
 
 def _sequence_literals(items: list, depth: int) -> set[str] | None:  # type: ignore[type-arg]
-    from re._constants import (ASSERT, ATOMIC_GROUP, BRANCH, LITERAL, MAX_REPEAT, MIN_REPEAT,  # type: ignore
-                               POSSESSIVE_REPEAT, SUBPATTERN)
+    ops = _sre_opcodes()
+    ASSERT, ATOMIC_GROUP, BRANCH, LITERAL = ops["ASSERT"], ops["ATOMIC_GROUP"], ops["BRANCH"], ops["LITERAL"]
+    MAX_REPEAT, MIN_REPEAT, POSSESSIVE_REPEAT = ops["MAX_REPEAT"], ops["MIN_REPEAT"], ops["POSSESSIVE_REPEAT"]
+    SUBPATTERN = ops["SUBPATTERN"]
     if depth > 50:
         return None
     best: set[str] | None = None
