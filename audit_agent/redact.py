@@ -6,7 +6,9 @@ import re
 REDACTED = "***"
 # -p/--pass/--password VALUE: the pool password (wallets after -u are kept: they are evidence)
 SECRET_FLAGS = {"-p", "--pass", "--password", "-pass", "--http-access-token", "--api-token", "--token",
-                "--access-token", "--dualpass", "-pass2", "--api-password"}
+                "--access-token", "--dualpass", "-pass2", "--api-password", "-epsw", "-dpsw", "--proxy-password"}
+# user:password in one value (xmrig -O/--userpass): the login stays (a wallet is evidence), the password goes.
+USERPASS_FLAGS = {"-O", "--userpass"}
 SECRET_ASSIGN = re.compile(
     r"(?i)\b((?:[a-z0-9_]*?(?:pass(?:word|wd)?|token|secret|api[_-]?key|access[_-]?key|auth))=)([^\s&;]+)")
 URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@\s/]+)(@)")
@@ -18,12 +20,24 @@ def redact_argv(argv: list[str]) -> list[str]:
     """The argument list with pool passwords, tokens and key=value secrets replaced by ***."""
     redacted = []
     hide_next = False
+    userpass_next = False
     for arg in argv:
         if hide_next:
             redacted.append(REDACTED)
             hide_next = False
             continue
-        flag, sep, _ = arg.partition("=")
+        if userpass_next:
+            redacted.append(hide_password(arg))
+            userpass_next = False
+            continue
+        flag, sep, value = arg.partition("=")
+        if flag in USERPASS_FLAGS:
+            if sep:
+                redacted.append(f"{flag}={hide_password(value)}")
+            else:
+                redacted.append(arg)
+                userpass_next = True
+            continue
         if flag in SECRET_FLAGS:
             if sep:
                 redacted.append(f"{flag}={REDACTED}")
@@ -35,9 +49,19 @@ def redact_argv(argv: list[str]) -> list[str]:
     return redacted
 
 
+def hide_password(userpass: str) -> str:
+    login, sep, _ = userpass.partition(":")
+    return f"{login}:{REDACTED}" if sep else userpass
+
+
 def redact_text(text: str) -> str:
     text = SECRET_ASSIGN.sub(lambda m: m.group(1) + REDACTED, text)
     return URL_CREDENTIALS.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
+
+
+def redact_flat(text: str) -> str:
+    """A command line (or a piece of one) already joined into one string, secrets redacted."""
+    return " ".join(redact_argv(text.split(" ")))
 
 
 def redact_cmdline(argv: list[str], limit: int = 2000) -> str:

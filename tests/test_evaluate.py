@@ -160,3 +160,25 @@ def test_every_reason_names_what_matched():
     for evidence in report.findings[0].evidence:
         assert evidence.matched.strip(), evidence
     assert not any("()" in reason for reason in report.findings[0].reasons)
+
+
+@pytest.mark.parametrize("argv", [
+    ["/opt/x/helper", "-o", "198.51.100.7:3333", "-u", "worker1", "-p", "hunter2secret", "-k"],
+    ["/opt/x/xmrig", "-o", "pool.supportxmr.com:3333", "-O", f"{MONERO_WALLET}:hunter2secret"],
+    ["/opt/x/PhoenixMiner", "-pool", "ssl://eu1.ethermine.org:5555", "-wal", "0x52bc44d5378309ee2abf1539bf71de1b7d7be3b5",
+     "-epsw", "hunter2secret"],
+])
+def test_no_pool_password_reaches_any_reason_or_evidence(argv):
+    import json
+    report = scan(snapshot([proc(10, argv, cpu=50.0)]))
+    assert report.findings
+    assert "hunter2secret" not in json.dumps(report.to_dict())
+
+
+def test_no_pool_password_in_persistence_evidence():
+    import json
+    from audit_agent.model import PersistenceEntry
+    entry = PersistenceEntry(path="/etc/crontab", kind="cron", line=7, user="root",
+                             text="@reboot root /tmp/.x/xmrig -o stratum+tcp://pool.supportxmr.com:3333 -u w -p hunter2secret")
+    report = scan(snapshot([], persistence=[entry]))
+    assert report.findings and "hunter2secret" not in json.dumps(report.to_dict())

@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 
 from audit_agent.detect import Context, Signal, process_key, process_subject, signal_from_hit
 from audit_agent.model import Evidence, PersistenceEntry, ProcessInfo, Severity, Subject
-from audit_agent.redact import cap, redact_text
+from audit_agent.redact import cap, redact_flat
 from audit_agent.rules.compiler import CompiledRules, basename, logins_from_argv
 
 RULE_DROPPER = "AA-PERSIST-001"
@@ -80,7 +80,7 @@ def entry_signals(entry: PersistenceEntry, rules: CompiledRules) -> list[Signal]
     program = next((argv[0] for argv in argvs if "/" in argv[0]), argvs[0][0] if argvs else "")
     subject = persistence_subject(entry, program)
     where = KIND_WORDS.get(entry.kind, f"{entry.kind} line")
-    shown = f"{entry.path}:{entry.line}: {redact_text(entry.text)}"
+    shown = f"{entry.path}:{entry.line}: {redact_flat(entry.text)}"
     hits = [(hit, where) for hit in rules.match_persistence(entry.text)]
     if command:
         for argv in argvs:
@@ -183,7 +183,7 @@ def peel_wrappers(argv: list[str]) -> list[str]:
 def persistence_subject(entry: PersistenceEntry, program: str) -> Subject:
     return Subject(kind="persistence", name=KIND_WORDS.get(entry.kind, entry.kind), path=cap(entry.path, 1024),
                    exe=cap(program, 1024) if "/" in program else "", username=cap(entry.user, 64),
-                   cmdline=cap(redact_text(entry.text), 2000))
+                   cmdline=cap(redact_flat(entry.text), 2000))
 
 
 def dropper_signals(command: str, key: str, subject: Subject, where: str, shown: str) -> list[Signal]:
@@ -306,7 +306,7 @@ def running_signals(entry: PersistenceEntry, line_signals: list[Signal],
                 severity=severity, confidence=0.5,
                 reason=cap(f"This process runs {path!r}, which the {KIND_WORDS.get(entry.kind, entry.kind)} "
                            f"{where} starts: " + "; ".join(sorted({s.title for s in line_signals})) + ".", 800),
-                evidence=Evidence(field="persistence", value=cap(f"{where}: {redact_text(entry.text)}", 300),
+                evidence=Evidence(field="persistence", value=cap(f"{where}: {redact_flat(entry.text)}", 300),
                                   matched=cap(path, 200), rule_id=RULE_RUNNING),
                 action="Remove the persistence entry before stopping the process, or it will come back.",
                 indicator=f"persistence {entry.path}", weak=not strong))

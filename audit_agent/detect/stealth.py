@@ -14,7 +14,7 @@ from typing import Callable
 
 from audit_agent.detect import Context, Signal, process_key, process_subject
 from audit_agent.model import Evidence, ProcessInfo, Severity, StealthState, Subject
-from audit_agent.redact import cap
+from audit_agent.redact import cap, redact_cmdline
 
 RULE_DELETED = "AA-STEALTH-001"
 RULE_WRITABLE_DIR = "AA-STEALTH-002"
@@ -113,7 +113,7 @@ def process_signals(proc: ProcessInfo, ctx: Context) -> list[Signal]:
         add(RULE_KTHREAD, "Process imitates a kernel thread", Severity.HIGH, 0.7,
             f"The process calls itself {cap(imitation, 80)!r} like a kernel thread, but {kthread_evidence(proc)}: "
             "real kernel threads have no executable, an empty command line and kthreadd (PID 2) as parent.",
-            "name", f"{proc.name} | {' '.join(proc.cmdline)[:200]} | exe {exe}", "kernel-thread name with an executable",
+            "name", f"{proc.name} | {redact_cmdline(proc.cmdline, 200)} | exe {exe}", "kernel-thread name with an executable",
             weak=False, action="Identify the real executable behind the process, stop it, and check how it started.")
     preload = suspicious_preload(proc)
     if preload:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath, PureWindowsPath
 
+from audit_agent.redact import redact_flat
 from audit_agent.rules.loader import DomainEntry, Rule, RulePack, domain_entries
 
 HOST_PATTERN = re.compile(r"(?<![\w.@-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62})(?![\w-])",
@@ -268,8 +269,9 @@ class _PatternSet:
             found = regex.search(text)
             if found and not (unless and unless.search(text)):
                 # A pattern made of lookaheads matches the empty string: show where it matched instead.
+                # Either way the shown text is part of a command line: redact it like one.
                 shown = found.group(0) or text[found.start():found.start() + 80].strip()
-                hits.append(Hit(rule, field, text, shown[:120]))
+                hits.append(Hit(rule, field, text, redact_flat(shown)[:120]))
         return hits
 
 
