@@ -91,7 +91,8 @@ def finding_from(group: list[Signal]) -> Finding:
                 subject.connections.append(endpoint)
         if subject.gpu_index is None and signal.subject.gpu_index is not None:
             subject.gpu_index = signal.subject.gpu_index
-    rule_ids = list(dict.fromkeys(s.rule_id for s in group))
+    # The lead rule (whose title the finding carries) first: SARIF, JUnit and the reports name the finding by it.
+    rule_ids = list(dict.fromkeys([lead.rule_id, *(s.rule_id for s in group)]))
     ordered = sorted(group, key=lambda s: (s.weak, -s.severity.rank, -s.confidence))
     reasons = list(dict.fromkeys(s.reason for s in ordered))
     evidence = []

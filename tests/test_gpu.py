@@ -240,3 +240,13 @@ def test_idle_or_unknown_utilisation_is_quiet(compiled_rules):
     worker = ProcessInfo(pid=1, name="worker", exe="/srv/worker", cmdline=["/srv/worker"])
     snap = gpu_snapshot([worker], [device(0, 20.0, [1]), device(1, None, [1]), device(2, 89.9)])
     assert gpu_detect.signals(Context.build(snap, compiled_rules, Policy())) == []
+
+
+def test_an_inner_pid_shared_by_two_containers_names_nobody(compiled_rules):
+    """Both containers have a pid 7: a GPU pid 7 that is not a host pid must not be pinned on either."""
+    first = ProcessInfo(pid=5001, name="worker", exe="/app/worker", cmdline=["/app/worker"], ns_pids=[5001, 7])
+    second = ProcessInfo(pid=5002, name="worker", exe="/app/worker", cmdline=["/app/worker"], ns_pids=[5002, 7])
+    ctx = Context.build(gpu_snapshot([first, second], [device(0, 99.0, [7])]), compiled_rules, Policy())
+    assert gpu_detect.host_process(7, ctx) is None
+    [signal] = gpu_detect.signals(ctx)
+    assert signal.rule_id == gpu_detect.RULE_NO_PROCESS          # the busy GPU still asks for review

@@ -6,6 +6,7 @@ about the same subject into one Finding. Producers are pure: no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from audit_agent.model import Evidence, ProcessInfo, Severity, Snapshot, Subject
 from audit_agent.policy import Policy
@@ -37,6 +38,7 @@ class Context:
     rules: CompiledRules
     policy: Policy
     by_pid: dict[int, ProcessInfo]
+    by_namespace_pid: dict[int, ProcessInfo] = field(default_factory=dict)   # inner NSpid -> process, if unique
 
     @classmethod
     def build(cls, snapshot: Snapshot, rules: CompiledRules, policy: Policy) -> "Context":
@@ -44,7 +46,17 @@ class Context:
         for hidden in snapshot.stealth.hidden_pids:
             by_pid.setdefault(hidden.pid, ProcessInfo(pid=hidden.pid, name=hidden.name, exe=hidden.exe,
                                                       cmdline=hidden.cmdline, hidden=True))
-        return cls(snapshot, rules, policy, by_pid)
+        return cls(snapshot, rules, policy, by_pid, namespace_index(by_pid.values()))
+
+
+def namespace_index(processes: Iterable[ProcessInfo]) -> dict[int, ProcessInfo]:
+    """Each pid a process has inside a nested pid namespace (NSpid after the first), where only one has it:
+    two containers both have a pid 1, and such a pid names nobody."""
+    seen: dict[int, list[ProcessInfo]] = {}
+    for proc in processes:
+        for inner in proc.ns_pids[1:]:
+            seen.setdefault(inner, []).append(proc)
+    return {pid: owners[0] for pid, owners in seen.items() if len(owners) == 1}
 
 
 def process_subject(proc: ProcessInfo) -> Subject:

@@ -42,13 +42,9 @@ def looks_like_research(proc: ProcessInfo, ctx: Context) -> bool:
 
 
 def host_process(pid: int, ctx: Context) -> ProcessInfo | None:
-    """NVML reports host pids; a process seen inside a container maps to it through NSpid."""
-    if pid in ctx.by_pid:
-        return ctx.by_pid[pid]
-    for proc in ctx.by_pid.values():
-        if proc.ns_pids and pid in proc.ns_pids:
-            return proc
-    return None
+    """NVML reports host pids; a tool inside a container may report the namespace pid, which maps back
+    through NSpid when exactly one process has it."""
+    return ctx.by_pid.get(pid) or ctx.by_namespace_pid.get(pid)
 
 
 def unknown_process_signal(device: GpuDevice, proc: ProcessInfo) -> Signal:

@@ -64,10 +64,14 @@ def signals(ctx: Context) -> list[Signal]:
 
 # ------------------------------------------------------------------ per process
 
+PENDING_SUBJECT = Subject(kind="process")     # replaced by the real subject before the signals leave
+
 
 def process_signals(proc: ProcessInfo, ctx: Context) -> list[Signal]:
     found: list[Signal] = []
-    key, subject = process_key(proc.pid), process_subject(proc)
+    # The subject (redacted command line and all) is built only for a process that gave a signal:
+    # this loop sees every process, and almost none of them.
+    key, subject = process_key(proc.pid), PENDING_SUBJECT
 
     def add(rule_id: str, title: str, severity: Severity, confidence: float, reason: str, field: str,
             value: str, matched: str, weak: bool, action: str = "") -> None:
@@ -121,6 +125,10 @@ def process_signals(proc: ProcessInfo, ctx: Context) -> list[Signal]:
             f"The process runs with {preload[0]}={cap(preload[1], 200)!r}: a preloaded library can hide processes, "
             "files and connections.", "environ", f"{preload[0]}={preload[1]}", "LD_PRELOAD", weak=True)
     found.extend(hugepage_signals(proc, ctx, key, subject))
+    if found:
+        built = process_subject(proc)
+        for signal in found:
+            signal.subject = built
     return found
 
 
