@@ -32,14 +32,13 @@ from pathlib import PurePosixPath
 
 from audit_agent.detect import Context, Signal, process_key, process_subject
 from audit_agent.detect.gpu import host_process
-from audit_agent.detect.persistence import WORLD_WRITABLE, hidden_component
+from audit_agent.detect.places import PACKAGE_DIRS, WORLD_WRITABLE_DIRS, hidden_component
 from audit_agent.model import Connection, Evidence, GpuDevice, ProcessInfo, Severity
 from audit_agent.policy import Thresholds
 from audit_agent.redact import cap
 
 RULE_BUSY = "AA-LOAD-001"
 RULE_STRATUM = "AA-LOAD-002"
-PACKAGE_DIRS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/")
 EPHEMERAL_PORTS_FROM = 32768     # Linux ip_local_port_range starts here by default
 
 
@@ -84,7 +83,7 @@ def known_workload(proc: ProcessInfo, ctx: Context) -> bool:
     if suspicious_exe(proc):
         return False
     scripts = [arg for arg in proc.cmdline[1:3] if arg.startswith(("/", "./"))]
-    return not any(arg.startswith(WORLD_WRITABLE) or hidden_component(arg) for arg in scripts)
+    return not any(arg.startswith(WORLD_WRITABLE_DIRS) or hidden_component(arg) for arg in scripts)
 
 
 def cpu_saturated(proc: ProcessInfo, thresholds: Thresholds, host_cpus: int | None) -> bool:
@@ -102,7 +101,7 @@ def suspicious_exe(proc: ProcessInfo) -> list[str]:
     reasons = []
     if proc.exe_deleted and not exe.startswith(PACKAGE_DIRS):
         reasons.append("its executable was deleted after it started")
-    if exe.startswith(WORLD_WRITABLE):
+    if exe.startswith(WORLD_WRITABLE_DIRS):
         reasons.append(f"it runs from the world-writable directory {str(PurePosixPath(exe).parent)!r}")
     hidden = hidden_component(exe) if exe else ""
     if hidden:

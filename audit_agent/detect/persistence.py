@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import PurePosixPath
 
 from audit_agent.detect import Context, Signal, process_key, process_subject, signal_from_hit
+from audit_agent.detect.places import KERNEL_THREAD_NAME, WORLD_WRITABLE_DIRS, hidden_component
 from audit_agent.model import Evidence, PersistenceEntry, ProcessInfo, Severity, Subject
 from audit_agent.redact import cap, redact_flat
 from audit_agent.rules.compiler import CompiledRules, basename, logins_from_argv
@@ -49,16 +50,6 @@ FETCH_SAVE = re.compile(r"\b(?:curl|wget)\b[^;&|]*?\s(?:-[a-zA-Z]*[oO]\s*|--outp
 DECODE_RUN = re.compile(r"base64\s+(?:-d|--decode)\b[^|]*\|\s*(?:\S*/)?(?:ba)?sh\b", re.IGNORECASE)
 URL_HOST = re.compile(r"(?i)\b(?:https?|ftp|tftp)://(?:[^/\s@]+@)?(\[[0-9a-f:]+\]|[^/\s:]+)")
 BARE_IP = re.compile(r"^(?:\d{1,3}\.){3}\d{1,3}$|^\[")
-WORLD_WRITABLE = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/", "/var/lock/", "/run/lock/")
-# Dot directories where people legitimately install their own tools (pipx, cargo, conda, ...).
-KNOWN_DOT_DIRS = {".local", ".cargo", ".conda", ".pyenv", ".nvm", ".config", ".virtualenvs", ".venv", ".rbenv",
-                  ".sdkman", ".juliaup", ".julia", ".bun", ".deno", ".npm", ".gem", ".rustup", ".linuxbrew",
-                  ".mamba", ".micromamba", ".miniconda3", ".anaconda3", ".spack", ".vscode-server", ".cache"}
-HOME_PREFIXES = ("/home/", "/root/", "~/", "$HOME/", "/Users/", "/scratch/", "/work/")
-KERNEL_THREAD_NAMES = re.compile(
-    r"^(?:kthreadd|kworker.*|ksoftirqd.*|kswapd\d*|kdevtmpfs|kdevtmpfsi|migration.*|watchdogd?.*|rcu_\w+|"
-    r"kblockd|khugepaged|kcompactd\d*|kauditd|jbd2.*|irq/.*|ksmd|kintegrityd|writeback|oom_reaper|cpuhp.*)$")
-SYSTEM_DIRS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/opt/")
 
 
 def signals(ctx: Context) -> list[Signal]:
@@ -231,7 +222,7 @@ def path_signals(program: str, entry: PersistenceEntry, key: str, subject: Subje
     name = PurePosixPath(program).name
     if pack_hit:
         pass
-    elif program.startswith(WORLD_WRITABLE):
+    elif program.startswith(WORLD_WRITABLE_DIRS):
         found.append(_path_signal(RULE_TEMP_DIR, "Persistence starts a program from a world-writable directory",
                                   f"The {where} starts {program!r} from a world-writable directory, where "
                                   "droppers put miners.", Severity.MEDIUM, 0.5, program, key, subject, shown,
@@ -241,21 +232,12 @@ def path_signals(program: str, entry: PersistenceEntry, key: str, subject: Subje
         found.append(_path_signal(RULE_HIDDEN_PATH, "Persistence starts a program from a hidden path",
                                   f"The {where} starts {program!r} from the hidden path component {hidden!r}.",
                                   Severity.MEDIUM, 0.45, program, key, subject, shown, "hidden path"))
-    if KERNEL_THREAD_NAMES.match(name):
+    if KERNEL_THREAD_NAME.match(name):
         found.append(_path_signal(RULE_KERNEL_NAME, "Persistence starts a program named like a kernel thread",
                                   f"The {where} starts {program!r}, named like the kernel thread {name!r}: "
                                   "kernel threads are never started from a file, miners borrow their names.",
                                   Severity.HIGH, 0.75, program, key, subject, shown, "kernel-thread name"))
     return found
-
-
-def hidden_component(path: str) -> str:
-    """The first dot-named directory or file in a path, other than the usual tool directories of a home."""
-    in_home = path.startswith(HOME_PREFIXES)
-    for part in PurePosixPath(path).parts[1:]:
-        if part.startswith(".") and part not in (".", "..") and not (in_home and part in KNOWN_DOT_DIRS):
-            return part
-    return ""
 
 
 def _path_signal(rule_id: str, title: str, reason: str, severity: Severity, confidence: float, program: str,

@@ -13,6 +13,8 @@ import re
 from typing import Callable
 
 from audit_agent.detect import Context, Signal, process_key, process_subject
+from audit_agent.detect.places import (KERNEL_THREAD_NAME, PACKAGE_DIRS, WORLD_WRITABLE_DIRS, hidden_component,
+                                       writable_root)
 from audit_agent.model import Evidence, ProcessInfo, Severity, StealthState, Subject
 from audit_agent.redact import cap, redact_cmdline
 
@@ -33,18 +35,7 @@ RULE_HUGEPAGES = "AA-TUNE-001"
 RULE_MSR = "AA-TUNE-002"
 RULE_NMI = "AA-TUNE-003"
 
-PACKAGE_DIRS = ("/usr/bin/", "/usr/sbin/", "/usr/lib", "/usr/libexec/", "/usr/local/", "/usr/share/", "/bin/",
-                "/sbin/", "/lib/", "/lib64/", "/lib32/", "/opt/", "/snap/", "/nix/store/", "/gnu/store/")
-WRITABLE_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/shm/", "/var/lock/", "/run/lock/", "/dev/mqueue/")
 PID_FILE = re.compile(r"^/(?:var/)?run/[^/]+\.(?:pid|lock|reboot)$")
-# Dot-directories that hold ordinary user tool chains on research machines.
-TOOLCHAIN_DOT_DIRS = {".local", ".cargo", ".rustup", ".pyenv", ".conda", ".mamba", ".micromamba", ".pixi",
-                      ".venv", ".virtualenvs", ".nvm", ".npm", ".deno", ".bun", ".julia", ".juliaup", ".sdkman",
-                      ".linuxbrew", ".nix-profile", ".guix-profile", ".vscode-server", ".vscode", ".cursor-server",
-                      ".cache", ".spack", ".cabal", ".ghcup", ".go", ".gradle", ".m2", ".dotnet", ".elan",
-                      ".opam", ".rbenv", ".rvm", ".asdf", ".poetry", ".theia", ".jupyter", ".ipython"}
-KTHREAD_NAME = re.compile(r"^\[?(?:kworker|kthreadd|ksoftirqd|migration/|rcu_|kswapd|khugepaged|kcompactd|jbd2/|ksmd|"
-                          r"kauditd|kdevtmpfs|kblockd|kintegrityd|cpuhp/|irq/|writeback|oom_reaper|kthrotld|netns$)")
 # Libraries that profilers, allocators and build tools preload on purpose.
 BENIGN_PRELOAD = re.compile(r"(?i)(?:jemalloc|tcmalloc|mimalloc|darshan|fakeroot|eatmydata|vglfaker|rrfaker|"
                             r"nss_wrapper|libstdbuf|asan|tsan|ubsan|lsan|gtk3-nocsd|libhugetlbfs|xalt|faketime|"
@@ -97,7 +88,7 @@ def process_signals(proc: ProcessInfo, ctx: Context) -> list[Signal]:
             "droppers and also by some container runtimes.", "exe", exe, "memfd executable", weak=True)
     elif proc.exe_deleted:
         found.append(deleted_signal(proc, key, subject))
-    if exe.startswith(WRITABLE_DIRS):
+    if exe.startswith(WORLD_WRITABLE_DIRS):
         add(RULE_WRITABLE_DIR, "Executable in a world-writable directory", Severity.MEDIUM, 0.45,
             f"The executable {shown_exe!r} lives in a world-writable directory, where droppers put miners.",
             "exe", exe, f"exe in {writable_root(exe)}", weak=True)
@@ -105,7 +96,7 @@ def process_signals(proc: ProcessInfo, ctx: Context) -> list[Signal]:
         add(RULE_PID_FILE, "Executable disguised as a PID or lock file", Severity.MEDIUM, 0.6,
             f"The executable {shown_exe!r} is named like a PID or lock file: a disguise, not an install location.",
             "exe", exe, "exe is a pid/lock file", weak=False)
-    dotted = dot_component(exe)
+    dotted = hidden_component(exe)
     if dotted:
         is_name = dotted == exe.rsplit("/", 1)[-1]
         add(RULE_DOT_NAME, "Hidden (dot-named) executable" if is_name else "Executable in a hidden directory",
@@ -135,7 +126,7 @@ def process_signals(proc: ProcessInfo, ctx: Context) -> list[Signal]:
 def deleted_signal(proc: ProcessInfo, key: str, subject: Subject) -> Signal:
     """Deleted executable: info after a package upgrade, low elsewhere, medium in a world-writable directory."""
     exe = proc.exe
-    if exe.startswith(WRITABLE_DIRS):
+    if exe.startswith(WORLD_WRITABLE_DIRS):
         severity, confidence, weak, why = Severity.MEDIUM, 0.5, False, \
             "was deleted from a world-writable directory after it started, which droppers do to leave no file behind"
     elif exe.startswith(PACKAGE_DIRS):
@@ -152,20 +143,6 @@ def deleted_signal(proc: ProcessInfo, key: str, subject: Subject) -> Signal:
                   indicator="deleted executable", weak=weak)
 
 
-def writable_root(exe: str) -> str:
-    return next((d.rstrip("/") for d in WRITABLE_DIRS if exe.startswith(d)), "")
-
-
-def dot_component(exe: str) -> str:
-    """The first dot-named path component that is not a well-known tool-chain directory ('' if none)."""
-    if not exe.startswith("/"):
-        return ""
-    for part in exe.split("/")[1:]:
-        if part.startswith(".") and part not in (".", "..") and part not in TOOLCHAIN_DOT_DIRS:
-            return part
-    return ""
-
-
 def kernel_thread_imitation(proc: ProcessInfo) -> str:
     """The kernel-thread-like name a userland process uses, or ''.
 
@@ -173,7 +150,7 @@ def kernel_thread_imitation(proc: ProcessInfo) -> str:
     """
     argv0 = proc.cmdline[0] if proc.cmdline else ""
     bracketed = len(proc.cmdline) == 1 and argv0.startswith("[") and argv0.endswith("]")
-    name = next((n for n in (proc.name, argv0) if n and KTHREAD_NAME.match(n)), "")
+    name = next((n for n in (proc.name, argv0) if n and KERNEL_THREAD_NAME.match(n)), "")
     if not (name or bracketed):
         return ""
     userland = bool(proc.exe) or bool(proc.cmdline) or (proc.ppid is not None and proc.ppid not in (0, 2))
