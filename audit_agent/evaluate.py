@@ -1,4 +1,5 @@
-"""evaluate: Snapshot + compiled rules + policy (+ filings) -> AuditReport. Pure: no I/O.
+"""evaluate: Snapshot + compiled rules + policy (+ filings) -> AuditReport. Pure: no I/O (the clock,
+for the report's time, only when `now` is not given).
 
 Every signal about one subject is folded into one Finding listing all reasons;
 confidence rises as independent signals agree (noisy-OR over distinct rules).

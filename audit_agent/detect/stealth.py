@@ -254,7 +254,6 @@ def unexplained_cpu_signal(ctx: Context, add: AddSignal) -> None:
         "(short-lived processes can too).", "cpu",
         f"system {state.system_cpu_percent}%, visible {state.visible_cpu_percent}%, "
         f"unexplained {state.unexplained_cpu_percent}%", "unexplained CPU", weak=True)
-    return []
 
 
 def tuning_signals(ctx: Context, state: StealthState, add: AddSignal) -> None:

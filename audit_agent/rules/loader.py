@@ -9,7 +9,7 @@ from typing import Any
 
 from audit_agent.model import CATEGORIES, Severity
 from audit_agent.paths import data_dir
-from audit_agent.yamlfile import ConfigError, line_of, load_yaml
+from audit_agent.yamlfile import ConfigError, line_of, parse_yaml
 
 KINDS = ("names", "cmdline", "wallet", "domains", "ports", "strings", "persistence", "frameworks")
 DOMAIN_TYPES = ("pool", "proxy", "donate", "browser", "dyndns", "campaign")
@@ -75,8 +75,7 @@ def load_pack(path: str | Path | None = None) -> RulePack:
     name, version, description = root.name, "0", ""
     rules: list[Rule] = []
     for file in files:
-        digest.update(file.name.encode() + b"\0" + file.read_bytes())
-        data = load_yaml(file)
+        data = read_rule_file(file, digest)
         if data is None:
             continue
         if not isinstance(data, dict):
@@ -96,6 +95,17 @@ def load_pack(path: str | Path | None = None) -> RulePack:
     _check_unique_ids(rules)
     return RulePack(name=name, version=version, description=description, sha256=digest.hexdigest(),
                     files=[f.name for f in files], rules=rules)
+
+
+def read_rule_file(file: Path, digest: Any) -> Any:
+    """Read one rule file once: its bytes go into the pack hash, its text to the YAML parser."""
+    try:
+        raw = file.read_bytes()
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    digest.update(file.name.encode() + b"\0" + raw)
+    return parse_yaml(text, file)
 
 
 def _check_unique_ids(rules: list[Rule]) -> None:
