@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections import Counter
@@ -16,10 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit_agent.model import REPORT_SCHEMA_VERSION, SEVERITY_ORDER, FindingStatus, SchemaError, Verdict, check_schema_version
+from audit_agent.model import (COUNTED_STATUSES, REPORT_SCHEMA_VERSION, SEVERITY_ORDER, FindingStatus, SchemaError,
+                               Verdict, check_schema_version)
 
 FLEET_SCHEMA_VERSION = "1.0"
-COUNTED = {FindingStatus.OPEN.value, FindingStatus.REGISTRATION_EXPIRED.value, FindingStatus.OUTSIDE_REGISTRATION.value}
+COUNTED = {status.value for status in COUNTED_STATUSES}
 VERDICT_ORDER = [Verdict.NON_COMPLIANT.value, Verdict.NEEDS_REVIEW.value, Verdict.INCOMPLETE.value, Verdict.COMPLIANT.value]
 SEVERITIES = [s.value for s in SEVERITY_ORDER]
 TEXT_CAP = 300
@@ -101,6 +103,8 @@ def read_host(path: Path, now: float, stale_seconds: float) -> tuple[HostRow, li
         raise ValueError("not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"line {exc.lineno}: not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise ValueError("not a report: JSON nested too deeply") from None
     try:
         check_schema_version(data, REPORT_SCHEMA_VERSION, "report")
     except SchemaError as exc:
@@ -113,20 +117,26 @@ def read_host(path: Path, now: float, stale_seconds: float) -> tuple[HostRow, li
     if verdict not in VERDICT_ORDER:
         raise ValueError(f"unknown verdict {str(verdict)[:40]!r}")
     audited = data.get("collected_at") or data.get("generated_at")
-    if isinstance(audited, bool) or not isinstance(audited, (int, float)):
+    if isinstance(audited, bool) or not isinstance(audited, (int, float)) or not _finite(audited):
         raise ValueError("no collected_at/generated_at time")
     findings = data.get("findings")
     if not isinstance(findings, list):
         raise ValueError("findings must be a list")
     counts = dict.fromkeys(SEVERITIES, 0)
     statuses: Counter[str] = Counter()
+    registered: set[str] = set()
     for finding in findings:
         if not isinstance(finding, dict):
             raise ValueError("a finding is not an object")
         status = finding.get("status", "open")
+        severity = finding.get("severity", "")
+        if not isinstance(status, str) or not isinstance(severity, str):
+            raise ValueError("a finding's status and severity must be strings")
         statuses[status] += 1
-        if status in COUNTED and finding.get("severity") in counts:
-            counts[finding["severity"]] += 1
+        if status in COUNTED and severity in counts:
+            counts[severity] += 1
+        if status == FindingStatus.REGISTERED.value and isinstance(finding.get("fingerprint"), str):
+            registered.add(finding["fingerprint"])
     gaps = [f"{c.get('check')}: {c.get('status')}" for c in _list(data, "coverage")
             if isinstance(c, dict) and c.get("status") not in ("ok", "not_applicable")]
     gpus = [_text(g.get("name")) or "unknown GPU" for g in host.get("gpus") or [] if isinstance(g, dict)]
@@ -142,7 +152,11 @@ def read_host(path: Path, now: float, stale_seconds: float) -> tuple[HostRow, li
                   cpu_cores=_int(host.get("cpu_cores")), cpu_threads=_int(host.get("cpu_threads")),
                   memory_total_bytes=_int(host.get("memory_total_bytes")), gpus=gpus,
                   institution=_text(profile.get("institution")), department=_text(profile.get("department")))
-    filings = [f for f in _list(data, "filings") if isinstance(f, dict) and f.get("number")]
+    filings = []
+    for filing in _list(data, "filings"):
+        if isinstance(filing, dict) and filing.get("number"):
+            listed = {fp for fp in _list(filing, "findings") if isinstance(fp, str)}
+            filings.append({**filing, "registered_findings": len(listed & registered)})   # this filing's only
     return row, filings
 
 
@@ -160,6 +174,17 @@ def _list(data: dict, key: str) -> list:
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)[:TEXT_CAP]
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:          # an integer too large for a float
+        return False
+
+
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value) else None
 
 
 def _int(value: Any) -> int | None:
@@ -225,10 +250,10 @@ def registered_systems(entries: Any) -> list[dict[str, Any]]:
             entry = systems.setdefault(number, {
                 "number": number, **{k: _text(filing.get(k)) for k in
                                      ("project", "discipline", "responsible", "approved_by", "valid_from", "valid_until")},
-                "cpu_cores": filing.get("cpu_cores") if isinstance(filing.get("cpu_cores"), (int, float)) else None,
+                "cpu_cores": _number(filing.get("cpu_cores")),
                 "gpus": _int(filing.get("gpus")), "seen_on": [], "registered_findings": 0})
             entry["seen_on"].append(row.hostname)
-            entry["registered_findings"] += row.registered
+            entry["registered_findings"] += filing["registered_findings"]
     for entry in systems.values():
         entry["seen_on"].sort()
     return sorted(systems.values(), key=lambda e: e["number"])
@@ -239,12 +264,13 @@ def registered_systems(entries: Any) -> list[dict[str, Any]]:
 
 def run_fleet(args: argparse.Namespace) -> int:
     from audit_agent.output import write_atomic
+    from audit_agent.render.json_report import dumps
 
     outputs = {Path(p).resolve() for p in (args.json, args.html) if p}
     fleet = merge(args.inputs, stale_days=args.stale_days, exclude=outputs)
     rendered = []
     if args.json:
-        rendered.append((args.json, json.dumps(fleet.to_dict(), ensure_ascii=False, indent=1) + "\n"))
+        rendered.append((args.json, dumps(fleet.to_dict(), indent=1) + "\n"))
     if args.html:
         from audit_agent.fleet_html import render_html
         rendered.append((args.html, render_html(fleet, args.lang)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ from typing import Any, Callable, TextIO
 
 from audit_agent.model import AuditReport, Finding, Severity
 from audit_agent.pipeline import Inputs, load_inputs, run_scan
+from audit_agent.render.json_report import dumps
 from audit_agent.rules.active import active_rules_path, state_dir
 from audit_agent.rules.loader import default_rules_dir
 from audit_agent.export.prometheus import Counters
@@ -88,26 +90,58 @@ class WatchState:
                 "counters": counters, "findings": self.findings}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "WatchState":
+    def from_dict(cls, data: Any, log: Callable[[str], None] | None = None) -> "WatchState":
+        """The state as saved; ValueError if it is not a state object at all, bad finding entries dropped."""
         if not isinstance(data, dict) or not isinstance(data.get("findings"), dict):
             raise ValueError("not a watch state object")
         counters = Counters()
-        for key, value in (data.get("counters") or {}).items():
-            if hasattr(counters, key) and key != "extra" and isinstance(value, int):
+        saved = data.get("counters")
+        for key, value in (saved.items() if isinstance(saved, dict) else ()):
+            if hasattr(counters, key) and key != "extra" and isinstance(value, int) and not isinstance(value, bool):
                 setattr(counters, key, value)
-        findings = {str(k): v for k, v in data["findings"].items() if isinstance(v, dict)}
+        findings = {str(k): v for k, v in data["findings"].items() if valid_entry(v)}
+        dropped = len(data["findings"]) - len(findings)
+        if dropped and log:
+            log(f"state file: dropped {dropped} malformed finding entr{'y' if dropped == 1 else 'ies'}")
         verdict = data.get("verdict") if isinstance(data.get("verdict"), str) else None
-        return cls(findings=findings, counters=counters, verdict=verdict, updated_at=data.get("updated_at"))
+        updated = data.get("updated_at") if _number(data.get("updated_at")) else None
+        return cls(findings=findings, counters=counters, verdict=verdict, updated_at=updated)
 
 
-def load_state(path: Path, log: Callable[[str], None]) -> WatchState:
+def _number(value: Any) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
     try:
-        return WatchState.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return math.isfinite(value)
+    except OverflowError:          # an integer too large for a float
+        return False
+
+
+def valid_entry(entry: Any) -> bool:
+    """A finding entry as diff() and the events read it: times are numbers, texts strings, rule ids a list."""
+    if not isinstance(entry, dict) or not _number(entry.get("first_seen")):
+        return False
+    if any(entry.get(key) is not None and not _number(entry[key]) for key in ("last_seen", "resolved_at")):
+        return False
+    if any(entry.get(key) is not None and not isinstance(entry[key], str)
+           for key in ("severity", "status", "title", "category")):
+        return False
+    rule_ids = entry.get("rule_ids", [])
+    return (isinstance(rule_ids, list) and all(isinstance(r, str) for r in rule_ids)
+            and isinstance(entry.get("subject", {}), dict))
+
+
+def load_state(path: Path, log: Callable[[str], None]) -> tuple[WatchState, bool]:
+    """The saved state and whether it may be overwritten (False: unreadable, kept until a cycle succeeds)."""
+    try:
+        return WatchState.from_dict(json.loads(path.read_text(encoding="utf-8")), log), True
     except FileNotFoundError:
-        return WatchState()
-    except (OSError, ValueError) as exc:
-        log(f"state file {path} unreadable ({exc}); starting with empty state")
-        return WatchState()
+        return WatchState(), True
+    except (OSError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        log(f"state file {path} unreadable ({reason}); starting with empty state, "
+            "keeping the file until a scan succeeds")
+        return WatchState(), False
 
 
 def diff(state: WatchState, report: AuditReport, now: float) -> list[dict[str, Any]]:
@@ -218,7 +252,7 @@ class Watcher:
         self._write_errors: dict[str, str] = {}
         self.inputs: Inputs = load_inputs(options.rules, options.config)   # ConfigError at start: exit 2
         self._inputs_signature = self.inputs_signature()
-        self.state = load_state(options.state_path, self.log)
+        self.state, self._state_writable = load_state(options.state_path, self.log)
         self.last_report: AuditReport | None = None
         if options.push_url:
             from audit_agent.export.push import read_token
@@ -288,7 +322,8 @@ class Watcher:
         except Exception as exc:  # noqa: BLE001 - a failing collector must not end monitoring
             self.state.counters.scan_errors_total += 1
             self.log(f"scan failed, will retry next cycle: {type(exc).__name__}: {exc}")
-            self.guarded("state", self.save_state)
+            if self._state_writable:        # an unreadable state file is kept until a scan succeeds
+                self.guarded("state", self.save_state)
             return None
         duration = time.monotonic() - started
         now = time.time()
@@ -299,7 +334,7 @@ class Watcher:
         self.last_report = report
         payload = None
         if self.options.json_path or self.options.push_url:
-            payload = json.dumps(report.to_dict(), ensure_ascii=False).encode("utf-8")
+            payload = dumps(report.to_dict(), indent=None).encode("utf-8")
         if self.options.json_path:
             from audit_agent.output import write_atomic
             self.guarded("report", lambda: write_atomic(self.options.json_path, payload))
@@ -307,6 +342,7 @@ class Watcher:
             self.guarded("push spool", lambda: self.push(payload))
         if self.options.textfile_dir:
             self.guarded("metrics", lambda: self.write_metrics(report, duration, now))
+        self._state_writable = True
         self.guarded("state", self.save_state)
         return report
 

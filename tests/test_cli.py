@@ -141,3 +141,22 @@ def test_an_internal_error_is_one_line_and_exit_2_not_1(mocker, capsys):
     mocker.patch.object(loader, "load_pack", side_effect=ModuleNotFoundError("No module named 'yaml'", name="yaml"))
     assert cli.main(["rules", "list"]) == 2
     assert "missing dependency yaml" in capsys.readouterr().err
+
+
+def test_terminal_summary_caps_agent_version_and_check_names():
+    report = scan(snapshot([proc(5, "/usr/bin/sleep 100")]))
+    report.agent_version = "1.0\x1b]0;owned\x07\x1b[2J"
+    report.coverage[0].check = "processes\x1b[31m\u202e"
+    text = render(report)
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "\\x1b]0;owned\\x07" in text and "processes\\x1b[31m" in text
+
+
+def test_fail_on_never_is_not_reported_as_a_threshold(tmp_path):
+    import xml.etree.ElementTree as ET
+    snap_path, junit = tmp_path / "snap.json", tmp_path / "junit.xml"
+    miner = proc(4242, "/tmp/.x/xmrig -o stratum+tcp://pool.supportxmr.com:3333", cpu=190.0)
+    snap_path.write_text(json.dumps(snapshot([miner]).to_dict()))
+    assert main(["scan", "--snapshot", str(snap_path), "--fail-on", "never", "--junit", str(junit), "--quiet"]) == 0
+    properties = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
+    assert properties["verdict"] and "fail_on" not in properties, "the exit threshold is the CLI's, not the report's"

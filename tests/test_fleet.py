@@ -37,7 +37,7 @@ def reports(tmp_path):
     for finding in gpu_host["findings"]:
         finding["status"] = FindingStatus.REGISTERED.value
     gpu_host["verdict"] = "compliant"
-    gpu_host["filings"] = [FILING]
+    gpu_host["filings"] = [FILING | {"findings": [f["fingerprint"] for f in gpu_host["findings"]]}]
     gpu_host["host"].update(cpu_cores=16, cpu_threads=32, gpus=[
         GpuDevice(index=i, name="NVIDIA A100-SXM4-80GB").__dict__ | {"processes": [], "utilization_samples": []}
         for i in range(2)] + [GpuDevice(index=2, name="NVIDIA V100").__dict__ | {"processes": [], "utilization_samples": []}])
@@ -70,7 +70,7 @@ def test_merge_totals_stale_registered_and_errors(reports):
     assert fleet.compute["gpus_by_model"] == {"NVIDIA A100-SXM4-80GB": 2, "NVIDIA V100": 1}
     [system] = fleet.registered_systems
     assert system["number"] == "RS-2026-017" and system["seen_on"] == ["gpu-01"]
-    assert system["registered_findings"] >= 1
+    assert system["registered_findings"] == len(json.loads((reports / "gpu-01.json").read_text())["findings"])
     errors = {Path(e.path).name: e.reason for e in fleet.errors}
     assert set(errors) == {"corrupt.json", "future.json", "notes.json"}
     assert "not valid JSON" in errors["corrupt.json"]
@@ -122,3 +122,54 @@ def test_empty_input_is_an_error_only_when_nothing_was_readable(agent, tmp_path)
     (tmp_path / "x.json").write_text("[]")
     result = agent("fleet", str(tmp_path))
     assert result.returncode == 2 and "x.json" in result.stderr
+
+
+def test_a_hostile_report_is_an_error_line_not_the_end_of_the_merge(agent, reports, tmp_path_factory):
+    good = json.loads((reports / "old-lab-pc.json").read_text())
+    (reports / "deep.json").write_text('{"schema_version": "1.0", "host": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    listed = json.loads(json.dumps(good))
+    listed["findings"] = [{"status": ["open"], "severity": "high"}]
+    write(reports, "list-status.json", listed)
+    listed_severity = json.loads(json.dumps(good))
+    listed_severity["findings"] = [{"status": "open", "severity": {"high": 1}}]
+    write(reports, "dict-severity.json", listed_severity)
+    huge_time = json.dumps(good).replace('"collected_at": ', '"collected_at": 1' + "0" * 400 + ', "x": ', 1)
+    (reports / "huge-time.json").write_text(huge_time)
+    fleet = merge([str(reports)])
+    errors = {Path(e.path).name: e.reason for e in fleet.errors}
+    assert {"deep.json", "list-status.json", "dict-severity.json", "huge-time.json"} <= set(errors)
+    assert "nested too deeply" in errors["deep.json"] and "must be strings" in errors["list-status.json"]
+    assert len(fleet.hosts) == 3
+    out = tmp_path_factory.mktemp("out")
+    result = agent("fleet", str(reports), "--json", str(out / "fleet.json"))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "deep.json" in result.stderr and (out / "fleet.json").exists()
+
+
+def test_each_filing_counts_only_the_findings_it_covers(tmp_path):
+    now = time.time()
+    miner = proc(4242, f"/tmp/.x/xmrig -o stratum+tcp://pool.supportxmr.com:3333 -u {MONERO_WALLET}", cpu=190.0)
+    other = proc(4343, "/opt/lab/t-rex -a kawpow -o stratum+tcp://10.0.0.5:3333 -u lab", cpu=90.0)
+    data = scan(snapshot([miner, other], [conn(4242, "94.130.12.27", 3333)], hostname="gpu-01",
+                         collected_at=now)).to_dict()
+    for finding in data["findings"]:
+        finding["status"] = FindingStatus.REGISTERED.value
+    fingerprints = [f["fingerprint"] for f in data["findings"]]
+    assert len(fingerprints) >= 2
+    data["filings"] = [FILING | {"findings": fingerprints[:1]},
+                       FILING | {"number": "RS-2026-018", "findings": fingerprints[1:]}]
+    write(tmp_path, "gpu-01.json", data)
+    counts = {s["number"]: s["registered_findings"] for s in merge([str(tmp_path)]).registered_systems}
+    assert counts == {"RS-2026-017": 1, "RS-2026-018": len(fingerprints) - 1}
+
+
+def test_fleet_json_escapes_bidi_and_c1_characters(agent, reports, tmp_path_factory):
+    data = json.loads((reports / "old-lab-pc.json").read_text())
+    data["host"]["hostname"] = "lab\u202epc\u0085"
+    write(reports, "old-lab-pc.json", data)
+    out = tmp_path_factory.mktemp("out")
+    assert agent("fleet", str(reports), "--json", str(out / "fleet.json")).returncode == 0
+    text = (out / "fleet.json").read_text(encoding="utf-8")
+    assert "\u202e" not in text and "\u0085" not in text, "raw bidi/C1 characters never reach the file"
+    assert "lab\\u202epc\\u0085" in text
+    assert any(h["hostname"] == "lab\u202epc\u0085" for h in json.loads(text)["hosts"])

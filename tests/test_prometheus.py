@@ -85,3 +85,13 @@ def test_write_into_an_impossible_directory_raises_oserror_and_leaves_nothing(tm
     blocker.write_text("x")
     with pytest.raises(OSError):
         write_textfile(blocker / "sub", render(miner_report, 0.1, 1.0))
+
+
+def test_counted_statuses_and_categories_are_the_models():
+    from audit_agent import fleet, model
+    from audit_agent.export import prometheus
+    from audit_agent.render import junit
+    assert prometheus.CATEGORIES is model.CATEGORIES
+    assert prometheus.COUNTED_STATUSES is junit.COUNTED_STATUSES is model.COUNTED_STATUSES
+    assert not hasattr(prometheus, "COUNTED") and not hasattr(junit, "COUNTED")
+    assert fleet.COUNTED == {status.value for status in model.COUNTED_STATUSES}

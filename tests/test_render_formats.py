@@ -183,3 +183,22 @@ def test_secrets_redacted_and_wallet_kept_in_every_format(hostile_report, fmt):
 def test_text_renderer_prints_no_escape_byte(hostile_report):
     text = render("text", hostile_report, RenderOptions(color=False))
     assert "\x1b" not in text and "\x07" not in text and "\x00" not in text
+
+
+def test_sarif_and_junit_name_each_finding_by_its_lead_rule(demo_reports):
+    from audit_agent.render.view import lead_rule
+    for report in demo_reports.values():
+        sarif = json.loads(render("sarif", report, RenderOptions()))
+        rule_ids = [r["ruleId"] for r in sarif["runs"][0]["results"]]
+        names = [c.get("name") for c in ET.fromstring(render("junit", report, RenderOptions())).iter("testcase")
+                 if ".findings." in c.get("classname")]
+        for finding in report.findings:
+            lead = lead_rule(finding)
+            if lead is None:
+                continue
+            assert lead in rule_ids, (finding.title, rule_ids)
+            assert any(name.startswith(f"{lead} {finding.title}") for name in names), (finding.title, names)
+        descriptors = {r["id"]: r["shortDescription"]["text"] for r in sarif["runs"][0]["tool"]["driver"]["rules"]}
+        for finding in report.findings:
+            if lead_rule(finding):
+                assert descriptors[lead_rule(finding)] == finding.title

@@ -185,15 +185,20 @@ def test_chinese_report_names_findings_and_actions_in_chinese(demo_reports, logi
     assert "The executable behind the binary contains xmrig strings" in login_html["zh-CN"]
 
 
-def test_lead_rule_is_the_rule_that_named_the_finding_not_the_first_listed(demo_reports):
+def test_lead_rule_is_the_rule_that_named_the_finding_and_listed_first(demo_reports):
+    import copy
     from audit_agent.render.view import lead_rule
     finding = demo_reports["cn-117"].registered_findings[0]
-    assert finding.rule_ids[0] == "AA-NAME-001" and lead_rule(finding) == "AA-CMD-001"
+    assert finding.rule_ids[0] == lead_rule(finding) == "AA-CMD-001", "the engine lists the lead rule first"
+    older = copy.deepcopy(finding)          # a report from before that: the signals' order, the lead not first
+    older.rule_ids = sorted(older.rule_ids, key=lambda r: r != "AA-NAME-001")
+    assert older.rule_ids[0] == "AA-NAME-001" and lead_rule(older) == "AA-CMD-001"
     html = render("html", demo_reports["cn-117"], RenderOptions(lang="zh-CN"))
     assert "命令行中含有 Stratum 矿池地址" in html and "已知的 CPU 挖矿程序</h3>" not in html
     for report in demo_reports.values():
         for f in report.findings:
             assert lead_rule(f) in f.rule_ids, f.title
+            assert lead_rule(f) in (f.rule_ids[0], None), f"{f.title}: SARIF and JUnit name it by rule_ids[0]"
 
 
 def test_english_report_keeps_the_engines_titles_and_actions(demo_reports, login_html):

@@ -279,3 +279,51 @@ def test_cli_options_reach_the_watcher(tmp_path):
     opts = WatchOptions.from_args(args)
     assert opts.max_spool == 7 and opts.events == "json" and opts.spool_dir == tmp_path / "spool"
     assert isinstance(args, Namespace)
+
+
+def test_malformed_state_entries_are_dropped_and_the_cycle_runs(tmp_path, mocker):
+    good = {"first_seen": 1.0, "last_seen": 2.0, "resolved_at": None, "severity": "high", "status": "open",
+            "title": "kept", "rule_ids": ["R1"], "subject": {"kind": "process"}}
+    state = {"state_version": 1, "verdict": "compliant", "counters": ["not", "a", "dict"], "updated_at": "yesterday",
+             "findings": {"ok": good,
+                          "no-first-seen": {"severity": "high"},
+                          "text-resolved": {**good, "resolved_at": "last week"},
+                          "list-rules": {**good, "rule_ids": [["R1"]]},
+                          "list-subject": {**good, "subject": ["pid", 1]},
+                          "huge-time": {**good, "last_seen": 10 ** 400},
+                          "not-an-object": [1, 2]}}
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    err, out = io.StringIO(), io.StringIO()
+    watcher = Watcher(options(tmp_path), threading.Event(), out=out, err=err)
+    assert list(watcher.state.findings) == ["ok"]
+    assert err.getvalue().count("dropped 6 malformed finding entries") == 1
+    mocker.patch.object(watcher, "collect", return_value=snapshot([proc(1, "/usr/sbin/sshd -D", user="root")]))
+    assert watcher.cycle() is not None
+    assert "resolved" in out.getvalue() and "kept" in out.getvalue()
+
+
+@pytest.mark.parametrize("content", ["{not json", "[" * 100_000 + "]" * 100_000, '{"findings": []}', "\xff\xfe"])
+def test_unreadable_state_starts_fresh_and_is_kept_until_a_scan_succeeds(tmp_path, mocker, content):
+    path = tmp_path / "state.json"
+    path.write_bytes(content.encode("latin-1"))
+    err = io.StringIO()
+    watcher = Watcher(options(tmp_path), threading.Event(), out=io.StringIO(), err=err)
+    assert watcher.state.findings == {} and "unreadable" in err.getvalue()
+    mocker.patch.object(watcher, "collect", side_effect=[RuntimeError("netlink exploded"), miner_snapshot()])
+    assert watcher.cycle() is None
+    assert path.read_bytes() == content.encode("latin-1"), "a failed scan does not overwrite the old state"
+    assert watcher.cycle() is not None
+    assert json.loads(path.read_text())["counters"]["scans_total"] == 1
+
+
+def test_pushed_and_written_report_json_escapes_bidi_and_c1(tmp_path, mocker):
+    watcher = Watcher(options(tmp_path), threading.Event(), out=io.StringIO(), err=io.StringIO())
+    snap = miner_snapshot()
+    snap.host.hostname = "gpu\u202e01\u0085"
+    mocker.patch.object(watcher, "collect", return_value=snap)
+    pushed = mocker.patch.object(watcher, "push")
+    watcher.options.push_url = "https://collector.example/reports"
+    assert watcher.cycle() is not None
+    for data in (pushed.call_args.args[0].decode("utf-8"), (tmp_path / "report.json").read_text(encoding="utf-8")):
+        assert "\u202e" not in data and "\u0085" not in data
+        assert json.loads(data)["host"]["hostname"] == "gpu\u202e01\u0085"

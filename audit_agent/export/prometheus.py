@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audit_agent import __version__
-from audit_agent.model import AuditReport, CoverageStatus, FindingStatus, SEVERITY_ORDER, Verdict
+from audit_agent.model import (CATEGORIES, COUNTED_STATUSES, SEVERITY_ORDER, AuditReport, CoverageStatus, FindingStatus,
+                               Verdict)
 
 FILENAME = "audit_agent.prom"
-COUNTED = (FindingStatus.OPEN, FindingStatus.REGISTRATION_EXPIRED, FindingStatus.OUTSIDE_REGISTRATION)
-CATEGORIES = ("miner", "network", "stealth", "persistence", "gpu", "load", "tuning")   # rules.loader.CATEGORIES
 
 
 @dataclass
@@ -61,7 +60,7 @@ def format_value(value: float) -> str:
 def render(report: AuditReport, duration_seconds: float, finished_at: float, counters: Counters | None = None) -> str:
     """The whole .prom file as text."""
     counters = counters or Counters()
-    counted = [f for f in report.findings if f.status in COUNTED]
+    counted = [f for f in report.findings if f.status in COUNTED_STATUSES]
     by_severity = Counter(f.severity.value for f in counted)
     by_category = Counter(f.category for f in counted)
     by_status = Counter(f.status.value for f in report.findings)

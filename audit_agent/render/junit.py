@@ -13,12 +13,11 @@ import datetime as dt
 import re
 import xml.etree.ElementTree as ET
 
-from audit_agent.model import AuditReport, Coverage, CoverageStatus, Finding, FindingStatus
+from audit_agent.model import COUNTED_STATUSES, AuditReport, Coverage, CoverageStatus, Finding
 from audit_agent.render.view import clean
 
 # Not allowed anywhere in an XML 1.0 document, not even as character references.
 XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
-COUNTED = (FindingStatus.OPEN, FindingStatus.REGISTRATION_EXPIRED, FindingStatus.OUTSIDE_REGISTRATION)
 
 
 def xml_text(value: object) -> str:
@@ -41,7 +40,7 @@ def render(report: AuditReport, options: object = None) -> str:
     properties = ET.SubElement(suite, "properties")
     for name, value in (("verdict", report.verdict.value), ("agent_version", report.agent_version),
                         ("rule_pack", f"{report.rule_pack.name} {report.rule_pack.version}"),
-                        ("rule_pack_sha256", report.rule_pack.sha256), ("fail_on", report.fail_on.value),
+                        ("rule_pack_sha256", report.rule_pack.sha256),
                         ("processes", report.process_count), ("connections", report.connection_count)):
         ET.SubElement(properties, "property", {"name": name, "value": xml_text(value)})
     suite.extend(cases)
@@ -72,7 +71,7 @@ def finding_case(finding: Finding, host: str) -> ET.Element:
     case = ET.Element("testcase", {"classname": f"audit_agent.{host}.findings.{xml_text(finding.category)}",
                                    "name": xml_text(f"{rule} {finding.title} ({who}) [{finding.fingerprint}]"),
                                    "time": "0"})
-    if finding.status in COUNTED:
+    if finding.status in COUNTED_STATUSES:
         failure = ET.SubElement(case, "failure", {"message": xml_text(f"[{finding.severity.value}] {finding.title}"),
                                                   "type": finding.severity.value})
         failure.text = evidence_text(finding)

@@ -39,7 +39,7 @@ def write(console: Console, report: AuditReport) -> None:
     when = dt.datetime.fromtimestamp(report.collected_at or report.generated_at).strftime("%Y-%m-%d %H:%M:%S")
     header = Text()
     header.append("audit-agent ", style="bold")
-    header.append(f"{report.agent_version}  ")
+    header.append(f"{cap(report.agent_version, 40)}  ")
     header.append(cap(host.hostname, 80), style="bold")
     header.append(f"  {when}  window {report.window_seconds:g}s  {report.process_count} processes, "
                   f"{report.connection_count} connections  rules {cap(report.rule_pack.name, 60)} "
@@ -119,6 +119,6 @@ def coverage_table(report: AuditReport) -> Table:
     table.add_column("Detail", ratio=1)
     for entry in report.coverage:
         detail = entry.reason or (f"{entry.inspected} inspected" if entry.inspected else "")
-        table.add_row(Text(entry.check), Text(entry.status.value, style=COVERAGE_STYLE[entry.status]),
+        table.add_row(Text(cap(entry.check, 60)), Text(entry.status.value, style=COVERAGE_STYLE[entry.status]),
                       Text(cap(detail, 300)))
     return table

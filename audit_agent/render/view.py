@@ -100,10 +100,11 @@ def verdict_reasons(report: AuditReport, t: Any) -> list[str]:
 def lead_rule(finding: Finding) -> str | None:
     """The rule the finding is named after: the one whose English title is the finding's title.
 
-    The engine titles a finding after its strongest signal (evaluate.finding_from), while `rule_ids`
-    keeps the order the signals came in, so rule_ids[0] is often another rule (a port or a name match
-    listed before the pool URL that named the finding). None when no known rule has that title (a
-    site's own pack, an older report): the templates then print the engine's English title and action.
+    The engine lists that rule first in `rule_ids` (evaluate.finding_from), so for a current report
+    this is rule_ids[0], found on the first pass of the loop. Reports written before that kept the order
+    the signals came in (a port or a name match before the pool URL that named the finding), hence the
+    title search. None when no known rule has that title (a site's own pack): the templates then print
+    the engine's English title and action.
     """
     english = load_rule_texts("en")
     for rule_id in finding.rule_ids:
