@@ -6,7 +6,6 @@ filings registry), or with `<name>.config.yaml` when a seed has its own.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -60,8 +59,3 @@ def run_demo(out_dir: Path, lang: str = "en") -> Iterator[str]:
             path = out_dir / f"{seed.name}{suffix}{extension}"
             write_atomic(path, render(fmt, report, options))
             yield f"{path}  ({report.verdict.value}, {len(report.open_findings)} counted findings)"
-
-
-def summary(report: AuditReport) -> str:
-    return json.dumps({"host": report.host.hostname, "verdict": report.verdict.value,
-                       "findings": [(f.severity.value, f.status.value, f.title) for f in report.findings]})
