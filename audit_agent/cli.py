@@ -149,7 +149,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     else:
         with progress_display(args.quiet) as progress:
             snapshot = collect_with(args, inputs.rules.signature_strings(), progress)
-    report = run_scan(snapshot, inputs, fail_on or Severity.CRITICAL)
+    report = run_scan(snapshot, inputs, fail_on)
     write_reports(report, args)
     if not args.quiet:
         print_summary(report)

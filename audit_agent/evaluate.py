@@ -32,7 +32,7 @@ ESCALATE_AT = 0.9                   # independent signals this sure together mak
 
 def evaluate(snapshot: Snapshot, rules: CompiledRules, policy: Policy | None = None,
              filings: list[Filing] | None = None, now: float | None = None,
-             fail_on: Severity = Severity.HIGH) -> AuditReport:
+             fail_on: Severity | None = Severity.HIGH) -> AuditReport:
     policy = policy or Policy()
     ctx = Context.build(snapshot, rules, policy)
     collected: list[Signal] = []

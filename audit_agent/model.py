@@ -319,7 +319,7 @@ class AuditReport:
     findings: list[Finding] = field(default_factory=list)   # every status; renderers split by status
     verdict: Verdict = Verdict.COMPLIANT
     verdict_reasons: list[str] = field(default_factory=list)
-    fail_on: Severity = Severity.HIGH
+    fail_on: Severity | None = Severity.HIGH     # None: --fail-on never
     process_count: int = 0
     connection_count: int = 0
     load: list[LoadSample] = field(default_factory=list)

@@ -32,6 +32,6 @@ def load_inputs(rules_path: str | None = None, config_path: str | None = None) -
     return Inputs(rules=load_rules(rules_path), policy=policy, filings=filings)
 
 
-def run_scan(snapshot: Snapshot, inputs: Inputs, fail_on: Severity = Severity.HIGH) -> AuditReport:
+def run_scan(snapshot: Snapshot, inputs: Inputs, fail_on: Severity | None = Severity.HIGH) -> AuditReport:
     from audit_agent.evaluate import evaluate
     return evaluate(snapshot, inputs.rules, inputs.policy, inputs.filings, fail_on=fail_on)

@@ -160,3 +160,13 @@ def test_fail_on_never_is_not_reported_as_a_threshold(tmp_path):
     assert main(["scan", "--snapshot", str(snap_path), "--fail-on", "never", "--junit", str(junit), "--quiet"]) == 0
     properties = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
     assert properties["verdict"] and "fail_on" not in properties, "the exit threshold is the CLI's, not the report's"
+
+
+def test_fail_on_never_is_stored_as_such(tmp_path):
+    snap_path = tmp_path / "s.json"
+    snap_path.write_text(json.dumps(snapshot([proc(5, "/opt/x/xmrig -o stratum+tcp://198.51.100.1:3333")]).to_dict()))
+    out = tmp_path / "r.json"
+    assert main(["scan", "--snapshot", str(snap_path), "--json", str(out), "--quiet", "--fail-on", "never"]) == 0
+    assert json.loads(out.read_text())["fail_on"] is None
+    assert main(["scan", "--snapshot", str(snap_path), "--json", str(out), "--quiet"]) == 1
+    assert json.loads(out.read_text())["fail_on"] == "high"
