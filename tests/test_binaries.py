@@ -162,3 +162,43 @@ def test_no_signature_strings_means_skipped(monkeypatch):
     monkeypatch.setattr(binaries, "load_yara_rules", lambda strings: None)     # no shipped YARA rules either
     coverage = binaries.collect_binaries(Snapshot(), options(strings=[]))
     assert coverage[0].status == CoverageStatus.SKIPPED
+
+
+@linux
+def test_cache_keeps_only_executables_of_the_last_cycle_and_is_capped(tmp_path, monkeypatch):
+    """Watch mode on a host running ever-new binaries: the cache must not grow without bound."""
+    first, second, third = (tmp_path / name for name in ("a", "b", "c"))
+    for index, path in enumerate((first, second, third)):
+        path.write_bytes(b"\x00" * (100 + index) + b"mining.subscribe")
+    root = fake_proc(tmp_path, 1, first)
+    fake_proc(tmp_path, 2, second)
+    fake_proc(tmp_path, 3, third)
+    binaries.collect_binaries(Snapshot(processes=[ProcessInfo(pid=1)]), options(str(root)))
+    assert len(binaries._CACHE) == 1
+    binaries.collect_binaries(Snapshot(processes=[ProcessInfo(pid=2)]), options(str(root)))
+    assert len(binaries._CACHE) == 1                     # a's result went with a's process
+    monkeypatch.setattr(binaries, "MAX_CACHED", 2)
+    binaries.collect_binaries(Snapshot(processes=[ProcessInfo(pid=p) for p in (1, 2, 3)]), options(str(root)))
+    assert len(binaries._CACHE) == 2
+
+
+class FailingRules:
+    """yara-python rules whose match() times out."""
+
+    def match(self, **kwargs):
+        raise TimeoutError("scan timed out")
+
+
+@linux
+def test_a_failed_yara_scan_is_an_error_not_a_clean_file(tmp_path, monkeypatch):
+    exe = tmp_path / "miner"
+    exe.write_bytes(b"\x00" * 64 + b"donate.v2.xmrig.com\x00")
+    root = fake_proc(tmp_path, 100, exe)
+    monkeypatch.setattr(binaries, "load_yara_rules", lambda strings: FailingRules())
+    snapshot = Snapshot(processes=[ProcessInfo(pid=100)])
+    [coverage] = binaries.collect_binaries(snapshot, options(str(root)))
+    [result] = snapshot.binaries
+    assert "TimeoutError" in result.error and "scan timed out" in result.error
+    assert result.matched_strings == ["donate.v2.xmrig.com"]     # the built-in search still ran
+    assert coverage.status == CoverageStatus.PARTIAL and "not fully scanned" in coverage.reason
+    assert binaries._CACHE == {}                                  # tried again next cycle

@@ -7,7 +7,6 @@ not be read is counted in coverage.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import subprocess
@@ -170,3 +169,23 @@ def test_direct_reader_matches_psutil_on_this_host(sleepers):
             assert getattr(a, field) == getattr(b, field), field
         assert abs(a.create_time - b.create_time) < 0.05
 
+
+
+@pytest.mark.skipif(not ON_LINUX, reason="the direct /proc reader is Linux-only")
+def test_direct_reader_counts_processes_whose_stat_is_denied(mocker, sleepers):
+    """/proc mounted hidepid=1: a listed process whose stat/status is denied is counted, not dropped silently."""
+    stat_denied, status_denied, _ = sleepers
+    real_read = processes_module.read_proc_file
+
+    def read(path: bytes) -> bytes:
+        if path.endswith(f"/{stat_denied}/stat".encode()) or path.endswith(f"/{status_denied}/status".encode()):
+            raise PermissionError(13, "Permission denied")
+        return real_read(path)
+
+    mocker.patch.object(processes_module, "read_proc_file", side_effect=read)
+    found, coverage = read_processes(first_reading())
+    pids = {p.pid for p in found}
+    assert stat_denied not in pids and status_denied not in pids
+    assert coverage.status == CoverageStatus.PARTIAL
+    assert coverage.denied >= 2 and coverage.inspected + coverage.denied == len(found) + 2
+    assert f"of {len(found) + 2} processes" in coverage.reason

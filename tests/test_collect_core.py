@@ -166,3 +166,61 @@ def test_process_collector_runs_without_linux_details_elsewhere(mocker, platform
     mocker.patch.object(sys, "platform", platform)
     info = build_process(raw_info(11, exe="C:\\Users\\x\\xmrig.exe"), FirstReading(0.0, {}), 1.0, "/nonexistent")
     assert info.cgroup == "" and info.environ == {} and info.exe == "C:\\Users\\x\\xmrig.exe"
+
+
+# ---------------------------------------------------------------- collect_snapshot: steps and roots
+
+class _NoGpu:
+    def start(self) -> None:
+        pass
+
+    def sample(self):
+        return None
+
+    def finish(self):
+        from audit_agent.model import Coverage
+        return [], Coverage("gpu", CoverageStatus.SKIPPED, "test: no GPU")
+
+
+def test_a_step_that_raises_becomes_error_coverage_and_the_scan_goes_on(mocker):
+    import audit_agent.collect as collect
+    from audit_agent.collect import configs
+    from audit_agent.model import Coverage
+
+    def broken(snapshot, options):
+        raise RecursionError("maximum recursion depth exceeded " + "x" * 2000)
+    broken.__module__ = configs.__name__        # a step of the configs module: its check is named
+
+    def fine(snapshot, options):
+        return [Coverage("after", CoverageStatus.OK)]
+
+    mocker.patch.object(collect, "extra_steps", return_value=[broken, fine])
+    snapshot = collect.collect_snapshot(collect.CollectOptions(window=0, gpu_sampler=_NoGpu(), check_stealth=False))
+    by_check = {c.check: c for c in snapshot.coverage}
+    assert by_check["configs"].status == CoverageStatus.ERROR
+    assert by_check["configs"].reason.startswith("RecursionError: maximum recursion depth exceeded")
+    assert len(by_check["configs"].reason) < 400
+    assert by_check["after"].status == CoverageStatus.OK          # the later step still ran
+
+
+def test_stealth_step_failure_marks_both_of_its_checks():
+    from audit_agent.collect import run_step, stealth
+
+    def broken(snapshot, options):
+        raise ValueError("bad")
+    broken.__module__ = stealth.__name__
+    coverage = run_step(broken, None, None)
+    assert [(c.check, c.status, c.reason) for c in coverage] == [
+        ("stealth", CoverageStatus.ERROR, "ValueError: bad"),
+        ("hidden-processes", CoverageStatus.ERROR, "ValueError: bad")]
+
+
+def test_first_reading_uses_the_configured_proc_root(mocker, tmp_path):
+    import audit_agent.collect as collect
+    seen = []
+    real = collect.first_reading
+    mocker.patch.object(collect, "first_reading", side_effect=lambda *a, **k: seen.append((a, k)) or real(*a, **k))
+    mocker.patch.object(collect, "extra_steps", return_value=[])
+    collect.collect_snapshot(collect.CollectOptions(window=0, gpu_sampler=_NoGpu(), check_stealth=False,
+                                                    proc_root=str(tmp_path)))
+    assert seen and (seen[0][0][:1] == (str(tmp_path),) or seen[0][1].get("proc_root") == str(tmp_path))

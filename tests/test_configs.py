@@ -155,3 +155,103 @@ def test_other_json_in_a_shared_working_directory_is_not_a_config(tmp_path):
     root, proc = fake_process(tmp_path, 600, shared, ["bash"])
     found, _ = configs.scan_processes([proc], str(root))
     assert found == []
+
+
+# ---------------------------------------------------------------- review fixes
+
+
+def test_deeply_nested_json_is_treated_as_raw_text_not_a_crash():
+    """`[[[[...` 100000 deep makes json.loads raise RecursionError: read the text as raw instead."""
+    text = "[" * 100000 + '"stratum+tcp://pool.example.org:3333"' + "]" * 100000
+    config = configs.parse_config(text, "/w/config.json")
+    assert config is not None and config.urls == ["stratum+tcp://pool.example.org:3333"]
+
+
+@linux
+def test_deeply_nested_config_in_a_cwd_does_not_abort_the_scan(tmp_path):
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "config.json").write_text("[" * 100000)
+    root, proc = fake_process(tmp_path, 700, work, ["m"])
+    coverage = configs.collect_configs(Snapshot(processes=[proc]), type("O", (), {"proc_root": str(root)})())
+    assert coverage[0].status == CoverageStatus.OK
+
+
+def recording_open(mocker):
+    """Patch os.open, recording (path, flags) of every call; the real open still runs."""
+    calls: list[tuple[str, int]] = []
+    real = os.open
+
+    def record(path, flags, *args, **kwargs):
+        calls.append((os.fsdecode(path), flags))
+        return real(path, flags, *args, **kwargs)
+
+    mocker.patch("os.open", side_effect=record)
+    return calls
+
+
+def opened_for_reading(calls, suffix: str) -> list[int]:
+    o_path = getattr(os, "O_PATH", 0)
+    return [flags for path, flags in calls if path.endswith(suffix) and not (o_path and flags & o_path)]
+
+
+@linux
+def test_a_device_named_on_a_command_line_is_never_opened_for_reading(tmp_path, mocker):
+    """`./x -c /dev/watchdog` must not arm the watchdog (nor rewind a tape): only O_PATH opens of a device."""
+    work = tmp_path / "w"
+    work.mkdir()
+    root, proc = fake_process(tmp_path, 710, work, ["./x", "-c", "/dev/null", "--config", "tape0"])
+    if os.geteuid() == 0:
+        os.mknod(work / "tape0", 0o600 | __import__("stat").S_IFCHR, os.makedev(1, 3))   # a char device off /dev
+    calls = recording_open(mocker)
+    found, budget = configs.scan_processes([proc], str(root))
+    assert found == [] and budget.denied == 0
+    assert opened_for_reading(calls, "/dev/null") == []
+    assert opened_for_reading(calls, "tape0") == []
+
+
+@linux
+def test_a_fifo_named_on_a_command_line_is_never_opened(tmp_path, mocker):
+    work = tmp_path / "w"
+    work.mkdir()
+    os.mkfifo(work / "pipe.json")
+    root, proc = fake_process(tmp_path, 720, work, ["./x", "-c", "pipe.json"])
+    calls = recording_open(mocker)
+    assert configs.scan_processes([proc], str(root))[0] == []
+    assert opened_for_reading(calls, "pipe.json") == []
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["sh", "-c", "exec ./run.sh"], []),
+    (["/bin/bash", "-c", "conf.json"], []),                 # -c of a shell is code, whatever it looks like
+    (["/usr/bin/gcc-12", "-c", "main.c", "-o", "main.o"], []),
+    (["python3.11", "-c", "print(1)"], []),
+    (["x86_64-linux-gnu-gcc", "-c", "a.c"], []),
+    (["cc", "-c", "a.c"], []),
+    (["clang", "-c", "a.c"], []),
+    (["ld", "-c", "script"], []),
+    (["bash", "--config", "m.json"], ["m.json"]),           # only -c is code for them
+    (["m", "-c", "a b.json"], []),
+    (["m", "-c", "$(cat x)"], []),
+    (["m", "--config=x;rm -rf /"], []),
+    (["m", "-c", "/opt/m/conf.json"], ["/opt/m/conf.json"]),
+])
+def test_named_configs_skip_code_and_compiler_arguments(argv, expected):
+    assert configs.named_configs(argv) == expected
+
+
+@linux
+def test_reaching_the_file_limit_is_reported_as_partial(tmp_path, monkeypatch):
+    monkeypatch.setattr(configs, "MAX_FILES_TOTAL", 1)
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "a.json").write_text(json.dumps(XMRIG))
+    (work / "b.json").write_text(json.dumps(XMRIG).replace("supportxmr", "other"))
+    root, first = fake_process(tmp_path, 730, work, ["m", "-c", "a.json"])
+    (root / "731").mkdir()
+    (root / "731" / "cwd").symlink_to(work)
+    second = ProcessInfo(pid=731, exe="/usr/bin/m", cmdline=["m", "-c", "b.json"], cwd=str(work))
+    snapshot = Snapshot(processes=[first, second])
+    [coverage] = configs.collect_configs(snapshot, type("O", (), {"proc_root": str(root)})())
+    assert coverage.status == CoverageStatus.PARTIAL
+    assert "limit of 1 config files reached" in coverage.reason and "1 process(es) not examined" in coverage.reason

@@ -120,10 +120,10 @@ def test_unreadable_file_is_counted_not_raised(fake_root: Path, mocker):
     real = collector.read_head
     denied = str(fake_root / "var/spool/cron/crontabs/bob")
 
-    def deny_one(path, limit):
+    def deny_one(path, limit, *args):
         if str(path) == denied:
             raise PermissionError(13, "Permission denied")
-        return real(path, limit)
+        return real(path, limit, *args)
 
     mocker.patch.object(collector, "read_head", side_effect=deny_one)
     snapshot = Snapshot()
@@ -298,3 +298,134 @@ def test_agent_scan_reports_crontab_and_unit_from_a_fake_root(tmp_path: Path, ag
     assert set(persistence) == {"sysupdate", "kthreadd.service"}
     assert all(f["severity"] in ("high", "critical") for f in persistence.values())
     assert any(c["check"] == "persistence" and c["status"] == "ok" for c in report["coverage"])
+
+
+# ---------------------------------------------------------------- safe opening, symlinks, unlistable folders
+
+as_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to chown files")
+
+
+def coverage_of(root: Path):
+    snapshot = Snapshot()
+    [coverage] = collector.collect_persistence(snapshot, CollectOptions(etc_root=str(root / "etc")))
+    return snapshot, coverage
+
+
+def test_bashrc_swapped_for_a_fifo_between_checks_does_not_hang_the_agent(fake_root: Path, mocker):
+    """The FIFO appears after any stat of the path (simulated: stat lies): the read must still not block."""
+    import threading
+
+    fifo = fake_root / "home/dave/.bashrc"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    real_stat = os.stat
+    regular = real_stat(fake_root / "etc/crontab")
+
+    def lying_stat(path, *args, **kwargs):
+        return regular if os.fspath(path) == str(fifo) else real_stat(path, *args, **kwargs)
+
+    mocker.patch("os.stat", side_effect=lying_stat)
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(coverage_of(fake_root)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():           # release the blocked open so the test run can go on
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=5)
+        pytest.fail("the collector blocked opening a FIFO")
+    snapshot, coverage = result[0]
+    assert not any(e.path == str(fifo) for e in snapshot.persistence)
+    assert any(e.path.endswith("home/carol/.bashrc") for e in snapshot.persistence)
+
+
+@as_root
+def test_a_home_dotfile_symlinked_to_a_root_only_file_is_not_read(fake_root: Path, tmp_path: Path):
+    secret = write(tmp_path / "secret/root-only.sh", "nohup /opt/root-secret/run-backup --key s3cr3t &\n")
+    secret.chmod(0o600)                                         # owned by root
+    unit = write(tmp_path / "secret/units/root.service", "[Service]\nExecStart=/opt/root-secret/daemon\n")
+    unit.chmod(0o600)
+    home = fake_root / "home/mallory"
+    home.mkdir()
+    os.chown(home, 1000, 1000)
+    (home / ".bashrc").symlink_to(secret)                       # ~/.bashrc -> a root-only file
+    (home / ".config").mkdir()
+    (home / ".config/systemd").symlink_to(tmp_path / "secret")  # a linked directory on the way
+    os.makedirs(tmp_path / "secret/user", exist_ok=True)
+    os.symlink(unit, tmp_path / "secret/user/root.service")
+    dotfiles = write(home / "dotfiles/profile", "nohup /home/mallory/bin/sync &\n")   # stow-style, her own
+    os.chown(dotfiles, 1000, 1000)
+    (home / ".profile").symlink_to(dotfiles)
+
+    snapshot, coverage = coverage_of(fake_root)
+    texts = [e.text for e in snapshot.persistence]
+    assert not any("root-secret" in t for t in texts)
+    assert "nohup /home/mallory/bin/sync &" in texts            # a linked dotfile she owns is still read
+    assert coverage.status == CoverageStatus.PARTIAL and "symlink(s) not followed" in coverage.reason
+    assert str(home / ".bashrc") in coverage.reason
+
+
+@as_root
+def test_system_unit_symlinks_are_followed_only_to_root_owned_files(fake_root: Path, tmp_path: Path):
+    vendor = write(fake_root / "opt/vendor/agent.service", "[Service]\nExecStart=/opt/vendor/bin/agent\n")
+    os.symlink(vendor, fake_root / "etc/systemd/system/agent.service")     # a linked unit: read
+    foreign = write(tmp_path / "user-owned.service", "[Service]\nExecStart=/home/x/evil\n")
+    os.chown(foreign, 1000, 1000)
+    os.symlink(foreign, fake_root / "etc/systemd/system/foreign.service")
+    writable = write(tmp_path / "world.service", "[Service]\nExecStart=/tmp/anyone\n")
+    writable.chmod(0o666)
+    os.symlink(writable, fake_root / "etc/systemd/system/world.service")
+
+    snapshot, coverage = coverage_of(fake_root)
+    texts = [e.text for e in snapshot.persistence]
+    assert "ExecStart=/opt/vendor/bin/agent" in texts
+    assert "ExecStart=/home/x/evil" not in texts and "ExecStart=/tmp/anyone" not in texts
+    assert coverage.status == CoverageStatus.PARTIAL and "2 symlink(s) not followed" in coverage.reason
+
+
+def test_a_device_in_place_of_a_crontab_is_never_opened_for_reading(fake_root: Path, mocker):
+    os.symlink("/dev/null", fake_root / "etc/cron.d/zz-null")
+    calls: list[tuple[str, int]] = []
+    real_open = os.open
+
+    def record(path, flags, *args, **kwargs):
+        calls.append((os.fsdecode(path), flags))
+        return real_open(path, flags, *args, **kwargs)
+
+    mocker.patch("os.open", side_effect=record)
+    coverage_of(fake_root)
+    o_path = getattr(os, "O_PATH", 0)
+    assert not [f for p, f in calls if p.endswith("zz-null") and not (o_path and f & o_path)]
+
+
+def test_folders_that_cannot_be_listed_are_counted_as_denied(fake_root: Path, mocker):
+    """/var/spool/cron/crontabs, /home and a systemd folder the agent may not list: partial, never ok."""
+    denied_dirs = {str(fake_root / "var/spool/cron/crontabs"), str(fake_root / "home")}
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if str(self) in denied_dirs:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    mocker.patch.object(Path, "iterdir", iterdir)
+    real_scandir = os.scandir
+    unit_dir = str(fake_root / "etc/systemd/system")
+
+    def scandir(path="."):
+        if os.fspath(path) == unit_dir:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    mocker.patch("os.scandir", side_effect=scandir)
+    snapshot, coverage = coverage_of(fake_root)
+    assert coverage.status == CoverageStatus.PARTIAL
+    assert coverage.denied == 3
+    for path in (*denied_dirs, unit_dir):
+        assert path in coverage.reason
+    assert not any("home/carol" in e.path for e in snapshot.persistence)
+
+
+def test_the_home_limit_is_reported(fake_root: Path, monkeypatch):
+    monkeypatch.setattr(collector, "MAX_HOMES", 0)
+    _, coverage = coverage_of(fake_root)
+    assert coverage.status == CoverageStatus.PARTIAL and "1 home folder(s) not read" in coverage.reason

@@ -9,7 +9,7 @@ import sys
 
 from audit_agent.collect import stealth
 from audit_agent.collect.stealth import HiddenSearch
-from audit_agent.model import MinerConfig, BinaryScan, ProcessInfo, Snapshot, StealthState
+from audit_agent.model import BinaryScan, CoverageStatus, MinerConfig, ProcessInfo, Snapshot, StealthState
 from tests.conftest import MONERO_WALLET
 from tests.factories import proc, scan, snapshot
 
@@ -278,3 +278,19 @@ def test_cpu_that_no_listed_process_explains_is_measured():
     assert hidden.stealth.system_cpu_percent >= 50
     assert shown.stealth.visible_cpu_percent - hidden.stealth.visible_cpu_percent >= 50
     assert hidden.stealth.unexplained_cpu_percent >= shown.stealth.unexplained_cpu_percent
+
+
+@pytest.mark.parametrize("list_pids, reason", [
+    (lambda: set(), "listing is empty"),
+    (lambda: (_ for _ in ()).throw(PermissionError(13, "Permission denied")), "cannot list"),
+])
+def test_hidden_process_check_that_could_not_list_proc_is_an_error_not_ok(tmp_path, list_pids, reason):
+    """An empty or unreadable /proc listing means the check could not look: never reported as clean."""
+    root = fake_proc_tree(tmp_path)
+    search = HiddenSearch(proc_root=str(root), list_pids=list_pids, probe=lambda pid: True,
+                          probe_all=lambda limit: [1, 100, 4242], delay=0)
+    options = SimpleNamespace(proc_root=str(root), sys_root=str(tmp_path / "sys"), etc_root=str(tmp_path / "etc"),
+                              hidden_search=search)
+    coverage = {c.check: c for c in stealth.collect_stealth(Snapshot(processes=[]), options)}
+    assert coverage["hidden-processes"].status == CoverageStatus.ERROR
+    assert reason in coverage["hidden-processes"].reason

@@ -44,7 +44,7 @@ def collect_snapshot(options: CollectOptions) -> Snapshot:
     gpu.start()
     from audit_agent.collect.stealth import CpuAccount     # hidden-CPU check: /proc/stat over this window
     cpu_account = CpuAccount.start(options.proc_root) if options.check_stealth else None
-    first = first_reading()
+    first = first_reading(options.proc_root)
     snapshot.load = sample_window(options.window, gpu, progress)
 
     progress("processes", 1.0)
@@ -61,8 +61,34 @@ def collect_snapshot(options: CollectOptions) -> Snapshot:
     snapshot.coverage.append(coverage)
     for step in extra_steps(options):
         progress(step.__doc__.splitlines()[0] if step.__doc__ else step.__name__, 1.0)
-        snapshot.coverage.extend(step(snapshot, options))
+        snapshot.coverage.extend(run_step(step, snapshot, options))
     return snapshot
+
+
+MAX_ERROR_CHARS = 300
+
+
+def run_step(step: Callable[[Snapshot, CollectOptions], list[Coverage]], snapshot: Snapshot,
+             options: CollectOptions) -> list[Coverage]:
+    """One extra step's coverage; a step that fails unexpectedly becomes `error` coverage and the scan goes on.
+
+    An audit that could not look is never reported as clean: the failed check
+    is named in the coverage (so the verdict is incomplete), not left out."""
+    try:
+        return step(snapshot, options)
+    except Exception as exc:        # noqa: BLE001 - any bug in one check must not cost the whole audit
+        message = " ".join(str(exc).split())
+        if len(message) > MAX_ERROR_CHARS:
+            message = message[:MAX_ERROR_CHARS] + "…"
+        reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        return [Coverage(check, CoverageStatus.ERROR, reason) for check in step_checks(step)]
+
+
+def step_checks(step: Callable[..., object]) -> tuple[str, ...]:
+    """The coverage check names a step reports: its module's CHECKS, or CHECK, or the step's own name."""
+    module = sys.modules.get(getattr(step, "__module__", "") or "")
+    checks = getattr(module, "CHECKS", None) or (getattr(module, "CHECK", None),)
+    return tuple(c for c in checks if c) or (getattr(step, "__name__", "step"),)
 
 
 def sample_window(window: float, gpu: GpuSampler, progress: Progress) -> list[LoadSample]:

@@ -35,6 +35,7 @@ import os
 import stat
 import struct
 import sys
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -46,6 +47,8 @@ MAX_SCAN_BYTES = 64 * 1024 * 1024       # per executable; a miner is a few MB, a
 HASH_MAX_BYTES = 32 * 1024 * 1024       # sha256 only where cheap (~20 ms at this size)
 SIGNATURE_RULE = "audit_agent_signature_strings"
 ON_LINUX = sys.platform.startswith("linux")
+MAX_CACHED = 4096                       # scan results kept between watch-mode cycles (least recently used go)
+VANISHED = "vanished while being read"
 
 # ELF sections that never hold text signatures: machine code (SHF_EXECINSTR), relocation and
 # symbol-entry tables (the names live in .strtab/.dynstr, which are scanned), unwind tables.
@@ -74,12 +77,22 @@ class _Target:
     pids: list[int] = field(default_factory=list)
 
 
-# (dev, inode, size, mtime_ns, signature set id) -> scan result; lives as long as the agent process.
-_CACHE: dict[tuple[Any, ...], _Cached] = {}
+# (dev, inode, size, mtime_ns, signature set id) -> scan result, least recently used first. After each
+# collection only the executables seen in it are kept (at most MAX_CACHED), so watch mode on a host that
+# runs ever-new binaries (builds, CI) does not grow without bound.
+_CACHE: OrderedDict[tuple[Any, ...], _Cached] = OrderedDict()
 
 
 def clear_cache() -> None:
     _CACHE.clear()
+
+
+def prune_cache(seen: set[tuple[Any, ...]]) -> None:
+    """Keep only the entries used in the collection that just ran, and at most MAX_CACHED of them."""
+    for key in [key for key in _CACHE if key not in seen]:
+        del _CACHE[key]
+    while len(_CACHE) > MAX_CACHED:
+        _CACHE.popitem(last=False)
 
 
 def collect_binaries(snapshot: Snapshot, options: Any) -> list[Coverage]:
@@ -89,28 +102,32 @@ def collect_binaries(snapshot: Snapshot, options: Any) -> list[Coverage]:
     if not strings and yara_rules is None:
         return [Coverage(CHECK, CoverageStatus.SKIPPED, "the rule pack has no executable signature strings")]
     pids = [p.pid for p in snapshot.processes]
-    scans, inspected, denied = scan_pids(pids, snapshot, options, strings, yara_rules)
+    seen: set[tuple[Any, ...]] = set()
+    scans, inspected, denied = scan_pids(pids, snapshot, options, strings, yara_rules, seen)
+    prune_cache(seen)
     snapshot.binaries.extend(scans)
-    return [binaries_coverage(inspected, denied)]
+    failed = [scan for scan in scans if scan.error and not scan.error.startswith("access denied")
+              and scan.error != VANISHED]
+    return [binaries_coverage(inspected, denied, failed)]
 
 
-def binaries_coverage(inspected: int, denied: int) -> Coverage:
+def binaries_coverage(inspected: int, denied: int, failed: list[BinaryScan] | None = None) -> Coverage:
+    """ok, or partial with how many executables were denied or could not be scanned, and why."""
+    problems = []
     if denied:
-        return Coverage(CHECK, CoverageStatus.PARTIAL,
-                        f"{denied} executable(s) unreadable: access denied; run as root for full coverage",
-                        inspected=inspected, denied=denied)
+        problems.append(f"{denied} executable(s) unreadable: access denied; run as root for full coverage")
+    if failed:
+        problems.append(f"{len(failed)} executable(s) not fully scanned, e.g. {failed[0].path}: {failed[0].error}")
+    if problems:
+        return Coverage(CHECK, CoverageStatus.PARTIAL, "; ".join(problems), inspected=inspected, denied=denied)
     return Coverage(CHECK, CoverageStatus.OK, inspected=inspected)
 
 
-def scan_pids(pids: Iterable[int], snapshot: Snapshot, options: Any, strings: list[str] | None = None,
-              yara_rules: Any = None) -> tuple[list[BinaryScan], int, int]:
+def scan_pids(pids: Iterable[int], snapshot: Snapshot, options: Any, strings: list[str], yara_rules: Any = None,
+              seen: set[tuple[Any, ...]] | None = None) -> tuple[list[BinaryScan], int, int]:
     """Scan the executables of `pids` (each distinct file once). Returns (scans, inspected, denied).
 
-    Also used by the stealth collector for processes it finds hidden after this step ran.
-    """
-    if strings is None:
-        strings = list(getattr(options, "signature_strings", []) or [])
-        yara_rules = load_yara_rules(strings)
+    `seen` collects the cache keys used, for prune_cache."""
     proc_root = getattr(options, "proc_root", "/proc")
     by_pid = {p.pid: p for p in snapshot.processes}
     targets: dict[tuple[int, int, int, int], _Target] = {}
@@ -128,6 +145,8 @@ def scan_pids(pids: Iterable[int], snapshot: Snapshot, options: Any, strings: li
     encoded = [s.encode("utf-8") for s in strings]
     scans = []
     for target in targets.values():
+        if seen is not None:
+            seen.add((*target.key, signature_id))
         result = scan_target(target, signature_id, strings, encoded, yara_rules)
         if result.error.startswith("access denied"):
             denied += 1
@@ -169,15 +188,19 @@ def scan_target(target: _Target, signature_id: tuple[Any, ...], strings: list[st
     cache_key = (*target.key, signature_id)
     cached = _CACHE.get(cache_key)
     if cached is not None:
+        _CACHE.move_to_end(cache_key)
         return cached
     try:
         result = scan_file(target.open_path, strings, encoded, yara_rules)
     except PermissionError:
         return _Cached("", target.size, 0, [], "builtin", "access denied")
+    except (FileNotFoundError, ProcessLookupError):
+        return _Cached("", target.size, 0, [], "builtin", VANISHED)
     except OSError as exc:
-        # vanished or unreadable right now: not cached, the next cycle tries again
+        # unreadable right now: not cached, the next cycle tries again
         return _Cached("", target.size, 0, [], "builtin", f"unreadable: {exc.strerror or exc}")
-    _CACHE[cache_key] = result
+    if not result.error:            # a failed YARA scan is tried again next cycle
+        _CACHE[cache_key] = result
     return result
 
 
@@ -189,17 +212,23 @@ def scan_file(path: str, strings: list[str], encoded: list[bytes], yara_rules: A
         if limit == 0:
             return _Cached("", size, 0, [], "builtin")
         with mmap.mmap(handle.fileno(), limit, access=mmap.ACCESS_READ) as data:
+            error = ""
+            matched = None
             if yara_rules is not None:      # one Aho-Corasick pass in C for every string and shipped rule
                 # A whole file YARA maps itself; only an oversized one is cut to the bound (one copy).
                 target = {"filepath": path} if size <= limit else {"data": data[:limit]}
-                matched, engine, scanned = yara_matches(yara_rules, target, strings), "yara", limit
-            else:
+                try:
+                    matched, engine, scanned = yara_matches(yara_rules, target, strings), "yara", limit
+                except Exception as exc:    # yara.Error, yara.TimeoutError: not "scanned and clean"
+                    error = (f"YARA scan failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                             "only the built-in string search ran")
+            if matched is None:
                 ranges = content_ranges(data, limit)
                 matched = scan_ranges(data, ranges, strings, encoded)
                 scanned, engine = sum(end - start for start, end in ranges), "builtin"
             # The hash is evidence for what matched; hashing every clean binary would double the cost.
             digest = hashlib.sha256(data).hexdigest() if matched and size <= HASH_MAX_BYTES else ""
-    return _Cached(digest, size, scanned, matched, engine)
+    return _Cached(digest, size, scanned, matched, engine, error)
 
 
 def scan_ranges(data: Any, ranges: list[tuple[int, int]], strings: list[str], encoded: list[bytes]) -> list[str]:
@@ -320,11 +349,10 @@ def signature_rule(strings: list[str]) -> str:
 def yara_matches(rules: Any, target: dict[str, Any], strings: list[str]) -> list[str]:
     """Signature strings found (in pack order), then `yara:<rule>` for each shipped rule that matched.
 
-    `target` is {"filepath": path} or {"data": bytes}, as yara-python's match() takes them."""
-    try:
-        matches = rules.match(**target, timeout=60, fast=True)
-    except Exception:
-        return []
+    `target` is {"filepath": path} or {"data": bytes}, as yara-python's match() takes them.
+    A failed or timed-out scan raises (yara.Error / yara.TimeoutError): the caller records it, since
+    an empty answer would read as "scanned and clean"."""
+    matches = rules.match(**target, timeout=60, fast=True)
     found: set[int] = set()
     shipped = []
     for match in matches:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from audit_agent.collect import linux_only
+from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
 from audit_agent.model import Coverage, CoverageStatus, MinerConfig, ProcessInfo, Snapshot
 from audit_agent.redact import cap, redact_text
 
@@ -29,6 +30,10 @@ MAX_JSON_DEPTH = 8
 CONFIG_FLAGS = {"-c", "--config", "-C", "--config-file", "--cfg", "-config"}
 DEFAULT_NAMES = ("config.json", "config.ini", "pools.txt", "config.txt", "config.toml")
 FORBIDDEN_PREFIXES = ("/proc/", "/sys/", "/dev/")
+# `sh -c CODE`, `gcc -c FILE.c`, `python -c CODE`: for these programs -c is not a config file.
+NOT_CONFIG_C = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "fish", "busybox", "gcc", "cc", "clang", "g++",
+                "c++", "clang++", "ld", "as", "cpp", "perl", "ruby", "node"}
+SHELL_CODE = re.compile(r"[\s;|&$`<>(){}*?!'\"\\]")
 
 URL_KEYS = {"url", "pool", "pool_address", "server", "stratum", "proxy", "address_pool", "pool_url"}
 POOL_N_KEY = re.compile(r"^pool\d+$", re.IGNORECASE)
@@ -54,6 +59,7 @@ RAW_KEY = re.compile(r"(?im)^[\s{,]*[\"']?([a-z][a-z0-9_-]{1,40})[\"']?\s*[:=]")
 class _Budget:
     files: int = 0
     denied: int = 0
+    not_examined: int = 0       # processes left out once MAX_FILES_TOTAL was reached
     seen_files: dict[tuple[int, int], MinerConfig | None] = field(default_factory=dict)
     seen_dirs: dict[str, list[str]] = field(default_factory=dict)   # directory -> candidate names
 
@@ -70,9 +76,14 @@ def collect_configs(snapshot: Snapshot, options: Any) -> list[Coverage]:
 
 
 def configs_coverage(budget: _Budget) -> Coverage:
+    problems = []
     if budget.denied:
-        return Coverage(CHECK, CoverageStatus.PARTIAL,
-                        f"{budget.denied} config file(s) or working directories unreadable: access denied",
+        problems.append(f"{budget.denied} config file(s) or working directories unreadable: access denied")
+    if budget.not_examined:
+        problems.append(f"limit of {MAX_FILES_TOTAL} config files reached: {budget.not_examined} process(es) "
+                        "not examined")
+    if problems:
+        return Coverage(CHECK, CoverageStatus.PARTIAL, "; ".join(problems),
                         inspected=budget.files, denied=budget.denied)
     return Coverage(CHECK, CoverageStatus.OK, inspected=budget.files)
 
@@ -82,11 +93,12 @@ def scan_processes(processes: list[ProcessInfo], proc_root: str = "/proc",
     """Miner configs used by `processes`; one MinerConfig per distinct file, listing every pid."""
     budget = budget or _Budget()
     found: list[MinerConfig] = []
-    for proc in processes:
+    for index, proc in enumerate(processes):
         if not proc.exe and not proc.cmdline:
             continue            # kernel thread
         for shown, access, named in candidates(proc, proc_root, budget):
             if budget.files >= MAX_FILES_TOTAL:
+                budget.not_examined = sum(1 for p in processes[index:] if p.exe or p.cmdline)
                 return found, budget
             config = read_candidate(shown, access, named, budget)
             if config is not None:
@@ -128,15 +140,25 @@ def candidates(proc: ProcessInfo, proc_root: str, budget: _Budget) -> Iterator[t
 
 
 def named_configs(argv: list[str]) -> list[str]:
-    """Values given to -c / --config / --config= / -C."""
+    """Values given to -c / --config / --config= / -C that look like a file name.
+
+    Not `-c` of a shell, interpreter or compiler (`sh -c CODE`, `gcc -c x.c`), and
+    never a value that is an option, holds spaces or is shell code."""
     names = []
+    c_is_config = bool(argv) and not is_code_runner(argv[0])
     for index, arg in enumerate(argv[1:], start=1):
         flag, sep, inline = arg.partition("=")
-        if flag in CONFIG_FLAGS:
+        if flag in CONFIG_FLAGS and (flag != "-c" or c_is_config):
             value = inline if sep else (argv[index + 1] if index + 1 < len(argv) else "")
-            if value and not value.startswith("-"):
+            if value and not value.startswith("-") and not SHELL_CODE.search(value) and len(value) <= 4096:
                 names.append(value)
     return names
+
+
+def is_code_runner(argv0: str) -> bool:
+    """A shell, interpreter or compiler, for which `-c` means code or compile-only (gcc-12, python3.11 too)."""
+    name = re.sub(r"[-.]?\d+(?:\.\d+)*$", "", os.path.basename(argv0))
+    return name in NOT_CONFIG_C or name.startswith("python") or name.endswith(("-gcc", "-g++", "-ld", "-cc"))
 
 
 def directory_candidates(directory: str, budget: _Budget) -> list[str]:
@@ -175,33 +197,25 @@ def read_candidate(shown: str, access: str, named: bool, budget: _Budget) -> Min
 
 
 def read_bounded(path: str, budget: _Budget) -> tuple[str | None, tuple[int, int] | None]:
-    """At most MAX_CONFIG_BYTES of a regular file; never a FIFO, device, or anything under /proc, /sys, /dev."""
+    """At most MAX_CONFIG_BYTES of a regular file; never a FIFO, device, or anything under /proc, /sys, /dev.
+
+    A path named on a command line may be /dev/watchdog or a tape: opening one
+    for reading has effects (the watchdog arms, the tape rewinds). read_regular
+    looks at what the path is through an O_PATH descriptor and opens only a
+    regular file for reading."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        opened = read_regular(path, MAX_CONFIG_BYTES, accept=lambda info, real, linked: not is_forbidden(real))
     except PermissionError:
         budget.denied += 1
         return None, None
-    except OSError:
+    except (OSError, NotRegularFile, Refused):
         return None, None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or is_forbidden(fd):
-            return None, None
-        data = os.read(fd, MAX_CONFIG_BYTES)
-    except OSError:
-        return None, None
-    finally:
-        os.close(fd)
-    return data.decode("utf-8", "replace"), (info.st_dev, info.st_ino)
+    return opened.data.decode("utf-8", "replace"), opened.identity
 
 
-def is_forbidden(fd: int) -> bool:
-    """The opened file really lives in /proc, /sys or /dev (a config name pointing at a kernel file)."""
-    try:
-        target = os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return False
-    return target.startswith(FORBIDDEN_PREFIXES)
+def is_forbidden(real_path: str) -> bool:
+    """The file really lives in /proc, /sys or /dev (a config name pointing at a kernel file)."""
+    return real_path.startswith(FORBIDDEN_PREFIXES)
 
 
 # ------------------------------------------------------------------ parsing
@@ -215,7 +229,7 @@ def parse_config(text: str, path: str) -> MinerConfig | None:
     if stripped.startswith(("{", "[")):
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):     # `[[[[...` 100000 deep: parse it as raw text instead
             parsed = None
     if parsed is not None:
         walk_json(parsed, config, 0)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from audit_agent.collect import CollectOptions, linux_only
-from audit_agent.model import Coverage, CoverageStatus, ProcessInfo, Snapshot
+from audit_agent.model import Coverage, CoverageStatus, Snapshot
 
+CHECK = "libraries"
 BUSY_CPU_PERCENT = 50.0
 MAX_LIBRARIES = 300
 MAX_MAPS_BYTES = 4 << 20
@@ -18,7 +19,7 @@ MAX_MAPS_BYTES = 4 << 20
 
 def collect_libraries(snapshot: Snapshot, options: CollectOptions) -> list[Coverage]:
     """Fill ProcessInfo.libraries for processes on a GPU or busy over the window."""
-    not_linux = linux_only("libraries")
+    not_linux = linux_only(CHECK)
     if not_linux:
         return [not_linux]
     on_gpu = {proc.pid for device in snapshot.gpus for proc in device.processes}
@@ -32,9 +33,9 @@ def collect_libraries(snapshot: Snapshot, options: CollectOptions) -> list[Cover
         else:
             proc.libraries = libraries
     if denied:
-        return [Coverage("libraries", CoverageStatus.PARTIAL, f"{denied} of {len(wanted)} busy or GPU processes' "
+        return [Coverage(CHECK, CoverageStatus.PARTIAL, f"{denied} of {len(wanted)} busy or GPU processes' "
                          "memory maps could not be read", inspected=len(wanted) - denied, denied=denied)]
-    return [Coverage("libraries", CoverageStatus.OK, inspected=len(wanted))]
+    return [Coverage(CHECK, CoverageStatus.OK, inspected=len(wanted))]
 
 
 def mapped_libraries(pid: int, proc_root: str = "/proc") -> list[str] | None:
@@ -54,7 +55,3 @@ def mapped_libraries(pid: int, proc_root: str = "/proc") -> list[str] | None:
         if len(seen) >= MAX_LIBRARIES:
             break
     return list(seen)
-
-
-def describe(proc: ProcessInfo) -> str:
-    return ", ".join(proc.libraries[:8])

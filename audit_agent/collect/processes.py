@@ -62,8 +62,10 @@ def read_processes(first: FirstReading, proc_root: str = "/proc") -> tuple[list[
     """Every visible process, with CPU % over the window since `first`."""
     elapsed = max(time.monotonic() - first.started, 1e-6)
     if is_live_procfs(proc_root):
-        processes = [info for info in ProcReader(proc_root).read_all(first, elapsed) if info is not None]
-        return processes, process_coverage(len(processes), sum(1 for info in processes if info.denied))
+        reader = ProcReader(proc_root)
+        processes = [info for info in reader.read_all(first, elapsed) if info is not None]
+        denied = sum(1 for info in processes if info.denied) + reader.unreadable
+        return processes, process_coverage(len(processes) + reader.unreadable, denied)
     processes = []
     denied_processes = 0
     for proc in psutil.process_iter(ATTRS, ad_value=_DENIED):
@@ -359,6 +361,7 @@ class ProcReader:
         self.terminals: dict[int, str] | None = None
         self.host_cpus = psutil.cpu_count() or None
         self.exe_link = b""             # raw /proc/PID/exe target of the process being read
+        self.unreadable = 0             # listed, but stat/status denied (hidepid): counted, not dropped silently
 
     def read_all(self, first: FirstReading, elapsed: float) -> list[ProcessInfo | None]:
         return [self.read(int(entry), entry, first, elapsed) for entry in os.listdir(self.root) if entry.isdigit()]
@@ -370,6 +373,9 @@ class ProcReader:
             comm, fields = split_stat(read_proc_file(base + b"stat"))
             status = read_proc_file(base + b"status")
         except (FileNotFoundError, ProcessLookupError):
+            return None
+        except PermissionError:
+            self.unreadable += 1        # /proc mounted with hidepid=1: the process exists, we may not look
             return None
         except OSError:
             return None

@@ -34,6 +34,7 @@ from audit_agent.redact import cap
 
 CHECK = "stealth"
 CHECK_HIDDEN = "hidden-processes"
+CHECKS = (CHECK, CHECK_HIDDEN)
 FULL_PROBE_MAX = 1 << 20           # probe every PID up to pid_max when pid_max is at most this (~0.9 s)
 PROBE_MARGIN = 65536               # above it: highest PID seen + this margin
 RECHECK_DELAY = 0.3                # seconds before a hidden candidate is probed again
@@ -295,11 +296,14 @@ def system_busy_ticks(proc_root: str = "/proc") -> int | None:
 
 
 def listed_pids(proc_root: str = "/proc") -> set[int]:
-    """PIDs the /proc directory listing shows (libc readdir: what an LD_PRELOAD hider filters)."""
-    try:
-        return {int(name) for name in os.listdir(proc_root) if name.isdigit()}
-    except OSError:
-        return set()
+    """PIDs the /proc directory listing shows (libc readdir: what an LD_PRELOAD hider filters).
+
+    Raises OSError when /proc cannot be listed."""
+    return {int(name) for name in os.listdir(proc_root) if name.isdigit()}
+
+
+class ListingUnavailable(Exception):
+    """No /proc listing to compare the probes with: the hidden-process check could not look."""
 
 
 def pid_exists(pid: int, proc_root: str = "/proc") -> bool:
@@ -384,10 +388,15 @@ class HiddenSearch:
 
 
 def find_hidden(search: HiddenSearch, known_ppids: Iterable[int] = ()) -> tuple[dict[int, str], str]:
-    """{pid: method} of processes alive by direct probe but absent from the listing, re-checked after a delay."""
-    listed = search.listing()
+    """{pid: method} of processes alive by direct probe but absent from the listing, re-checked after a delay.
+
+    Raises ListingUnavailable when /proc cannot be listed or lists no process."""
+    try:
+        listed = search.listing()
+    except OSError as exc:
+        raise ListingUnavailable(f"cannot list {search.proc_root}: {exc.strerror or exc}") from exc
     if not listed:
-        return {}, "the /proc listing is empty"
+        raise ListingUnavailable(f"the {search.proc_root} listing is empty: nothing to compare the probes with")
     limit, how = probe_limit(search.proc_root, listed)
     candidates: dict[int, str] = {}
     for pid in search.brute(limit):
@@ -407,7 +416,10 @@ def find_hidden(search: HiddenSearch, known_ppids: Iterable[int] = ()) -> tuple[
     hidden = resolve_candidates(search, candidates, listed, tids)
     if hidden and search.delay > 0:
         time.sleep(search.delay)
-        relisted = search.listing()
+        try:
+            relisted = search.listing()
+        except OSError:
+            relisted = listed
         hidden = {pid: method for pid, method in hidden.items() if search.alive(pid) and pid not in relisted}
     return hidden, how
 
@@ -478,9 +490,11 @@ def add_hidden_processes(snapshot: Snapshot, options: Any, proc_root: str) -> Co
     process's executable and config are examined like any other's."""
     search = getattr(options, "hidden_search", None) or HiddenSearch(proc_root=proc_root)
     ppids = {p.ppid for p in snapshot.processes if p.ppid}
-    hidden, how = find_hidden(search, ppids)
+    try:
+        hidden, how = find_hidden(search, ppids)
+    except ListingUnavailable as exc:
+        return Coverage(CHECK_HIDDEN, CoverageStatus.ERROR, str(exc))
     known = {p.pid: p for p in snapshot.processes}
-    added = []
     for pid, method in sorted(hidden.items()):
         proc = known.get(pid) or read_hidden_process(pid, proc_root, snapshot.window_seconds)
         if proc is None:
@@ -488,7 +502,6 @@ def add_hidden_processes(snapshot: Snapshot, options: Any, proc_root: str) -> Co
         proc.hidden = True
         if pid not in known:
             snapshot.processes.append(proc)
-            added.append(proc)
         snapshot.stealth.hidden_pids.append(HiddenPid(pid=pid, name=proc.name, exe=proc.exe,
                                                       cmdline=list(proc.cmdline), method=method))
     return Coverage(CHECK_HIDDEN, CoverageStatus.OK, how, inspected=len(hidden))
