@@ -255,3 +255,20 @@ def test_reaching_the_file_limit_is_reported_as_partial(tmp_path, monkeypatch):
     [coverage] = configs.collect_configs(snapshot, type("O", (), {"proc_root": str(root)})())
     assert coverage.status == CoverageStatus.PARTIAL
     assert "limit of 1 config files reached" in coverage.reason and "1 process(es) not examined" in coverage.reason
+
+
+@linux
+def test_a_config_is_read_only_if_its_process_could_read_it(tmp_path):
+    """Root reads for the audit, but `-c /root/secret.cnf` from a user's process must not leak that file."""
+    import dataclasses
+    work = tmp_path / "w"
+    work.mkdir()
+    secret = work / "private.json"
+    secret.write_text(json.dumps(XMRIG))
+    os.chmod(secret, 0o600)                       # owned by root (the test runs as root), unreadable to others
+    root, proc = fake_process(tmp_path, 700, work, ["tool", "-c", str(secret)])
+    as_user = dataclasses.replace(proc, uid=4321)
+    assert configs.scan_processes([as_user], str(root))[0] == []
+    assert [c.path for c in configs.scan_processes([dataclasses.replace(proc, uid=0)], str(root))[0]] == [str(secret)]
+    os.chown(secret, 4321, -1)                    # now the user's own file
+    assert [c.path for c in configs.scan_processes([as_user], str(root))[0]] == [str(secret)]

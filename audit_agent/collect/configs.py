@@ -100,7 +100,7 @@ def scan_processes(processes: list[ProcessInfo], proc_root: str = "/proc",
             if budget.files >= MAX_FILES_TOTAL:
                 budget.not_examined = sum(1 for p in processes[index:] if p.exe or p.cmdline)
                 return found, budget
-            config = read_candidate(shown, access, named, budget)
+            config = read_candidate(shown, access, named, budget, proc.uid)
             if config is not None:
                 if proc.pid not in config.pids:
                     config.pids.append(proc.pid)
@@ -182,8 +182,9 @@ def directory_candidates(directory: str, budget: _Budget) -> list[str]:
     return names
 
 
-def read_candidate(shown: str, access: str, named: bool, budget: _Budget) -> MinerConfig | None:
-    text, identity = read_bounded(access, budget)
+def read_candidate(shown: str, access: str, named: bool, budget: _Budget,
+                   reader_uid: int | None = 0) -> MinerConfig | None:
+    text, identity = read_bounded(access, budget, reader_uid)
     if text is None or identity is None:
         return None
     if identity in budget.seen_files:
@@ -196,21 +197,34 @@ def read_candidate(shown: str, access: str, named: bool, budget: _Budget) -> Min
     return config
 
 
-def read_bounded(path: str, budget: _Budget) -> tuple[str | None, tuple[int, int] | None]:
+def read_bounded(path: str, budget: _Budget, reader_uid: int | None = 0) -> tuple[str | None, tuple[int, int] | None]:
     """At most MAX_CONFIG_BYTES of a regular file; never a FIFO, device, or anything under /proc, /sys, /dev.
 
     A path named on a command line may be /dev/watchdog or a tape: opening one
     for reading has effects (the watchdog arms, the tape rewinds). read_regular
     looks at what the path is through an O_PATH descriptor and opens only a
-    regular file for reading."""
+    regular file for reading. And the agent reads, as root, only what the process
+    itself could read: `-c /root/.my.cnf` from a user's process must not put a
+    root-only file's values into the report."""
     try:
-        opened = read_regular(path, MAX_CONFIG_BYTES, accept=lambda info, real, linked: not is_forbidden(real))
+        opened = read_regular(path, MAX_CONFIG_BYTES, accept=lambda info, real, linked:
+                              not is_forbidden(real) and readable_by(info, reader_uid))
     except PermissionError:
         budget.denied += 1
         return None, None
     except (OSError, NotRegularFile, Refused):
         return None, None
     return opened.data.decode("utf-8", "replace"), opened.identity
+
+
+def readable_by(info: os.stat_result, uid: int | None) -> bool:
+    """Could a process of `uid` read this file? Owner or world read bits only: its groups are not known,
+    so a group-readable file (root:shadow 0640) does not count. An unknown uid reads only world-readable files."""
+    if uid == 0:
+        return True
+    if uid is not None and info.st_uid == uid:
+        return bool(info.st_mode & stat.S_IRUSR)
+    return bool(info.st_mode & stat.S_IROTH)
 
 
 def is_forbidden(real_path: str) -> bool:
