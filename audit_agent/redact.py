@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 REDACTED = "***"
 # -p/--pass/--password VALUE: the pool password (wallets after -u are kept: they are evidence)
@@ -19,34 +20,31 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2
 def redact_argv(argv: list[str]) -> list[str]:
     """The argument list with pool passwords, tokens and key=value secrets replaced by ***."""
     redacted = []
-    hide_next = False
-    userpass_next = False
+    pending: Callable[[str], str] | None = None     # how to hide the next argument, the value of a flag
     for arg in argv:
-        if hide_next:
-            redacted.append(REDACTED)
-            hide_next = False
-            continue
-        if userpass_next:
-            redacted.append(hide_password(arg))
-            userpass_next = False
+        if pending is not None:
+            redacted.append(pending(arg))
+            pending = None
             continue
         flag, sep, value = arg.partition("=")
-        if flag in USERPASS_FLAGS:
-            if sep:
-                redacted.append(f"{flag}={hide_password(value)}")
-            else:
-                redacted.append(arg)
-                userpass_next = True
-            continue
-        if flag in SECRET_FLAGS:
-            if sep:
-                redacted.append(f"{flag}={REDACTED}")
-            else:
-                redacted.append(arg)
-                hide_next = True
-            continue
-        redacted.append(redact_text(arg))
+        hider = secret_hider(flag)
+        if hider is None:
+            redacted.append(redact_text(arg))
+        elif sep:
+            redacted.append(f"{flag}={hider(value)}")
+        else:
+            redacted.append(arg)
+            pending = hider
     return redacted
+
+
+def secret_hider(flag: str) -> Callable[[str], str] | None:
+    """How the value of `flag` is hidden: all of it, only the password of user:password, or not at all."""
+    if flag in USERPASS_FLAGS:
+        return hide_password
+    if flag in SECRET_FLAGS:
+        return lambda _value: REDACTED
+    return None
 
 
 def hide_password(userpass: str) -> str:

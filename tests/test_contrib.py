@@ -13,7 +13,6 @@ import pytest
 
 from tests.conftest import REPO, agent_command
 
-REPO = Path(__file__).resolve().parent.parent
 CONTRIB = REPO / "contrib"
 INSTALLED = "/opt/audit-agent/bin/audit-agent"
 
@@ -85,21 +84,25 @@ def ansible_playbook() -> str:
     return str(tool)
 
 
+def run_playbook(tmp_path, variables: dict, timeout: float) -> subprocess.CompletedProcess:
+    """site.yml against localhost, its outputs under tmp_path, plus the given variables."""
+    settings = {"ansible_python_interpreter": sys.executable, "audit_agent_fleet_command": agent_command()[0],
+                "audit_agent_work_dir": tmp_path / "host", "audit_agent_reports_dir": tmp_path / "reports",
+                "audit_agent_fleet_dir": tmp_path / "fleet", "audit_agent_become": "false",
+                "audit_agent_window": "0.5", **variables}
+    command = [ansible_playbook(), "-i", "localhost,", "-c", "local", str(CONTRIB / "ansible" / "site.yml")]
+    for name, value in settings.items():
+        command += ["-e", f"{name}={value}"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=ansible_env(tmp_path),
+                          stdin=subprocess.DEVNULL)
+
+
 @pytest.mark.e2e
 def test_ansible_playbook_scans_localhost_and_builds_the_fleet_report(tmp_path):
     agent = agent_command()[0]
     if not agent.endswith("audit-agent"):
         pytest.skip("needs the installed audit-agent script")
-    command = [ansible_playbook(), "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
-               str(CONTRIB / "ansible" / "site.yml"),
-               "-e", f"audit_agent_command={agent}",             # the current venv's agent: no install step
-               "-e", f"audit_agent_fleet_command={agent}",
-               "-e", f"audit_agent_work_dir={tmp_path / 'host'}",
-               "-e", f"audit_agent_reports_dir={tmp_path / 'reports'}",
-               "-e", f"audit_agent_fleet_dir={tmp_path / 'fleet'}",
-               "-e", "audit_agent_become=false", "-e", "audit_agent_window=0.5"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=ansible_env(tmp_path),
-                            stdin=subprocess.DEVNULL)
+    result = run_playbook(tmp_path, {"audit_agent_command": agent}, timeout=300)   # the current venv's agent: no install
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     report = json.loads((tmp_path / "reports" / "localhost.json").read_text())
     assert report["schema_version"] and report["host"]["hostname"]
@@ -121,17 +124,8 @@ def test_ansible_playbook_installs_the_wheel_then_scans(tmp_path):
         pytest.skip(f"cannot build a wheel here: {built.stderr.strip().splitlines()[-1:]}")
     [wheel] = wheels.glob("audit_agent-*.whl")
     venv = tmp_path / "host-venv"
-    command = [ansible_playbook(), "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
-               str(CONTRIB / "ansible" / "site.yml"),
-               "-e", f"audit_agent_wheel={wheel}", "-e", f"audit_agent_venv={venv}",
-               "-e", f"audit_agent_python={sys.executable}",
-               "-e", f"audit_agent_fleet_command={agent_command()[0]}",
-               "-e", f"audit_agent_work_dir={tmp_path / 'host'}",
-               "-e", f"audit_agent_reports_dir={tmp_path / 'reports'}",
-               "-e", f"audit_agent_fleet_dir={tmp_path / 'fleet'}",
-               "-e", "audit_agent_become=false", "-e", "audit_agent_window=0.5"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ansible_env(tmp_path),
-                            stdin=subprocess.DEVNULL)
+    result = run_playbook(tmp_path, {"audit_agent_wheel": wheel, "audit_agent_venv": venv,
+                                     "audit_agent_python": sys.executable}, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert (venv / "bin" / "audit-agent").exists(), "the playbook installed the agent into its venv"
     installed = subprocess.run([str(venv / "bin" / "audit-agent"), "--version"], capture_output=True, text=True)
