@@ -2,7 +2,11 @@
 `mining.subscribe` / `mining.authorize`, pushes jobs, accepts `submit` shares.
 
 Runs in a thread inside the test process (StratumPool) or alone:
-`python -m tests.standin.pool --port 3333`.
+`python -m tests.standin.pool --port 3333 [--tls DIR]`.
+
+With `tls=DIR` it speaks Stratum over TLS (as pools do on 443 and 5555), with a
+self-signed certificate made in DIR by `self_signed_cert` (miners do not verify
+pool certificates).
 """
 from __future__ import annotations
 
@@ -10,7 +14,10 @@ import argparse
 import json
 import socket
 import socketserver
+import ssl
+import subprocess
 import threading
+from pathlib import Path
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -45,14 +52,43 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self):      # type: ignore[no-untyped-def]
+        sock, address = super().get_request()
+        if self.tls is not None:
+            sock.settimeout(10)     # a client that never finishes the handshake must not hold the thread
+            try:
+                sock = self.tls.wrap_socket(sock, server_side=True)
+            except (OSError, ssl.SSLError):
+                sock.close()
+                raise
+            sock.settimeout(None)
+        return sock, address
+
+
+def self_signed_cert(directory: str | Path) -> tuple[Path, Path]:
+    """(certificate, key) for CN=localhost in `directory`, made by the openssl command."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "pool-cert.pem", folder / "pool-key.pem"
+    if not cert.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True)
+    return cert, key
 
 
 class StratumPool:
     """Start with `with StratumPool(port) as pool:`; `pool.port`, `pool.methods` (what miners sent)."""
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", tls: str | Path | None = None) -> None:
         self.server = _Server((host, port), _Handler)
         self.server.pool = self  # type: ignore[attr-defined]
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self_signed_cert(tls))
+            self.server.tls = context
         self.host, self.port = self.server.server_address[:2]
         self.methods: list[str] = []
         self.logins: list[object] = []
@@ -89,5 +125,7 @@ def free_port_near(preferred: int) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=3333)
-    with StratumPool(parser.parse_args().port) as running:
+    parser.add_argument("--tls", metavar="DIR", help="speak TLS, with a self-signed certificate kept in DIR")
+    options = parser.parse_args()
+    with StratumPool(options.port, tls=options.tls) as running:
         threading.Event().wait()
