@@ -194,7 +194,9 @@ class HiddenPid:
 @dataclass
 class StealthState:
     ld_so_preload: list[str] = field(default_factory=list)
+    ld_so_preload_hidden: bool = False             # read by system call, yet libc says it does not exist
     self_preloaded_libraries: list[str] = field(default_factory=list)
+    hooked_functions: list[str] = field(default_factory=list)     # "readdir (/lib/x.so)": libc names interposed
     hidden_pids: list[HiddenPid] = field(default_factory=list)
     proc_bind_mounts: list[str] = field(default_factory=list)
     proc_hidepid: str = ""

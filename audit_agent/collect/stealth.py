@@ -5,8 +5,13 @@ are gone. All roots (proc_root, sys_root, etc_root) come from the options so
 tests point the readers at small fake trees.
 
 Hidden processes. `os.listdir('/proc')` goes through libc readdir, which an
-LD_PRELOAD hider (libprocesshider) or a kernel rootkit filters; `kill(pid, 0)`
-and opening /proc/PID directly are not filtered by the former. Every PID up to
+LD_PRELOAD hider (libprocesshider) or a kernel rootkit filters; stronger
+hiders also replace open, stat and kill for /proc/PID and hide
+/etc/ld.so.preload. So the listing is compared with the kernel's own
+(getdents64 as a system call, rawsys.py), every PID is probed with kill(2) as a
+system call, a hidden process and the agent's own maps, environment and
+ld.so.preload are read with openat/read system calls, and the libc functions
+interposed in the agent are named with the library that interposes them. Every PID up to
 pid_max is probed when pid_max is small (measured: ~0.9 us per `os.kill`
 probe, so 32768 PIDs take ~30 ms and 4,194,304 take ~3.7 s on the dev box);
 above FULL_PROBE_MAX the brute range stops at the highest PID seen plus a
@@ -28,7 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from audit_agent.collect import linux_only
+from audit_agent.collect import linux_only, rawsys
 from audit_agent.model import Coverage, CoverageStatus, HiddenPid, ProcessInfo, Snapshot, StealthState
 from audit_agent.redact import cap
 
@@ -57,6 +62,10 @@ def collect_stealth(snapshot: Snapshot, options: Any) -> list[Coverage]:
     etc_root = getattr(options, "etc_root", "/etc")
     state = snapshot.stealth
     state.ld_so_preload = read_ld_so_preload(etc_root)
+    state.ld_so_preload_hidden = bool(state.ld_so_preload) and not os.path.exists(os.path.join(etc_root,
+                                                                                              "ld.so.preload"))
+    if proc_root == "/proc":
+        state.hooked_functions = [f"{name} ({library})" for name, library in rawsys.interposed_functions().items()]
     state.self_preloaded_libraries = self_preloaded_libraries(proc_root, state.ld_so_preload)
     state.proc_bind_mounts, state.proc_hidepid = proc_mounts(proc_root)
     state.hugepages_total, state.hugepage_size_kb = hugepages(proc_root, sys_root)
@@ -72,10 +81,9 @@ def collect_stealth(snapshot: Snapshot, options: Any) -> list[Coverage]:
 
 
 def read_ld_so_preload(etc_root: str = "/etc") -> list[str]:
-    """Entries of /etc/ld.so.preload (whitespace or newline separated; # comments)."""
+    """Entries of /etc/ld.so.preload (whitespace or newline separated; # comments), read past any libc hook."""
     try:
-        with open(os.path.join(etc_root, "ld.so.preload"), encoding="utf-8", errors="replace") as handle:
-            text = handle.read(64 * 1024)
+        text = read_bytes(os.path.join(etc_root, "ld.so.preload"), 64 * 1024).decode("utf-8", "replace")
     except OSError:
         return []
     entries = []
@@ -108,8 +116,7 @@ def own_preload_environ(proc_root: str) -> list[str]:
     """LD_PRELOAD of the agent: the live environment and the one it was started with (a hider may unset it)."""
     values = [os.environ[key] for key in PRELOAD_ENV_KEYS if os.environ.get(key)]
     try:
-        with open(os.path.join(proc_root, "self/environ"), "rb") as handle:
-            raw = handle.read(1024 * 1024)
+        raw = read_bytes(os.path.join(proc_root, "self/environ"), 1024 * 1024)
     except OSError:
         raw = b""
     for item in raw.split(b"\0"):
@@ -120,16 +127,25 @@ def own_preload_environ(proc_root: str) -> list[str]:
 
 
 def mapped_files(maps_path: str) -> list[str]:
-    files = []
+    """Files mapped in a process, from its maps read by system calls (a hider filters its own line from libc reads)."""
+    files: list[str] = []
     try:
-        with open(maps_path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                parts = line.rstrip("\n").split(None, 5)
-                if len(parts) == 6 and parts[5].startswith("/") and parts[5] not in files:
-                    files.append(parts[5])
+        text = read_bytes(maps_path, 16 * 1024 * 1024).decode("utf-8", "replace")
     except OSError:
-        pass
+        return files
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[5].startswith("/") and parts[5] not in files:
+            files.append(parts[5])
     return files
+
+
+def read_bytes(path: str, limit: int) -> bytes:
+    """At most `limit` bytes of a small kernel or config file, read past libc hooks where the platform allows."""
+    if rawsys.available():
+        return rawsys.read_file(path, limit)
+    with open(path, "rb") as handle:
+        return handle.read(limit)
 
 
 # ------------------------------------------------------------------ mounts, tuning
@@ -306,9 +322,21 @@ class ListingUnavailable(Exception):
     """No /proc listing to compare the probes with: the hidden-process check could not look."""
 
 
+def kernel_listed_pids(proc_root: str = "/proc") -> set[int]:
+    """PIDs in /proc read with getdents64 as a system call: the kernel's listing, past any readdir hook."""
+    if not rawsys.available():
+        return set()
+    try:
+        return {int(name) for name in rawsys.list_dir(proc_root) if name.isdigit()}
+    except OSError:
+        return set()
+
+
 def pid_exists(pid: int, proc_root: str = "/proc") -> bool:
-    """Direct probe that no readdir hook sees: kill(pid, 0) on the real /proc, stat of the entry in a fake tree."""
+    """Direct probe that no libc hook sees: kill(pid, 0) as a system call on the real /proc, stat in a fake tree."""
     if proc_root == "/proc":
+        if rawsys.available():
+            return rawsys.pid_alive(pid)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -324,6 +352,8 @@ def pid_exists(pid: int, proc_root: str = "/proc") -> bool:
 def probe_range(limit: int, proc_root: str = "/proc") -> list[int]:
     """Every live PID (or TID) in 1..limit, found by probing each number."""
     alive = []
+    if proc_root == "/proc" and rawsys.available():
+        return rawsys.alive_pids(limit)     # kill(2) itself: a hider's kill() cannot answer for it
     if proc_root == "/proc":
         kill = os.kill      # tight loop: ~0.9 us a PID
         for pid in range(1, limit + 1):
@@ -375,6 +405,7 @@ class HiddenSearch:
     list_pids: Callable[[], set[int]] | None = None
     probe: Callable[[int], bool] | None = None
     probe_all: Callable[[int], list[int]] | None = None
+    kernel_list_pids: Callable[[], set[int]] | None = None
     delay: float = RECHECK_DELAY
 
     def listing(self) -> set[int]:
@@ -385,6 +416,12 @@ class HiddenSearch:
 
     def brute(self, limit: int) -> list[int]:
         return self.probe_all(limit) if self.probe_all else probe_range(limit, self.proc_root)
+
+    def kernel_listing(self) -> set[int]:
+        """The kernel's own listing (empty on a fake tree: there the libc listing is the kernel's)."""
+        if self.kernel_list_pids:
+            return self.kernel_list_pids()
+        return kernel_listed_pids(self.proc_root) if self.proc_root == "/proc" else set()
 
 
 def find_hidden(search: HiddenSearch, known_ppids: Iterable[int] = ()) -> tuple[dict[int, str], str]:
@@ -399,6 +436,8 @@ def find_hidden(search: HiddenSearch, known_ppids: Iterable[int] = ()) -> tuple[
         raise ListingUnavailable(f"the {search.proc_root} listing is empty: nothing to compare the probes with")
     limit, how = probe_limit(search.proc_root, listed)
     candidates: dict[int, str] = {}
+    for pid in sorted(search.kernel_listing() - listed):
+        candidates[pid] = "getdents64"      # in the kernel's /proc listing, filtered out of libc's
     for pid in search.brute(limit):
         candidates.setdefault(pid, "probe")
     tids: set[int] = set()
@@ -473,13 +512,13 @@ def read_tgid(proc_root: str, pid: int) -> int | None:
 def read_status(proc_root: str, pid: int) -> dict[str, str]:
     values = {}
     try:
-        with open(os.path.join(proc_root, str(pid), "status"), encoding="utf-8", errors="replace") as handle:
-            for line in handle.read(16384).splitlines():
-                key, sep, value = line.partition(":")
-                if sep:
-                    values[key] = value.strip()
+        text = read_bytes(os.path.join(proc_root, str(pid), "status"), 16384).decode("utf-8", "replace")
     except OSError:
-        pass
+        return values
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            values[key] = value.strip()
     return values
 
 
@@ -523,7 +562,7 @@ def read_hidden_process(pid: int, proc_root: str, window: float) -> ProcessInfo 
     uid = status.get("Uid", "").split()
     proc.uid = int(uid[0]) if uid and uid[0].isdigit() else None
     try:
-        link = os.readlink(os.path.join(proc_root, str(pid), "exe"))
+        link = read_link(os.path.join(proc_root, str(pid), "exe"))
         proc.exe_deleted = link.endswith(" (deleted)")
         proc.exe = link[: -len(" (deleted)")] if proc.exe_deleted else link
     except PermissionError:
@@ -531,16 +570,19 @@ def read_hidden_process(pid: int, proc_root: str, window: float) -> ProcessInfo 
     except OSError:
         pass
     try:
-        with open(os.path.join(proc_root, str(pid), "cmdline"), "rb") as handle:
-            raw = handle.read(256 * 1024)
+        raw = read_bytes(os.path.join(proc_root, str(pid), "cmdline"), 256 * 1024)
         proc.cmdline = [cap(a.decode("utf-8", "replace"), 4096) for a in raw.split(b"\0") if a][:256]
     except OSError:
         proc.denied.append("cmdline")
     try:
-        proc.cwd = os.readlink(os.path.join(proc_root, str(pid), "cwd"))
+        proc.cwd = read_link(os.path.join(proc_root, str(pid), "cwd"))
     except OSError:
         pass
     return proc
+
+
+def read_link(path: str) -> str:
+    return rawsys.readlink(path) if rawsys.available() else os.readlink(path)
 
 
 def read_with_psutil(pid: int, window: float) -> ProcessInfo | None:

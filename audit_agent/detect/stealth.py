@@ -31,6 +31,8 @@ RULE_SELF_PRELOAD = "AA-STEALTH-011"
 RULE_PROC_BIND = "AA-STEALTH-012"
 RULE_HIDEPID = "AA-STEALTH-013"
 RULE_UNEXPLAINED_CPU = "AA-STEALTH-014"
+RULE_HOOKED_LIBC = "AA-STEALTH-015"
+RULE_PRELOAD_HIDDEN = "AA-STEALTH-016"
 RULE_HUGEPAGES = "AA-TUNE-001"
 RULE_MSR = "AA-TUNE-002"
 RULE_NMI = "AA-TUNE-003"
@@ -43,6 +45,8 @@ BENIGN_PRELOAD = re.compile(r"(?i)(?:jemalloc|tcmalloc|mimalloc|darshan|fakeroot
 BENIGN_LD_SO_PRELOAD = re.compile(r"(?i)(?:libsnoopy|libjemalloc|libtcmalloc|libmimalloc|xalt)")
 AddSignal = Callable[..., None]      # host_signals' helper that appends one host-level Signal
 HUGEPAGES_WORTH_NOTING = 1 << 30    # a RandomX dataset is ~2 GiB; THP for a smaller process is ordinary
+# Replacing these has one use: filtering what a program sees of /proc (no profiler or allocator needs them).
+HIDING_FUNCTIONS = {"readdir", "readdir64", "getdents64", "kill", "opendir"}
 
 
 def signals(ctx: Context) -> list[Signal]:
@@ -225,6 +229,7 @@ def host_signals(ctx: Context) -> list[Signal]:
             f"The audit agent itself runs with {cap(libs, 300)} preloaded: what this audit saw through libc may "
             "have been filtered.", "maps", libs, "library preloaded into the agent", weak=False,
             action="Re-run the audit from trusted, statically linked tools or boot media.")
+    hooked_libc_signal(state, add)
     if state.proc_bind_mounts:
         mounts = ", ".join(state.proc_bind_mounts[:5])
         add(RULE_PROC_BIND, "Mount over a /proc/PID directory", "stealth", Severity.HIGH, 0.8,
@@ -239,6 +244,34 @@ def host_signals(ctx: Context) -> list[Signal]:
     unexplained_cpu_signal(ctx, add)
     tuning_signals(ctx, state, add)
     return found
+
+
+def hooked_libc_signal(state: StealthState, add: AddSignal) -> None:
+    """libc functions replaced inside the agent, and an ld.so.preload that libc says does not exist."""
+    if state.ld_so_preload_hidden:
+        entries = ", ".join(state.ld_so_preload[:5])
+        add(RULE_PRELOAD_HIDDEN, "/etc/ld.so.preload hidden from ordinary file access", "stealth",
+            Severity.CRITICAL, 0.9,
+            f"/etc/ld.so.preload exists and loads {cap(entries, 300)} (read with system calls), yet open and stat "
+            "through libc say it does not exist: a preloaded library hides its own configuration, which only a "
+            "rootkit does.", "file", f"/etc/ld.so.preload: {entries}", "ld.so.preload hidden from libc", weak=False,
+            action="Treat the host as compromised: boot trusted media, remove the library and /etc/ld.so.preload, "
+                   "and look for the processes it hid.")
+    if not state.hooked_functions:
+        return
+    names = {item.split(" ", 1)[0] for item in state.hooked_functions}
+    libraries = {item.split(" (", 1)[1].rstrip(")") for item in state.hooked_functions if " (" in item}
+    hiding = sorted(names & HIDING_FUNCTIONS)
+    benign = not hiding and bool(libraries) and all(BENIGN_PRELOAD.search(lib) for lib in libraries)
+    shown = ", ".join(state.hooked_functions[:8])
+    add(RULE_HOOKED_LIBC, "libc functions replaced inside the audit agent", "stealth",
+        Severity.LOW if benign else Severity.HIGH, 0.2 if benign else 0.8,
+        f"Inside the agent, {cap(shown, 400)} resolve to a library loaded before libc instead of libc itself"
+        + (f"; replacing {', '.join(hiding)} serves only to filter what programs see of /proc" if hiding else "")
+        + ". The audit read /proc, its own memory map and ld.so.preload with system calls instead.",
+        "symbols", shown, "libc function interposed", weak=benign,
+        action="Identify the library, who installed it and which processes it hides; re-run the audit from "
+               "trusted, statically linked tools or boot media.")
 
 
 def unexplained_cpu_signal(ctx: Context, add: AddSignal) -> None:
