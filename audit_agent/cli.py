@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--events", choices=("text", "json"), default="text",
                        help="print change events as one-line text or JSON lines")
     watch.add_argument("--json", metavar="PATH", help="write the latest JSON report here")
+    watch.add_argument("--full-every", type=int, default=10, metavar="N",
+                       help="re-read every process in full every N cycles; between them only processes the "
+                            "kernel reports as new or changed (default 10)")
+    watch.add_argument("--slow-every", type=int, default=10, metavar="N",
+                       help="run the hidden-process and persistence checks every N cycles (default 10)")
     watch.add_argument("-q", "--quiet", action="store_true")
     watch.set_defaults(handler=cmd_watch)
 

@@ -60,6 +60,8 @@ class WatchOptions:
     max_spool: int = 100
     events: str = "text"                # text | json
     quiet: bool = False
+    full_every: int = 10                # cycles between full process rescans (events catch the rest)
+    slow_every: int = 10                # cycles between hidden-process and persistence checks
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "WatchOptions":
@@ -71,7 +73,8 @@ class WatchOptions:
                    push_url=args.push, push_token_file=args.push_token_file,
                    spool_dir=Path(spool) if spool else state_path.parent / "spool",
                    max_spool=getattr(args, "max_spool", 100), events=getattr(args, "events", "text") or "text",
-                   quiet=args.quiet)
+                   quiet=args.quiet, full_every=max(1, getattr(args, "full_every", 10)),
+                   slow_every=max(1, getattr(args, "slow_every", 10)))
 
 
 # ---------------------------------------------------------------- state
@@ -254,6 +257,9 @@ class Watcher:
         self._inputs_signature = self.inputs_signature()
         self.state, self._state_writable = load_state(options.state_path, self.log)
         self.last_report: AuditReport | None = None
+        self.tracker: Any = None                    # IncrementalProcesses, opened on the first cycle
+        self.last_slow: Any = None                  # the last snapshot with hidden-process and persistence checks
+        self.cycles = 0
         if options.push_url:
             from audit_agent.export.push import read_token
             read_token(options.push_token_file)                              # fail early on a bad token file
@@ -304,11 +310,22 @@ class Watcher:
         def check_stop(what: str, done: float) -> None:
             if self.stop.is_set():
                 raise Stopped()
+        from audit_agent.collect.incremental import IncrementalProcesses, carry_slow_checks
         o = self.options
-        return collect_snapshot(CollectOptions(window=o.window, proc_root=o.proc_root, sys_root=o.sys_root,
-                                               etc_root=o.etc_root,
-                                               signature_strings=self.inputs.rules.signature_strings(),
-                                               progress=check_stop))
+        if self.tracker is None and not o.once:
+            self.tracker = IncrementalProcesses.open(o.proc_root, o.full_every)
+        slow = self.last_slow is None or self.cycles % o.slow_every == 0
+        self.cycles += 1
+        snapshot = collect_snapshot(CollectOptions(window=o.window, proc_root=o.proc_root, sys_root=o.sys_root,
+                                                   etc_root=o.etc_root,
+                                                   signature_strings=self.inputs.rules.signature_strings(),
+                                                   progress=check_stop, check_stealth=slow, check_persistence=slow,
+                                                   process_source=self.tracker))
+        if slow:
+            self.last_slow = snapshot
+        else:
+            carry_slow_checks(snapshot, self.last_slow)
+        return snapshot
 
     def cycle(self) -> AuditReport | None:
         """Collect, evaluate, report changes, export. Returns the report, or None when the scan failed."""

@@ -221,6 +221,21 @@ def test_first_reading_uses_the_configured_proc_root(mocker, tmp_path):
     real = collect.first_reading
     mocker.patch.object(collect, "first_reading", side_effect=lambda *a, **k: seen.append((a, k)) or real(*a, **k))
     mocker.patch.object(collect, "extra_steps", return_value=[])
-    collect.collect_snapshot(collect.CollectOptions(window=0, gpu_sampler=_NoGpu(), check_stealth=False,
+    collect.collect_snapshot(collect.CollectOptions(window=0.01, gpu_sampler=_NoGpu(), check_stealth=False,
                                                     proc_root=str(tmp_path)))
     assert seen and (seen[0][0][:1] == (str(tmp_path),) or seen[0][1].get("proc_root") == str(tmp_path))
+
+
+def test_without_a_window_cpu_is_the_lifetime_average_so_a_paused_process_still_shows(mocker, processes):
+    """--window 0 takes no first reading; a process that burned CPU and then went quiet is not 0 %."""
+    import sys
+
+    import audit_agent.collect as collect
+    first = mocker.spy(collect, "first_reading")
+    burner = processes.start([sys.executable, "-c", "import time\nwhile time.process_time() < 1.0: pass\n"
+                              "print('ready', flush=True); time.sleep(60)"], wait_for_line="ready", timeout=60)
+    snapshot = collect.collect_snapshot(collect.CollectOptions(window=0, gpu_sampler=_NoGpu(), check_stealth=False,
+                                                               scan_binaries=False, check_persistence=False))
+    assert first.call_count == 0
+    quiet_now = next(p for p in snapshot.processes if p.pid == burner.pid)
+    assert quiet_now.cpu_percent is not None and quiet_now.cpu_percent > 2.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 import psutil
 
@@ -12,11 +12,19 @@ from audit_agent import __version__
 from audit_agent.collect.gpu import GpuSampler
 from audit_agent.collect.host import collect_host
 from audit_agent.collect.network import collect_connections
-from audit_agent.collect.processes import first_reading, read_processes
-from audit_agent.model import Coverage, CoverageStatus, LoadSample, Snapshot
+from audit_agent.collect.processes import FirstReading, first_reading, read_processes
+from audit_agent.model import Coverage, CoverageStatus, LoadSample, ProcessInfo, Snapshot
 
 Progress = Callable[[str, float], None]     # (what is happening, fraction of the window done 0..1)
 SAMPLE_EVERY = 0.5
+
+
+class ProcessSource(Protocol):
+    """Where a cycle's processes come from when not a fresh full read (watch: incremental.py)."""
+
+    def read(self, first: FirstReading) -> tuple[list[ProcessInfo], Coverage]: ...
+
+    def coverage(self) -> Coverage: ...
 
 
 @dataclass
@@ -31,6 +39,7 @@ class CollectOptions:
     scan_binaries: bool = True
     check_stealth: bool = True
     check_persistence: bool = True
+    process_source: ProcessSource | None = None     # None: read every process in full
 
 
 def collect_snapshot(options: CollectOptions) -> Snapshot:
@@ -44,11 +53,17 @@ def collect_snapshot(options: CollectOptions) -> Snapshot:
     gpu.start()
     from audit_agent.collect.stealth import CpuAccount     # hidden-CPU check: /proc/stat over this window
     cpu_account = CpuAccount.start(options.proc_root) if options.check_stealth else None
-    first = first_reading(options.proc_root)
+    # No window, no first reading: CPU is then each process's average over its life (set_cpu_use), which a
+    # process that pauses or throttles while the audit runs cannot hide from.
+    first = first_reading(options.proc_root) if options.window > 0 else FirstReading(time.monotonic(), {})
     snapshot.load = sample_window(options.window, gpu, progress)
 
     progress("processes", 1.0)
-    snapshot.processes, coverage = read_processes(first, options.proc_root)
+    if options.process_source is not None:
+        snapshot.processes, coverage = options.process_source.read(first)
+        snapshot.coverage.append(options.process_source.coverage())
+    else:
+        snapshot.processes, coverage = read_processes(first, options.proc_root)
     if cpu_account is not None:
         cpu_account.finish(snapshot)    # /proc/stat vs the listed processes over the same window
     snapshot.coverage.append(coverage)
