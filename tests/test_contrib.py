@@ -72,7 +72,10 @@ def test_cron_example_is_a_valid_cron_d_line():
 
 
 def ansible_env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "atmp"),
+    # Without PYTHONPATH: a source tree on it (with the egg-info a wheel build leaves) makes pip in the host's new
+    # venv believe the agent is already installed, and it installs nothing.
+    inherited = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    return {**inherited, "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "atmp"),
             "ANSIBLE_REMOTE_TEMP": str(tmp_path / "rtmp"), "ANSIBLE_NOCOLOR": "1", "LANG": "C.UTF-8",
             "LC_ALL": "C.UTF-8", "ANSIBLE_RETRY_FILES_ENABLED": "0"}
 
@@ -124,8 +127,10 @@ def test_ansible_playbook_installs_the_wheel_then_scans(tmp_path):
         pytest.skip(f"cannot build a wheel here: {built.stderr.strip().splitlines()[-1:]}")
     [wheel] = wheels.glob("audit_agent-*.whl")
     venv = tmp_path / "host-venv"
+    # The control node is this host: its fleet step uses the agent the playbook just installed.
     result = run_playbook(tmp_path, {"audit_agent_wheel": wheel, "audit_agent_venv": venv,
-                                     "audit_agent_python": sys.executable}, timeout=600)
+                                     "audit_agent_python": sys.executable,
+                                     "audit_agent_fleet_command": venv / "bin" / "audit-agent"}, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert (venv / "bin" / "audit-agent").exists(), "the playbook installed the agent into its venv"
     installed = subprocess.run([str(venv / "bin" / "audit-agent"), "--version"], capture_output=True, text=True)
