@@ -211,12 +211,50 @@ class StealthState:
 
 
 @dataclass
+class StartedProgram:
+    """A program a persistence entry starts, looked at on disk whether or not it runs now."""
+    path: str                   # as the host sees it (/home/a/.x/run), not below a test root
+    via: str = ""               # how the entry reaches it: "", "sh -c", "decoded base64", "script /x.sh:3", ...
+    exists: bool = False
+    uid: int | None = None      # owner of the file
+    mode: int | None = None     # st_mode
+    size: int | None = None
+    mtime: float | None = None
+    ctime: float | None = None
+    writable_by: str = ""       # "", "world", "group", or the non-root owner's name: who may replace it
+    hidden_dir: str = ""        # the dot-named directory it lies in
+    sha256: str = ""
+    matched_strings: list[str] = field(default_factory=list)    # the executable scanner's hits (YARA as yara:NAME)
+    packer: str = ""            # e.g. "upx" when the file carries a packer's marks
+    configs: list[MinerConfig] = field(default_factory=list)    # miner configs it names or that lie next to it
+    error: str = ""             # why it could not be looked at (not found, access denied, limit)
+
+
+@dataclass
 class PersistenceEntry:
     path: str
-    kind: str                   # cron, systemd, rc, profile
+    kind: str                   # cron, at, anacron, systemd, generator, udev, rc, profile, autostart, ssh,
+                                # motd, ld-preload, ld-conf, container
     line: int
     text: str
-    user: str = ""
+    user: str = ""              # the account the started program runs as ("*" = every user who logs in)
+    placement: str = ""         # finer place: "user crontab", "systemd user unit", "timer", "drop-in", ...
+    trigger: str = ""           # boot, schedule, timer, login, ssh-login, device, every-process, restart
+    owner: str = ""             # who owns the file holding the entry (name, or uid as text)
+    owner_uid: int | None = None
+    mtime: float | None = None  # of the file holding the entry
+    ctime: float | None = None
+    decoded: list[str] = field(default_factory=list)      # commands decoded from base64 / printf / hex in the line
+    downloads: list[str] = field(default_factory=list)    # URLs the line fetches and runs
+    programs: list[StartedProgram] = field(default_factory=list)
+
+
+@dataclass
+class PersistenceBaseline:
+    """What the host's own files say about its age, to tell a recent entry from the rest."""
+    package_db_mtime: float | None = None       # newest change of the package database (dpkg/rpm/apk/pacman)
+    install_time: float | None = None           # oldest sign of the installation (machine-id, installer logs)
+    root_prefix: str = ""                       # the test root the paths were read below ("" = /)
 
 
 @dataclass
@@ -240,6 +278,7 @@ class Snapshot:
     configs: list[MinerConfig] = field(default_factory=list)
     stealth: StealthState = field(default_factory=StealthState)
     persistence: list[PersistenceEntry] = field(default_factory=list)
+    persistence_baseline: PersistenceBaseline = field(default_factory=PersistenceBaseline)
     load: list[LoadSample] = field(default_factory=list)
     coverage: list[Coverage] = field(default_factory=list)
 

@@ -8,10 +8,17 @@ import pytest
 
 from audit_agent.collect import CollectOptions
 from audit_agent.collect import persistence as collector
+from audit_agent.collect.persistence import fs, shell
 from audit_agent.detect import Context
 from audit_agent.detect import persistence as detector
 from audit_agent.evaluate import evaluate
-from audit_agent.model import CoverageStatus, PersistenceEntry, ProcessInfo, Severity, Snapshot
+from audit_agent.model import (
+    CoverageStatus,
+    PersistenceEntry,
+    ProcessInfo,
+    Severity,
+    Snapshot,
+)
 
 
 def write(path: Path, text: str) -> Path:
@@ -117,15 +124,15 @@ def test_collect_persistence_fills_the_snapshot_and_reports_ok(fake_root: Path):
 
 
 def test_unreadable_file_is_counted_not_raised(fake_root: Path, mocker):
-    real = collector.read_head
     denied = str(fake_root / "var/spool/cron/crontabs/bob")
+    real = fs.read_fd
 
-    def deny_one(path, limit, *args):
-        if str(path) == denied:
+    def deny_one(fd, limit):
+        if os.readlink(f"/proc/self/fd/{fd}") == denied:
             raise PermissionError(13, "Permission denied")
-        return real(path, limit, *args)
+        return real(fd, limit)
 
-    mocker.patch.object(collector, "read_head", side_effect=deny_one)
+    mocker.patch.object(fs, "read_fd", side_effect=deny_one)
     snapshot = Snapshot()
     [coverage] = collector.collect_persistence(snapshot, CollectOptions(etc_root=str(fake_root / "etc")))
     assert coverage.status == CoverageStatus.PARTIAL
@@ -139,19 +146,19 @@ def test_missing_root_is_skipped(tmp_path: Path):
     assert coverage.status == CoverageStatus.SKIPPED
 
 
-def test_reading_is_bounded(tmp_path: Path, monkeypatch):
+def test_reading_is_bounded(tmp_path: Path):
     root = tmp_path / "root"
     write(root / "etc/cron.d/big", "".join(f"{i % 60} * * * * root /usr/bin/true {i}\n" for i in range(5000)))
     for i in range(5):
         write(root / f"etc/cron.d/job{i}", "@daily root /usr/bin/true\n")
-    monkeypatch.setattr(collector, "MAX_FILES", 3)
-    monkeypatch.setattr(collector, "MAX_FILE_BYTES", 4096)
-    reader = collector.read_persistence(root / "etc")
-    coverage = collector.persistence_coverage(reader)
+    out = collector.read_persistence(root / "etc", system_limits=fs.Limits(files=3, bytes=1 << 20, seconds=60,
+                                                                            names=1000))
+    coverage = collector.persistence_coverage(out)
     assert coverage.status == CoverageStatus.PARTIAL
-    assert reader.files == 3 and reader.skipped_for_limit == 3
-    assert len([e for e in reader.entries if e.path.endswith("/big")]) < 200
-    assert "limit" in coverage.reason and "in part" in coverage.reason
+    system = out.scopes[0]
+    assert system.name == "system" and system.files == 3 and system.skipped.count == 3
+    assert len([e for e in out.entries if e.path.endswith("/big")]) <= 500
+    assert "limit of 3 files reached" in coverage.reason and "read only in part" in coverage.reason
 
 
 # ---------------------------------------------------------------- detection
@@ -195,7 +202,7 @@ def test_coded_dropper_check_catches_download_then_run(compiled_rules):
     signals = detector.entry_signals(entry, compiled_rules)
     assert signals, "a download saved and then run must be a reason"
     assert {s.subject_key for s in signals} == {"file:/etc/rc.local"}
-    assert detector.fetch_then_run("curl -o /srv/a.tgz https://example.org/a.tgz && tar xzf /srv/a.tgz") is None
+    assert shell.saved_then_run("curl -o /srv/a.tgz https://example.org/a.tgz && tar xzf /srv/a.tgz") is None
 
 
 def test_systemd_unit_running_a_kernel_thread_name_from_a_hidden_path(tmp_path: Path, compiled_rules):
@@ -333,7 +340,7 @@ def test_bashrc_swapped_for_a_fifo_between_checks_does_not_hang_the_agent(fake_r
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         worker.join(timeout=5)
         pytest.fail("the collector blocked opening a FIFO")
-    snapshot, coverage = result[0]
+    snapshot, _coverage = result[0]
     assert not any(e.path == str(fifo) for e in snapshot.persistence)
     assert any(e.path.endswith("home/carol/.bashrc") for e in snapshot.persistence)
 
@@ -399,33 +406,22 @@ def test_a_device_in_place_of_a_crontab_is_never_opened_for_reading(fake_root: P
 
 def test_folders_that_cannot_be_listed_are_counted_as_denied(fake_root: Path, mocker):
     """/var/spool/cron/crontabs, /home and a systemd folder the agent may not list: partial, never ok."""
-    denied_dirs = {str(fake_root / "var/spool/cron/crontabs"), str(fake_root / "home")}
-    real_iterdir = Path.iterdir
-
-    def iterdir(self):
-        if str(self) in denied_dirs:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_iterdir(self)
-
-    mocker.patch.object(Path, "iterdir", iterdir)
+    denied_dirs = {str(fake_root / "var/spool/cron/crontabs"), str(fake_root / "home/carol/.config/systemd/user"),
+                   str(fake_root / "etc/systemd/system")}
     real_scandir = os.scandir
-    unit_dir = str(fake_root / "etc/systemd/system")
 
     def scandir(path="."):
-        if os.fspath(path) == unit_dir:
-            raise PermissionError(13, "Permission denied", os.fspath(path))
+        shown = os.readlink(f"/proc/self/fd/{path}") if isinstance(path, int) else os.fspath(path)
+        if shown in denied_dirs:
+            raise PermissionError(13, "Permission denied", shown)
         return real_scandir(path)
 
     mocker.patch("os.scandir", side_effect=scandir)
     snapshot, coverage = coverage_of(fake_root)
     assert coverage.status == CoverageStatus.PARTIAL
     assert coverage.denied == 3
-    for path in (*denied_dirs, unit_dir):
+    for path in denied_dirs:
         assert path in coverage.reason
-    assert not any("home/carol" in e.path for e in snapshot.persistence)
-
-
-def test_the_home_limit_is_reported(fake_root: Path, monkeypatch):
-    monkeypatch.setattr(collector, "MAX_HOMES", 0)
-    _, coverage = coverage_of(fake_root)
-    assert coverage.status == CoverageStatus.PARTIAL and "1 home folder(s) not read" in coverage.reason
+    assert not any("crontabs/bob" in e.path or "web.service" in e.path or "notebook" in e.path
+                   for e in snapshot.persistence)
+    assert any(e.path.endswith("home/carol/.bashrc") for e in snapshot.persistence)    # read by name: not lost
