@@ -3,8 +3,16 @@ from __future__ import annotations
 
 import time
 
-from audit_agent.model import (Connection, Coverage, CoverageStatus, GpuDevice, GpuProcess, HostInfo, ProcessInfo,
-                               Snapshot)
+from audit_agent.model import (
+    Connection,
+    Coverage,
+    CoverageStatus,
+    GpuDevice,
+    GpuProcess,
+    HostInfo,
+    ProcessInfo,
+    Snapshot,
+)
 from audit_agent.pipeline import Inputs, load_inputs, run_scan
 
 _PACK_CACHE: dict[str, Inputs] = {}
@@ -49,3 +57,12 @@ def default_inputs(config: str | None = None) -> Inputs:
 
 def scan(snap: Snapshot, config: str | None = None):
     return run_scan(snap, default_inputs(config))
+
+
+def write_file(path, text: str, mode: int | None = None):
+    """Write a file in a test's fake root, making its folders; `mode` to chmod it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if mode is not None:
+        path.chmod(mode)
+    return path

@@ -19,12 +19,7 @@ from audit_agent.model import (
     Severity,
     Snapshot,
 )
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+from tests.factories import write_file as write
 
 
 def miner_command(rules) -> str:

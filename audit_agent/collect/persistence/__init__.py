@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from audit_agent.collect import linux_only
+from audit_agent.collect.persistence import fs  # noqa: F401 - tests reach the limits through the package
 from audit_agent.collect.persistence.baseline import read_baseline
 from audit_agent.collect.persistence.containers import read_containers
 from audit_agent.collect.persistence.fs import (

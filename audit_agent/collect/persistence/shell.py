@@ -26,7 +26,7 @@ ENV_ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 WRAPPERS = {"nohup": 0, "setsid": 0, "exec": 0, "sudo": 0, "doas": 0, "env": 0, "nice": 0, "ionice": 0,
             "chrt": 1, "taskset": 1, "timeout": 1, "stdbuf": 0, "time": 0, "command": 0, "flock": 1,
             "runuser": 0, "su": 0, "cpulimit": 0, "torsocks": 0, "proxychains": 0, "proxychains4": 0,
-            "daemonize": 0, "start-stop-daemon": 0, "xargs": 0, "systemd-run": 0, "disown": 0}
+            "daemonize": 0, "xargs": 0, "systemd-run": 0, "disown": 0}
 WRAPPER_OPTIONS_WITH_VALUE = {"-u", "-g", "-n", "-c", "-l", "-s", "-p", "-k", "--user", "--group", "-S", "-x",
                               "--exec", "--startas", "-a"}
 SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox", "fish", "mksh"}
@@ -80,6 +80,10 @@ def programs(command: str, depth: int = 0) -> list[list[str]]:
         if not argv:
             continue
         name = basename(argv[0])
+        if name == "start-stop-daemon":
+            argv = option_values(argv, ("--exec", "-x", "--startas", "-a"))[:1]
+            if not argv:
+                continue
         if name in SHELLS and "-c" in argv[1:-1]:
             if depth < 3:
                 found += programs(argv[argv.index("-c", 1) + 1], depth + 1)
@@ -120,6 +124,19 @@ def peel_wrappers(argv: list[str]) -> list[str]:
             index += 2 if argv[index] in WRAPPER_OPTIONS_WITH_VALUE else 1
         argv = argv[index + takes:]
     return argv
+
+
+def option_values(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """Values of the given options (`--exec X`, `--exec=X`), in order."""
+    found = []
+    for index, word in enumerate(argv):
+        flag, sep, value = word.partition("=")
+        if flag in flags:
+            if sep:
+                found.append(value)
+            elif index + 1 < len(argv):
+                found.append(argv[index + 1])
+    return found
 
 
 def basename(path: str) -> str:
