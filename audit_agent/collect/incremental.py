@@ -155,6 +155,7 @@ def carry_slow_checks(snapshot: Snapshot, previous: Snapshot | None) -> None:
     if previous is None:
         return
     snapshot.persistence = previous.persistence
+    snapshot.persistence_baseline = previous.persistence_baseline
     snapshot.stealth = previous.stealth
     alive = {p.pid for p in snapshot.processes}
     for proc in previous.processes:
