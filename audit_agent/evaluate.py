@@ -10,19 +10,41 @@ import fnmatch
 import hashlib
 import time
 from collections import defaultdict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from audit_agent import __version__
-from audit_agent.detect import Context, Signal
-from audit_agent.detect import content, gpu, load, persistence, process, stealth
-from audit_agent.filings import Filing, apply_filings
-from audit_agent.model import (COUNTED_STATUSES, AuditReport, CoverageStatus, Finding, FindingStatus, RulePackInfo,
-                               Severity, Snapshot, Verdict)
+from audit_agent.detect import (
+    Context,
+    Signal,
+    content,
+    gpu,
+    load,
+    persistence,
+    process,
+    research,
+    stealth,
+)
+from audit_agent.filing import Filing, apply_filings
+from audit_agent.filing.systems import research_systems
+from audit_agent.model import (
+    COUNTED_STATUSES,
+    AuditReport,
+    CoverageStatus,
+    Finding,
+    FindingStatus,
+    RulePackInfo,
+    Severity,
+    Snapshot,
+    Verdict,
+)
 from audit_agent.policy import AllowEntry, Policy
 from audit_agent.rules.compiler import CompiledRules
+from audit_agent.timezone import institution_zone, zone_label
 
 PRODUCERS: list[Callable[[Context], list[Signal]]] = [
     process.signals, content.signals, stealth.signals, persistence.signals, gpu.signals, load.signals,
+    research.signals,
 ]
 CORE_CHECKS = ("processes", "network")
 COUNTED = COUNTED_STATUSES
@@ -38,10 +60,12 @@ def evaluate(snapshot: Snapshot, rules: CompiledRules, policy: Policy | None = N
     collected: list[Signal] = []
     for producer in PRODUCERS:
         collected.extend(producer(ctx))
-    findings = fold(collected)
+    findings = fold(collected, rules.kind_of)
     for finding in findings:
         apply_allowlist(finding, policy.allowlist, snapshot.host.hostname)
-    matched_filings = apply_filings(findings, filings or [], snapshot, now if now is not None else snapshot.collected_at)
+    zone = institution_zone(policy.timezone)
+    matched_filings = apply_filings(findings, filings or [], snapshot,
+                                    now if now is not None else snapshot.collected_at, zone)
     findings.sort(key=lambda f: (-f.severity.rank, -f.confidence, f.subject.pid or 0, f.fingerprint))
     report = AuditReport(
         agent_version=__version__, generated_at=time.time() if now is None else now,
@@ -51,17 +75,23 @@ def evaluate(snapshot: Snapshot, rules: CompiledRules, policy: Policy | None = N
                                files=list(rules.pack.files)),
         coverage=list(snapshot.coverage), findings=findings, fail_on=fail_on,
         process_count=len(snapshot.processes), connection_count=len(snapshot.connections),
-        load=list(snapshot.load), filings=matched_filings)
+        load=list(snapshot.load), filings=matched_filings, timezone=zone_label(zone),
+        research_systems=research_systems(findings, snapshot, {r.id: r for r in rules.pack.rules}, filings or []))
     report.verdict, report.verdict_reasons = verdict(report)
     return report
 
 
-def fold(signals: list[Signal]) -> list[Finding]:
-    """One finding per subject, with every reason; severity and confidence from the signals together."""
+def fold(signals: list[Signal], kind_of: dict[str, str] | None = None) -> list[Finding]:
+    """One finding per subject, with every reason; severity and confidence from the signals together.
+
+    A subject with research evidence is settled first (detect/research.settle): research-led,
+    or a miner when it also mines on a main network or hides.
+    """
     by_subject: dict[str, list[Signal]] = defaultdict(list)
     for signal in signals:
         by_subject[signal.subject_key].append(signal)
-    return [finding_from(group) for group in by_subject.values() if not only_context(group)]
+    groups = [research.settle(group, kind_of or {}) for group in by_subject.values()]
+    return [finding_from(group) for group in groups if not only_context(group)]
 
 
 def only_context(group: list[Signal]) -> bool:
@@ -79,7 +109,9 @@ def finding_from(group: list[Signal]) -> Finding:
     if strong:
         severity = max((s.severity for s in strong), key=lambda s: s.rank)
         categories = {s.category for s in group}
-        if len(categories) >= 2 and confidence >= ESCALATE_AT and severity.rank < Severity.HIGH.rank:
+        research_led = any(s.category == research.CATEGORY for s in strong)
+        if (len(categories) >= 2 and confidence >= ESCALATE_AT and severity.rank < Severity.HIGH.rank
+                and not research_led):     # a filed-research subject is judged by the registry, not escalated
             severity = Severity.HIGH
     else:
         severity = min(max((s.severity for s in group), key=lambda s: s.rank), WEAK_ONLY_CAP, key=lambda s: s.rank)

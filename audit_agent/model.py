@@ -54,12 +54,14 @@ class FindingStatus(str, enum.Enum):
     REGISTRATION_EXPIRED = "registration_expired"   # a filing matched but is no longer valid
     OUTSIDE_REGISTRATION = "outside_registration"   # a filing matched the workload but not host/user/scale
     ALLOWLISTED = "allowlisted"                     # approved in the local config
+    UNFILED = "unfiled"                             # a mining-related research system without a filing
 
 
 # Findings with these statuses count against the host (the verdict, exit codes, metrics, fleets).
-COUNTED_STATUSES = (FindingStatus.OPEN, FindingStatus.REGISTRATION_EXPIRED, FindingStatus.OUTSIDE_REGISTRATION)
+COUNTED_STATUSES = (FindingStatus.OPEN, FindingStatus.UNFILED, FindingStatus.REGISTRATION_EXPIRED,
+                    FindingStatus.OUTSIDE_REGISTRATION)
 # What a finding or rule is about; rule packs and metrics use the same list.
-CATEGORIES = ("miner", "network", "stealth", "persistence", "gpu", "load", "tuning")
+CATEGORIES = ("miner", "network", "stealth", "persistence", "gpu", "load", "tuning", "research")
 
 
 # ---------------------------------------------------------------- snapshot parts
@@ -364,7 +366,9 @@ class AuditReport:
     process_count: int = 0
     connection_count: int = 0
     load: list[LoadSample] = field(default_factory=list)
-    filings: list[dict[str, Any]] = field(default_factory=list)   # the filings that matched something
+    filings: list[dict[str, Any]] = field(default_factory=list)   # filings that matched, expire soon or lie unused
+    research_systems: list[dict[str, Any]] = field(default_factory=list)   # per research system: use vs filed scale
+    timezone: str = ""          # the institution's zone filings were judged in
 
     @property
     def open_findings(self) -> list[Finding]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from audit_agent.filings import Filing, load_registry
+from audit_agent.filing import Filing, load_registry
 from audit_agent.model import AuditReport, Severity, Snapshot
 from audit_agent.policy import Policy, load_policy
 from audit_agent.rules.compiler import CompiledRules

@@ -46,6 +46,8 @@ class Policy:
     profile: dict[str, str] = field(default_factory=dict)
     filings_path: str = ""
     fail_on: Severity | None = None
+    timezone: str = ""          # the institution's IANA zone; "" = the host's (audit_agent/timezone.py)
+    research_severity: Severity = Severity.MEDIUM   # an unfiled mining-related research system
     source: str = ""
 
 
@@ -58,7 +60,7 @@ def load_policy(path: str | Path | None) -> Policy:
         return Policy(source=str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping")
-    known = {"thresholds", "allowlist", "profile", "filings", "fail_on"}
+    known = {"thresholds", "allowlist", "profile", "filings", "fail_on", "timezone", "research_severity"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{path}:{line_of(data, 1)}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
@@ -78,7 +80,27 @@ def load_policy(path: str | Path | None) -> Policy:
         except ValueError:
             raise ConfigError(f"{path}:{line_of(data)}: fail_on must be one of "
                               f"{', '.join(s.value for s in Severity)}") from None
+    policy.timezone = _timezone(data, path)
+    if "research_severity" in data:
+        if data["research_severity"] not in (Severity.MEDIUM.value, Severity.HIGH.value):
+            raise ConfigError(f"{path}:{line_of(data)}: research_severity must be medium or high")
+        policy.research_severity = Severity(data["research_severity"])
     return policy
+
+
+def _timezone(data: dict, path: Path) -> str:
+    """The `timezone` setting, checked now so a typo stops the scan with file:line, not mid-report."""
+    from audit_agent.timezone import zone_by_name
+    name = data.get("timezone", "")
+    if name in ("", None):
+        return ""
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}:{line_of(data)}: timezone must be an IANA zone name such as Asia/Shanghai")
+    try:
+        zone_by_name(name)
+    except ValueError as exc:
+        raise ConfigError(f"{path}:{line_of(data)}: {exc}") from None
+    return name
 
 
 def _list(data: dict, key: str, path: Path) -> list:

@@ -32,7 +32,9 @@ from audit_agent.model import Coverage, CoverageStatus, ProcessInfo
 ATTRS = ["pid", "ppid", "name", "exe", "cmdline", "username", "cwd", "create_time", "status", "nice",
          "num_threads", "memory_info", "cpu_times", "terminal", "uids"]
 ENV_KEYS = ("LD_PRELOAD", "LD_AOUT_PRELOAD", "LD_ELF_PRELOAD", "LD_LIBRARY_PATH", "SLURM_JOB_ID",
-            "SLURM_JOB_USER", "CUDA_VISIBLE_DEVICES", "KUBERNETES_SERVICE_HOST", "container")
+            "SLURM_JOB_USER", "CUDA_VISIBLE_DEVICES", "KUBERNETES_SERVICE_HOST", "container",
+            # a Filecoin local devnet (Lotus docs: export LOTUS_SKIP_GENESIS_CHECK=_yes_), a Chia testnet root
+            "LOTUS_SKIP_GENESIS_CHECK", "CHIA_ROOT")
 MAX_ARG_CHARS = 4096        # one argument; a longer one is cut and marked
 MAX_ARGS = 256
 ON_LINUX = sys.platform.startswith("linux")

@@ -13,6 +13,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 
 from audit_agent.redact import redact_flat
 from audit_agent.rules.loader import DomainEntry, Rule, RulePack, domain_entries
+from audit_agent.rules.research import ResearchMatcher
 
 HOST_PATTERN = re.compile(r"(?<![\w.@-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62})(?![\w-])",
                           re.IGNORECASE)
@@ -78,6 +79,8 @@ class CompiledRules:
             self.generic_runtimes.update(basename(str(v)) for v in rule.params.get("generic", []))
             framework_patterns.extend(rule.params.get("patterns", []))
             library_patterns.extend(rule.params.get("libraries", []))
+        self.research = ResearchMatcher(pack.by_kind("research"))
+        self.kind_of = {rule.id: rule.kind for rule in pack.rules}
         self.framework_regex = _alternation(framework_patterns)
         self.framework_library_regex = _alternation(library_patterns)
 

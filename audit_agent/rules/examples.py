@@ -6,6 +6,7 @@ import shlex
 
 from audit_agent.rules.compiler import CompiledRules, logins_from_argv
 from audit_agent.rules.loader import Rule, RulePack
+from audit_agent.rules.research import example_names_and_text
 
 
 def rule_matches(rule: Rule, example: str) -> bool:
@@ -31,6 +32,9 @@ def rule_matches(rule: Rule, example: str) -> bool:
     if kind == "strings":
         found = {s for s in alone.signature_strings() if s in example}
         return bool(alone.match_strings(found, "example"))
+    if kind == "research":
+        names, text = example_names_and_text(example)
+        return bool(alone.research.match(names, text))
     if kind == "frameworks":
         return alone.is_framework(example, "", example)
     return False

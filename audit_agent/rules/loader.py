@@ -11,7 +11,8 @@ from audit_agent.model import CATEGORIES, Severity
 from audit_agent.paths import data_dir
 from audit_agent.yamlfile import ConfigError, line_of, parse_yaml
 
-KINDS = ("names", "cmdline", "wallet", "domains", "ports", "strings", "persistence", "frameworks")
+KINDS = ("names", "cmdline", "wallet", "domains", "ports", "strings", "persistence", "frameworks", "research")
+RESEARCH_SYSTEMS = ("pow_node", "devnet", "pool", "benchmark", "library", "farming")
 DOMAIN_TYPES = ("pool", "proxy", "donate", "browser", "dyndns", "campaign")
 DOMAIN_STATUSES = ("active", "defunct")
 RULE_ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
@@ -201,6 +202,8 @@ def _check_params(kind: str, params: dict, where: str, rule_id: str) -> None:
         _string_list(params, "generic", where, rule_id, required=False)
         _check_regexes(_string_list(params, "patterns", where, rule_id, required=False), where, rule_id)
         _check_regexes(_string_list(params, "libraries", where, rule_id, required=False), where, rule_id)
+    elif kind == "research":
+        _check_research(params, where, rule_id)
     elif kind == "wallet":
         for entry in _string_list(params, "patterns", where, rule_id):
             if not isinstance(entry, dict) or not isinstance(entry.get("coin"), str) or "regex" not in entry:
@@ -218,6 +221,25 @@ def _check_params(kind: str, params: dict, where: str, rule_id: str) -> None:
         minimum = params.get("min_matches", 1)
         if not isinstance(minimum, int) or isinstance(minimum, bool) or not 1 <= minimum <= len(strings):
             raise ConfigError(f"{where}: {rule_id}: min_matches must be between 1 and the number of strings")
+
+
+def _check_research(params: dict, where: str, rule_id: str) -> None:
+    if params.get("system") not in RESEARCH_SYSTEMS:
+        raise ConfigError(f"{where}: {rule_id}: match.system must be one of {', '.join(RESEARCH_SYSTEMS)}")
+    if not isinstance(params.get("software"), str) or not params["software"].strip():
+        raise ConfigError(f"{where}: {rule_id}: match.software must name the software (shown in filing drafts)")
+    programs = _string_list(params, "programs", where, rule_id, required=False)
+    patterns = _string_list(params, "patterns", where, rule_id, required=False)
+    if not programs and not patterns:
+        raise ConfigError(f"{where}: {rule_id}: a research rule needs programs, patterns or both")
+    for key in ("patterns", "requires", "unless"):
+        _check_regexes(_string_list(params, key, where, rule_id, required=False), where, rule_id)
+    for key in ("needs", "provides"):
+        if key in params and (not isinstance(params[key], str) or not params[key].strip()):
+            raise ConfigError(f"{where}: {rule_id}: match.{key} must be a label such as bitcoin-blocks")
+    unknown = set(params) - {"system", "software", "programs", "patterns", "requires", "unless", "needs", "provides"}
+    if unknown:
+        raise ConfigError(f"{where}: {rule_id}: unknown research key(s) {', '.join(sorted(map(str, unknown)))}")
 
 
 def _check_domain_entry(entry: Any, where: str, rule_id: str) -> None:

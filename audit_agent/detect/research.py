@@ -1,0 +1,159 @@
+"""Signals about mining-related research systems, and how they settle against miner evidence.
+
+A research system (a regtest node that generates blocks, a Filecoin devnet, a Stratum V2 pool
+under test, a miner's benchmark mode) is allowed when filed; `settle` makes its finding a research
+finding unless the same process also shows main-network mining (a wallet, a public pool, a
+connection to a public pool port) or hiding, which keep it a miner whatever it calls itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+
+from audit_agent.detect import (
+    Context,
+    Signal,
+    process_key,
+    process_subject,
+    safe_format,
+)
+from audit_agent.model import Evidence, ProcessInfo, Severity
+from audit_agent.redact import cap, redact_cmdline
+from audit_agent.rules.research import ResearchHit
+
+CATEGORY = "research"
+# host:port or scheme://[user@]host:port in evidence text
+ENDPOINT = re.compile(r"(?:[a-z][a-z0-9+.-]*://)?(?:[^@\s/]+@)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{2,5})\b")
+LOCAL_SUFFIXES = (".local", ".lan", ".internal", ".localdomain", ".test", ".home.arpa")
+MAIN_NETWORK_KINDS = ("wallet", "domains")
+CHAIN = re.compile(r"(?:^|\s)--?(?:chain=)?(regtest|testnet4|testnet|signet|stagenet)\b", re.IGNORECASE)
+
+
+def signals(ctx: Context) -> list[Signal]:
+    matcher = ctx.rules.research
+    if not matcher.rules:
+        return []
+    severity = ctx.policy.research_severity
+    node_hits: list[tuple[ProcessInfo, ResearchHit]] = []
+    providers: dict[str, list[tuple[ProcessInfo | None, ResearchHit]]] = {}
+    for proc in ctx.by_pid.values():
+        argv0 = proc.cmdline[0] if proc.cmdline else ""
+        text = process_text(proc)
+        if not text:
+            continue
+        for hit in matcher.match((proc.name, proc.exe, argv0), text):
+            label = hit.rule.params.get("provides")
+            if label:
+                providers.setdefault(label, []).append((proc, hit))
+            node_hits.append((proc, hit))
+    for entry in ctx.snapshot.persistence:           # a cron line that generates blocks every minute
+        for hit in matcher.match((), entry.text):
+            if hit.rule.params.get("provides"):
+                providers.setdefault(hit.rule.params["provides"], []).append((None, hit))
+    found: list[Signal] = []
+    anchors: dict[str, str] = {}                     # label -> subject key of the node it belongs to
+    for proc, hit in sorted(node_hits, key=lambda item: item[0].pid):
+        label = hit.rule.params.get("needs")
+        if not label:
+            continue
+        chain = chain_of(hit.value)
+        asking = [(p, h) for p, h in providers.get(label, []) if chain_of(h.value) in ("", chain)]
+        if asking:
+            for p, h in asking:
+                anchors.setdefault(f"{label}:{p.pid if p else h.value}", process_key(proc.pid))
+            by = "; ".join(sorted({_describe(p, h) for p, h in asking}))[:400]
+            found.append(_signal(proc, hit, severity, extra=f" Blocks are requested by {by}."))
+        else:   # a test-chain node nobody asks for blocks: context only
+            found.append(_signal(proc, hit, Severity.INFO, weak=True))
+    for proc, hit in node_hits:
+        if hit.rule.params.get("needs"):
+            continue
+        label = hit.rule.params.get("provides")
+        key = anchors.get(f"{label}:{proc.pid}", "") if label else ""
+        signal = _signal(proc, hit, severity)
+        if key and key != signal.subject_key:          # the generator is part of the node's system
+            node = ctx.by_pid[int(key.split(":", 1)[1])]
+            signal = dataclasses.replace(signal, subject_key=key, subject=process_subject(node), weak=True)
+        found.append(signal)
+    return found
+
+
+def chain_of(text: str) -> str:
+    """The test chain a command line names (regtest, testnet, signet, stagenet); "" when it names none."""
+    found = CHAIN.search(text)
+    return found.group(1).lower().removesuffix("4") if found else ""
+
+
+def process_text(proc: ProcessInfo) -> str:
+    """What research rules read: the command line, then the selected environment as KEY=VALUE."""
+    words = list(proc.cmdline) or ([proc.name] if proc.name else [])
+    words += [f"{key}={value}" for key, value in sorted(proc.environ.items())]
+    return " ".join(words)
+
+
+def _describe(proc: ProcessInfo | None, hit: ResearchHit) -> str:
+    if proc is None:
+        return f"a scheduled task ({cap(hit.matched, 60)})"
+    return f"pid {proc.pid} ({cap(redact_cmdline(proc.cmdline), 120)})"
+
+
+def _signal(proc: ProcessInfo, hit: ResearchHit, severity: Severity, *, weak: bool = False, extra: str = "") -> Signal:
+    rule = hit.rule
+    shown = redact_cmdline(proc.cmdline, 600) or proc.name
+    reason = safe_format(rule.reason, field="command line", value=cap(shown, 300), matched=cap(hit.matched, 200))
+    return Signal(subject_key=process_key(proc.pid), subject=process_subject(proc), rule_id=rule.id, title=rule.title,
+                  category=CATEGORY, severity=severity, confidence=rule.confidence, reason=reason + extra,
+                  evidence=Evidence(field="cmdline", value=cap(shown, 300), matched=cap(hit.matched, 200),
+                                    rule_id=rule.id),
+                  action=rule.action, indicator=hit.matched, weak=weak,
+                  tags=[f"system:{rule.params['system']}", f"software:{rule.params['software']}"])
+
+
+# ---------------------------------------------------------------- settling against miner evidence
+
+
+def settle(group: list[Signal], kind_of: dict[str, str]) -> list[Signal]:
+    """A group with research evidence: research-led when nothing shows main-network mining or hiding.
+
+    Research-led: the miner-looking signals (the xmrig name of a benchmark, its binary strings)
+    stay as reasons but no longer set the severity. Otherwise the research signals turn into
+    miner evidence: "benchmark" with a public pool is mining.
+    """
+    research = [s for s in group if s.category == CATEGORY and not s.weak]
+    if not research:
+        return group
+    disqualifying = [s for s in group if s.category != CATEGORY and main_network(s, kind_of)]
+    if disqualifying:
+        note = (" It also shows main-network mining or hiding "
+                f"({disqualifying[0].title}), so it is counted as a miner, not as research.")
+        return [dataclasses.replace(s, category="miner", severity=Severity.HIGH, reason=s.reason + note)
+                if s in research else s for s in group]
+    ceiling = max((s.severity for s in research), key=lambda s: s.rank)
+    return [s if s.category == CATEGORY or s.weak
+            else dataclasses.replace(s, weak=True, severity=min(s.severity, ceiling, key=lambda v: v.rank))
+            for s in group]
+
+
+def main_network(signal: Signal, kind_of: dict[str, str]) -> bool:
+    """Evidence that a process mines on a main network or hides: never research."""
+    if signal.category == "stealth":
+        return True
+    if kind_of.get(signal.rule_id, "") in MAIN_NETWORK_KINDS:
+        return True
+    if signal.category in ("miner", "network", "config"):
+        return any(public_host(host) for host, _ in ENDPOINT.findall(signal.evidence.value))
+    return False
+
+
+def public_host(host: str) -> bool:
+    host = host.strip("[]").lower().rstrip(".")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host == "localhost" or host.endswith(LOCAL_SUFFIXES):
+            return False
+        labels = host.split(".")
+        # a dotted name with a letter in its top label is a DNS name; "12.30" or a bare word is not
+        return len(labels) >= 2 and any(c.isalpha() for c in labels[-1])
+    return address.is_global

@@ -1,0 +1,78 @@
+"""Matchers for `research` rules: mining-related research systems recognised from software and mode.
+
+A rule names the programs it is about (optional: a renamed benchmark is still caught by a
+program-specific option), the modes that make it research (`patterns`, any one), what must be
+there too (`requires`, all) and what vetoes it (`unless`). The text is the joined command line
+followed by the audit-relevant environment as KEY=VALUE (LOTUS_SKIP_GENESIS_CHECK=_yes_).
+
+`provides` and `needs` tie two processes together: a regtest node only produces blocks when
+something asks it to (bitcoin-cli generatetoaddress), so a node rule that `needs: bitcoin-blocks`
+counts only where a rule that `provides: bitcoin-blocks` matched on the same host.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from audit_agent.rules.loader import Rule
+
+ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+@dataclass(frozen=True)
+class ResearchHit:
+    rule: Rule
+    matched: str        # the pattern text that matched, or the program name
+    value: str          # the text looked at
+
+
+@dataclass
+class _Compiled:
+    rule: Rule
+    programs: frozenset[str]
+    patterns: list[re.Pattern[str]]
+    requires: list[re.Pattern[str]]
+    unless: list[re.Pattern[str]]
+
+
+def _regexes(values: list) -> list[re.Pattern[str]]:
+    return [re.compile(str(v), re.IGNORECASE) for v in values or []]
+
+
+class ResearchMatcher:
+    def __init__(self, rules: list[Rule]) -> None:
+        from audit_agent.rules.compiler import basename
+        self._basename = basename
+        self.rules = [_Compiled(rule, frozenset(basename(str(p)) for p in rule.params.get("programs", [])),
+                                _regexes(rule.params.get("patterns", [])), _regexes(rule.params.get("requires", [])),
+                                _regexes(rule.params.get("unless", []))) for rule in rules]
+
+    def match(self, names: tuple[str, ...], text: str) -> list[ResearchHit]:
+        """Hits for a process known by `names` (name, exe, argv0) whose command line + environment is `text`."""
+        bases = {self._basename(n) for n in names if n}
+        hits = []
+        for item in self.rules:
+            program = next(iter(sorted(bases & item.programs)), "")
+            if item.programs and not program:
+                continue
+            found = next((m.group(0) for m in (p.search(text) for p in item.patterns) if m), None)
+            if item.patterns and found is None:
+                continue
+            if not all(p.search(text) for p in item.requires) or any(p.search(text) for p in item.unless):
+                continue
+            hits.append(ResearchHit(item.rule, (found or program).strip(), text))
+        return hits
+
+
+def example_names_and_text(example: str) -> tuple[tuple[str, ...], str]:
+    """An example command line as the matcher sees a process: leading KEY=VALUE words are its environment."""
+    try:
+        words = shlex.split(example)
+    except ValueError:
+        words = example.split()
+    lead = 0
+    while lead < len(words) and ENV_ASSIGNMENT.match(words[lead]):
+        lead += 1
+    argv, env = words[lead:] or [""], words[:lead]
+    return (argv[0],), " ".join([" ".join(argv), *env]).strip()
