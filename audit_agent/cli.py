@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from audit_agent import __version__
 
@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--fail-on", choices=SEVERITIES, default=None,
                       help="exit 1 when a counted finding is at or above this severity (default: high)")
     scan.add_argument("--fail-on-incomplete", action="store_true", help="exit 3 when the audit is incomplete")
+    scan.add_argument("--filing-drafts", metavar="DIR",
+                      help="write a pre-filled filing draft (YAML + en/zh-CN HTML) per unfiled research system here")
     scan.add_argument("-q", "--quiet", action="store_true", help="no terminal summary or progress (for cron)")
     scan.set_defaults(handler=cmd_scan)
 
@@ -54,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("report", metavar="REPORT.json")
     add_report_outputs(report, json_output=False)
     report.set_defaults(handler=cmd_report)
+
+    filing = commands.add_parser("filing", help="filings of research systems: draft them from a report")
+    filing_commands = filing.add_subparsers(dest="filing_command", metavar="ACTION", required=True)
+    draft = filing_commands.add_parser("draft", help="write a pre-filled filing per unfiled research system")
+    draft.add_argument("report", metavar="REPORT.json")
+    draft.add_argument("--out", required=True, metavar="DIR", help="where the drafts go (created if missing)")
+    draft.set_defaults(handler=cmd_filing_draft)
 
     demo = commands.add_parser("demo", help="render the reports of the demo snapshots in seeds/")
     demo.add_argument("--out", default="audit-agent-demo", metavar="DIR", help="output directory")
@@ -155,6 +164,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
         with progress_display(args.quiet) as progress:
             snapshot = collect_with(args, inputs.rules.signature_strings(), progress)
     report = run_scan(snapshot, inputs, fail_on)
+    if args.filing_drafts:
+        from audit_agent.filing.draft import write_drafts
+        drafts = write_drafts(report, args.filing_drafts)       # before the reports: they link the drafts
+        if not args.quiet:
+            print(f"wrote {len(drafts)} filing draft file(s) to {args.filing_drafts}", file=sys.stderr)
     write_reports(report, args)
     if not args.quiet:
         print_summary(report)
@@ -186,6 +200,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_filing_draft(args: argparse.Namespace) -> int:
+    from audit_agent.filing.draft import unfiled_systems, write_drafts
+    from audit_agent.output import read_report
+
+    report = read_report(args.report)
+    if not unfiled_systems(report):
+        print(f"{args.report}: no research system without a filing; nothing to draft", file=sys.stderr)
+        return EXIT_OK
+    for path in write_drafts(report, args.out):
+        print(path)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from audit_agent.demo import run_demo
     for line in run_demo(Path(args.out), args.lang):
@@ -208,9 +235,8 @@ def cmd_rules_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_list(args: argparse.Namespace) -> int:
-    from audit_agent.rules.loader import load_pack
-
     from audit_agent.rules.active import active_rules_path
+    from audit_agent.rules.loader import load_pack
     pack = load_pack(active_rules_path(args.rules))
     print(f"{pack.name} {pack.version} sha256:{pack.sha256[:16]}")
     for rule in pack.rules:
@@ -264,6 +290,7 @@ def write_reports(report, args: argparse.Namespace) -> None:  # type: ignore[no-
 
 def print_summary(report) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
+
     from audit_agent.render.text import write
 
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -314,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audit-agent: error: missing dependency {exc.name or exc}: reinstall audit-agent "
               "(pip install audit-agent)", file=sys.stderr)
         return EXIT_ERROR
-    except Exception as exc:        # noqa: BLE001 - a bug: one line and exit 2, never a traceback read as exit 1
+    except Exception as exc:
         if os.environ.get("AUDIT_AGENT_DEBUG"):
             raise
         print(f"audit-agent: internal error: {type(exc).__name__}: {str(exc)[:300]} "

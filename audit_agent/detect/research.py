@@ -136,9 +136,13 @@ def settle(group: list[Signal], kind_of: dict[str, str]) -> list[Signal]:
 
 
 def main_network(signal: Signal, kind_of: dict[str, str]) -> bool:
-    """Evidence that a process mines on a main network or hides: never research."""
+    """Evidence that a process mines on a main network or hides: never research.
+
+    Hiding is the strong stealth evidence (a pid hidden from /proc, a kernel-thread disguise, a pid-file
+    executable); a weak hint such as an executable under /tmp stays a reason on the research finding.
+    """
     if signal.category == "stealth":
-        return True
+        return not signal.weak
     if kind_of.get(signal.rule_id, "") in MAIN_NETWORK_KINDS:
         return True
     if signal.category in ("miner", "network", "config"):

@@ -119,7 +119,9 @@ def filings(report: AuditReport) -> list[dict[str, Any]]:
     shown = []
     for item in report.filings:
         entry = {key: item.get(key) for key in ("number", "approved_by", "project", "discipline", "responsible",
-                                                "contact", "valid_from", "valid_until", "status")}
+                                                "contact", "valid_from", "valid_until", "status", "expiring_soon",
+                                                "expires_in_days", "timezone", "gpu_memory_gib", "storage_tib",
+                                                "used_gpu_memory_gib", "used_storage_tib")}
         entry["hosts"] = ", ".join(str(h) for h in item.get("hosts") or [])
         entry["users"] = ", ".join(str(u) for u in item.get("users") or [])
         entry["used_cpu_cores"], entry["cpu_cores"] = item.get("used_cpu_cores"), item.get("cpu_cores")
