@@ -1,6 +1,8 @@
 """Where the shipped data directories (rules/, reports/, seeds/) are found."""
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -12,3 +14,27 @@ def data_dir(name: str) -> Path:
     if installed.is_dir():
         return installed
     return PACKAGE_DIR.parent / name
+
+
+def private_file(path: Path, max_bytes: int) -> bool:
+    """A file the agent may trust as its own state: a regular file (not a link) owned by us, that nobody else
+    can write, in a folder nobody else can write, at most max_bytes. Used for caches whose content would
+    otherwise let another user hide a miner (a 'clean' scan result) or run code (a pickle)."""
+    try:
+        info = os.lstat(path)
+        folder = os.stat(path.parent)
+    except OSError:
+        return False
+    uid = os.geteuid()
+    return (stat.S_ISREG(info.st_mode) and info.st_uid == uid and not info.st_mode & 0o022
+            and folder.st_uid == uid and not folder.st_mode & 0o022 and info.st_size <= max_bytes)
+
+
+def private_folder(folder: Path) -> bool:
+    """Create `folder` (0700) if needed; True when it is ours and nobody else can write it."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.stat(folder)
+    except OSError:
+        return False
+    return info.st_uid == os.geteuid() and not info.st_mode & 0o022

@@ -5,6 +5,7 @@ Shared by `scan`, `watch` and the tests, so a live scan is exactly collect + eva
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from audit_agent.filing import Filing, load_registry
 from audit_agent.model import AuditReport, Severity, Snapshot
@@ -21,9 +22,13 @@ class Inputs:
 
 
 def load_rules(path: str | None = None) -> CompiledRules:
-    """The pack at `path`, else an installed (updated) pack, else the shipped default."""
-    from audit_agent.rules.active import active_rules_path
-    return CompiledRules(load_pack(active_rules_path(path)))
+    """The pack at `path`, else an installed (updated) pack, else the shipped default; built once per change
+    of its files and then loaded from the state directory (rules/pack_cache.py)."""
+    from audit_agent.rules.active import active_rules_path, state_dir
+    from audit_agent.rules.loader import default_rules_dir
+    from audit_agent.rules.pack_cache import cached
+    root = active_rules_path(path) or default_rules_dir()
+    return cached([Path(root)], state_dir(), lambda: CompiledRules(load_pack(root)))
 
 
 def load_inputs(rules_path: str | None = None, config_path: str | None = None) -> Inputs:

@@ -4,8 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 
 class ConfigError(ValueError):
     """Bad configuration or input data; the message is one line, starting with file:line."""
@@ -16,12 +14,27 @@ class LineDict(dict):
     line: int = 0
 
 
-# libyaml's C parser when PyYAML was built with it (about 10x faster on the rule packs), same marks and errors.
-class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    pass
+_LOADER: Any = None
 
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+def line_loader() -> Any:
+    """The YAML loader that records line numbers; PyYAML is imported on first use, since a scan whose rule
+    pack comes from the pack cache (rules/pack_cache.py) and that has no config file parses no YAML at all."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        # libyaml's C parser when PyYAML was built with it (about 10x faster on the rule packs), same marks and errors.
+        class LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+            pass
+
+        LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+        LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+        _LOADER = LineLoader
+    return _LOADER
+
+
+def _construct_mapping(loader: Any, node: Any) -> LineDict:
     mapping = LineDict()
     mapping.line = node.start_mark.line + 1
     loader.flatten_mapping(node)
@@ -33,16 +46,13 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     return mapping
 
 
-def _construct_timestamp(loader: _LineLoader, node: yaml.ScalarNode) -> Any:
+def _construct_timestamp(loader: Any, node: Any) -> Any:
     """A date such as 2026-02-30 looks like a timestamp but is none: say where, not a traceback."""
+    import yaml
     try:
         return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
     except ValueError as exc:
         raise ConfigError(f"line {node.start_mark.line + 1}: {node.value!r} is not a real date ({exc})") from None
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -57,8 +67,10 @@ def load_yaml(path: str | Path) -> Any:
 
 def parse_yaml(text: str, path: str | Path) -> Any:
     """Parse YAML text read from `path` (named in errors)."""
+    loader = line_loader()
+    import yaml
     try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=loader)  # noqa: S506 - SafeLoader subclass
     except ConfigError as exc:
         raise ConfigError(f"{path}:{str(exc).removeprefix('line ')}") from None
     except yaml.MarkedYAMLError as exc:

@@ -98,6 +98,20 @@ def start_miner(processes: Processes, argv: list[str], *, name: str | None = Non
                            wait_for_line="ready")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_state_dir(tmp_path_factory):
+    """The agent's state (scan cache, watch state, installed packs) in a folder of this test session, for the
+    agents the tests start too: never the host's /var/lib/audit-agent."""
+    if os.environ.get("AUDIT_AGENT_STATE_DIR"):
+        yield
+        return
+    folder = tmp_path_factory.mktemp("state")
+    folder.chmod(0o700)
+    os.environ["AUDIT_AGENT_STATE_DIR"] = str(folder)
+    yield
+    os.environ.pop("AUDIT_AGENT_STATE_DIR", None)
+
+
 def have_compiler() -> str | None:
     return shutil.which("cc") or shutil.which("gcc")
 

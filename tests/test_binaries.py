@@ -182,6 +182,69 @@ def test_cache_keeps_only_executables_of_the_last_cycle_and_is_capped(tmp_path, 
     assert len(binaries._CACHE) == 2
 
 
+def run_in_a_new_process(snapshot: Snapshot, opts: SimpleNamespace) -> None:
+    """collect_binaries as the next scheduled run would: nothing in memory, only what was saved."""
+    binaries.clear_cache()
+    binaries.collect_binaries(snapshot, opts)
+
+
+@linux
+def test_results_persist_between_runs_and_a_changed_file_is_scanned_again(tmp_path, monkeypatch):
+    exe = tmp_path / "worker"
+    exe.write_bytes(b"\x00" * 100 + b"mining.subscribe")
+    root = fake_proc(tmp_path, 7, exe)
+    state = tmp_path / "state"
+    opts = SimpleNamespace(proc_root=str(root), signature_strings=list(STRINGS), state_dir=str(state))
+    calls = []
+    real = binaries.scan_file
+    monkeypatch.setattr(binaries, "scan_file", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    first = Snapshot(processes=[ProcessInfo(pid=7)])
+    run_in_a_new_process(first, opts)
+    assert len(calls) == 1 and (state / "binary-scans.json").stat().st_mode & 0o777 == 0o600
+    again = Snapshot(processes=[ProcessInfo(pid=7)])
+    run_in_a_new_process(again, opts)
+    assert len(calls) == 1                                       # the saved result, not a second read
+    assert again.binaries[0].matched_strings == first.binaries[0].matched_strings == ["mining.subscribe"]
+    exe.write_bytes(b"\x00" * 100 + b"XMRig/%s")                  # same size and name, new content
+    changed = Snapshot(processes=[ProcessInfo(pid=7)])
+    run_in_a_new_process(changed, opts)
+    assert len(calls) == 2 and changed.binaries[0].matched_strings == ["XMRig/%s"]
+    other_pack = SimpleNamespace(proc_root=str(root), signature_strings=["XMRig/%s", "cn/r"], state_dir=str(state))
+    run_in_a_new_process(Snapshot(processes=[ProcessInfo(pid=7)]), other_pack)
+    assert len(calls) == 3                                       # other signatures: scanned for them
+
+
+@linux
+@pytest.mark.parametrize("tamper", ["world-writable", "malformed", "wrong-version", "symlink"])
+def test_a_saved_result_that_cannot_be_trusted_is_ignored(tmp_path, monkeypatch, tamper):
+    exe = tmp_path / "worker"
+    exe.write_bytes(b"\x00" * 100 + b"mining.subscribe")
+    root = fake_proc(tmp_path, 7, exe)
+    state = tmp_path / "state"
+    opts = SimpleNamespace(proc_root=str(root), signature_strings=list(STRINGS), state_dir=str(state))
+    run_in_a_new_process(Snapshot(processes=[ProcessInfo(pid=7)]), opts)
+    saved = state / "binary-scans.json"
+    # What an attacker wants: the miner's entry saying it is clean.
+    data = __import__("json").loads(saved.read_text())
+    for entry in data["entries"].values():
+        entry["matched"] = []
+    if tamper == "world-writable":
+        saved.write_text(__import__("json").dumps(data))
+        saved.chmod(0o666)
+    elif tamper == "malformed":
+        saved.write_text('{"version": 1, "entries": {"1:2:3": [')
+    elif tamper == "wrong-version":
+        saved.write_text(__import__("json").dumps({**data, "version": 99}))
+    else:
+        elsewhere = tmp_path / "planted.json"
+        elsewhere.write_text(__import__("json").dumps(data))
+        saved.unlink()
+        saved.symlink_to(elsewhere)
+    result = Snapshot(processes=[ProcessInfo(pid=7)])
+    run_in_a_new_process(result, opts)
+    assert result.binaries[0].matched_strings == ["mining.subscribe"]
+
+
 class FailingRules:
     """yara-python rules whose match() times out."""
 

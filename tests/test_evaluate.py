@@ -182,3 +182,22 @@ def test_no_pool_password_in_persistence_evidence():
                              text="@reboot root /tmp/.x/xmrig -o stratum+tcp://pool.supportxmr.com:3333 -u w -p hunter2secret")
     report = scan(snapshot([], persistence=[entry]))
     assert report.findings and "hunter2secret" not in json.dumps(report.to_dict())
+
+
+def test_identical_processes_are_each_their_own_finding_though_matched_once():
+    """2,000 workers of one command line: the text is matched once, yet every process gets its own finding."""
+    workers = [proc(100 + n, XMRIG, cpu=90.0) for n in range(50)]
+    report = scan(snapshot(workers, []))
+    assert sorted(f.subject.pid for f in report.findings) == [100 + n for n in range(50)]
+    assert len({tuple(f.rule_ids) for f in report.findings}) == 1
+
+
+def test_a_remembered_match_is_not_changed_by_what_a_caller_does_with_it():
+    from audit_agent.pipeline import load_rules
+    rules = load_rules()
+    first = rules.match_cmdline(XMRIG)
+    assert first
+    first.clear()
+    assert rules.match_cmdline(XMRIG) and rules.match_domains(XMRIG, "cmdline")
+    rules.match_domains(XMRIG, "cmdline").clear()
+    assert rules.match_domains(XMRIG, "cmdline")

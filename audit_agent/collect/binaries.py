@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from audit_agent import __version__
+from audit_agent.collect import scan_cache
 from audit_agent.model import BinaryScan, Coverage, CoverageStatus, Snapshot
 
 CHECK = "binaries"
@@ -72,7 +74,7 @@ class _Target:
     """One distinct executable and the pids running it."""
     path: str
     open_path: str
-    key: tuple[int, int, int, int]
+    key: tuple[int, int, int, int, int]       # device, inode, size, mtime_ns, ctime_ns
     size: int
     pids: list[int] = field(default_factory=list)
 
@@ -83,8 +85,48 @@ class _Target:
 _CACHE: OrderedDict[tuple[Any, ...], _Cached] = OrderedDict()
 
 
+_CHANGED: set[tuple[Any, ...]] = set()          # entries scanned in this process, not yet saved
+_LOADED_FROM: set[str] = set()                   # state folders whose saved entries are already in _CACHE
+
+
 def clear_cache() -> None:
     _CACHE.clear()
+    _CHANGED.clear()
+    _LOADED_FROM.clear()
+
+
+def cache_folder(options: Any) -> Path | None:
+    """Where scan results persist between runs: the options' state folder, else the agent's state directory."""
+    folder = getattr(options, "state_dir", None)
+    if folder is None:
+        from audit_agent.rules.active import state_dir
+        folder = state_dir()
+    return Path(folder) if folder else None
+
+
+def remember_saved(folder: Path | None) -> None:
+    """Bring the results saved by earlier runs into this process's cache, once per folder."""
+    if folder is None or str(folder) in _LOADED_FROM:
+        return
+    _LOADED_FROM.add(str(folder))
+    for key, value in scan_cache.load(folder).items():
+        parts = key.split(":")
+        if len(parts) != 6 or not all(p.isdigit() for p in parts[:5]):
+            continue
+        cache_key = (*(int(p) for p in parts[:5]), parts[5])
+        _CACHE.setdefault(cache_key, _Cached(value["sha256"], value["size"], value["scanned"],
+                                             list(value["matched"]), value["engine"]))
+
+
+def save_cache(folder: Path | None) -> None:
+    """Persist what this process scanned (only results keyed by a stable signature digest)."""
+    if folder is None or not _CHANGED:
+        return
+    entries = {scan_cache.entry_key(key[:5], key[5]): {"sha256": r.sha256, "size": r.size, "scanned": r.scanned,
+                                                      "matched": r.matched, "engine": r.engine}
+               for key, r in _CACHE.items() if len(key) == 6 and isinstance(key[5], str) and not r.error}
+    if scan_cache.save(folder, entries):
+        _CHANGED.clear()
 
 
 def prune_cache(seen: set[tuple[Any, ...]]) -> None:
@@ -98,13 +140,16 @@ def prune_cache(seen: set[tuple[Any, ...]]) -> None:
 def collect_binaries(snapshot: Snapshot, options: Any) -> list[Coverage]:
     """scanning executables for miner signatures"""
     strings = list(getattr(options, "signature_strings", []) or [])
-    yara_rules = load_yara_rules(strings)
-    if not strings and yara_rules is None:
+    yara_rules = LazyYara(strings)
+    if not strings and yara_rules.compiled() is None:
         return [Coverage(CHECK, CoverageStatus.SKIPPED, "the rule pack has no executable signature strings")]
     pids = [p.pid for p in snapshot.processes]
     seen: set[tuple[Any, ...]] = set()
+    folder = cache_folder(options)
+    remember_saved(folder)
     scans, inspected, denied = scan_pids(pids, snapshot, options, strings, yara_rules, seen)
     prune_cache(seen)
+    save_cache(folder)
     snapshot.binaries.extend(scans)
     failed = [scan for scan in scans if scan.error and not scan.error.startswith("access denied")
               and scan.error != VANISHED]
@@ -141,7 +186,8 @@ def scan_pids(pids: Iterable[int], snapshot: Snapshot, options: Any, strings: li
             continue
         existing = targets.setdefault(target.key, target)
         existing.pids.append(pid)
-    signature_id = (tuple(strings), id(yara_rules) if yara_rules is not None else None)
+    signature_id = (yara_rules.digest if isinstance(yara_rules, LazyYara) else
+                    (tuple(strings), id(yara_rules) if yara_rules is not None else None))
     encoded = [s.encode("utf-8") for s in strings]
     scans = []
     for target in targets.values():
@@ -179,7 +225,7 @@ def locate(pid: int, known_exe: str, proc_root: str) -> tuple[_Target | None, in
         return None, 0
     if not stat.S_ISREG(info.st_mode):
         return None, 0
-    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
     return _Target(path=path or known_exe, open_path=open_path, key=key, size=info.st_size), 0
 
 
@@ -190,6 +236,8 @@ def scan_target(target: _Target, signature_id: tuple[Any, ...], strings: list[st
     if cached is not None:
         _CACHE.move_to_end(cache_key)
         return cached
+    if isinstance(yara_rules, LazyYara):            # compiled only now that there is something new to scan
+        yara_rules = yara_rules.compiled()
     try:
         result = scan_file(target.open_path, strings, encoded, yara_rules)
     except PermissionError:
@@ -201,6 +249,7 @@ def scan_target(target: _Target, signature_id: tuple[Any, ...], strings: list[st
         return _Cached("", target.size, 0, [], "builtin", f"unreadable: {exc.strerror or exc}")
     if not result.error:            # a failed YARA scan is tried again next cycle
         _CACHE[cache_key] = result
+        _CHANGED.add(cache_key)
     return result
 
 
@@ -317,6 +366,51 @@ _YARA_CACHE: dict[tuple[str, ...], Any] = {}
 def yara_dir() -> Path:
     from audit_agent.paths import data_dir
     return data_dir("rules") / "yara"
+
+
+class LazyYara:
+    """The YARA rules for a scan, compiled only when a file is not already in the cache.
+
+    `digest` names the signatures (strings and rule sources) stably across runs, so saved
+    results are reused only for the same signatures."""
+
+    def __init__(self, strings: list[str]) -> None:
+        self.strings = strings
+        self.sources = yara_sources(strings)
+        digest = hashlib.sha256()
+        for name, text in sorted(self.sources.items()):
+            digest.update(name.encode() + b"\0" + text.encode("utf-8", "backslashreplace") + b"\0")
+        digest.update("\0".join(strings).encode("utf-8", "backslashreplace"))
+        # How files are scanned belongs to the key too: another agent version may read more of a file.
+        digest.update(f"\0{__version__}\0{MAX_SCAN_BYTES}".encode())
+        self.digest = digest.hexdigest()[:32]
+        self._compiled: Any = _UNSET
+
+    def compiled(self) -> Any:
+        if self._compiled is _UNSET:
+            self._compiled = load_yara_rules(self.strings)
+        return self._compiled
+
+
+_UNSET = object()
+
+
+def yara_sources(strings: list[str]) -> dict[str, str]:
+    """The YARA sources a scan would compile ({} without yara-python): shipped rules and the signature rule."""
+    try:
+        import yara  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return {}
+    files = sorted(yara_dir().glob("*.yar")) if yara_dir().is_dir() else []
+    sources = {}
+    for i, path in enumerate(files):
+        try:
+            sources[f"shipped_{i}"] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+    if strings:
+        sources["signatures"] = signature_rule(strings)
+    return sources
 
 
 def load_yara_rules(strings: list[str]) -> Any:

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath, PureWindowsPath
+from typing import Callable
 
 from audit_agent.redact import redact_flat
 from audit_agent.rules.loader import DomainEntry, Rule, RulePack, domain_entries
@@ -55,7 +56,7 @@ class CompiledRules:
         self.cmdline = _PatternSet(pack.by_kind("cmdline"))
         self.persistence = _PatternSet(pack.by_kind("persistence"))
         self.wallets: list[tuple[Rule, str, re.Pattern[str]]] = [
-            (rule, entry["coin"], re.compile(entry["regex"]))
+            (rule, entry["coin"], LazyRegex(entry["regex"]))
             for rule in pack.by_kind("wallet") for entry in rule.params["patterns"]]
         self.domain_suffix: dict[str, tuple[Rule, DomainEntry]] = {}
         self.domain_exact: dict[str, tuple[Rule, DomainEntry]] = {}
@@ -81,6 +82,7 @@ class CompiledRules:
             library_patterns.extend(rule.params.get("libraries", []))
         self.research = ResearchMatcher(pack.by_kind("research"))
         self.kind_of = {rule.id: rule.kind for rule in pack.rules}
+        self._domain_memo: dict[tuple[str, str], tuple[Hit, ...]] = {}
         self.framework_regex = _alternation(framework_patterns)
         self.framework_library_regex = _alternation(library_patterns)
 
@@ -114,6 +116,10 @@ class CompiledRules:
 
     # -- domains, wherever a host name appears
     def match_domains(self, text: str, field: str) -> list[Hit]:
+        """Known pool domains among the host names in `text`; identical texts are looked at once."""
+        return remembered(self._domain_memo, (text, field), self._match_domains)
+
+    def _match_domains(self, text: str, field: str) -> list[Hit]:
         hits = []
         seen = set()
         for host in HOST_PATTERN.findall(text):
@@ -188,7 +194,33 @@ class CompiledRules:
 
 
 def _alternation(patterns: list[str]) -> re.Pattern[str] | None:
-    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE) if patterns else None
+    joined = "|".join(f"(?:{p})" for p in patterns)
+    return LazyRegex(joined, re.IGNORECASE) if patterns else None  # type: ignore[return-value]
+
+
+class LazyRegex:
+    """A regex compiled on first use, and pickled as its source: a pack loaded from the pack cache
+    (pack_cache.py) compiles only the patterns a scan really reaches (most wallets and framework
+    patterns, on a host with no miner, never)."""
+
+    __slots__ = ("pattern", "flags", "_compiled")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self.pattern, self.flags = pattern, flags
+        self._compiled: re.Pattern[str] | None = None
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compiled = re.compile(self.pattern, self.flags)
+        return getattr(compiled, name)
+
+    def __getstate__(self) -> tuple[str, int]:
+        return self.pattern, self.flags
+
+    def __setstate__(self, state: tuple[str, int]) -> None:
+        self.pattern, self.flags = state
+        self._compiled = None
 
 
 class _PatternSet:
@@ -219,9 +251,10 @@ class _PatternSet:
                     continue
                 for literal in literals:
                     self.by_gram.setdefault(_rarest_gram(literal, self.by_gram), []).append((literal, index))
-        self.unfiltered = re.compile("|".join(unfiltered), re.IGNORECASE) if unfiltered else None
+        self.unfiltered = LazyRegex("|".join(unfiltered), re.IGNORECASE) if unfiltered else None
         self._every = [f"(?:{p})" for rule in rules for p in rule.params["patterns"]]
         self._any: re.Pattern[str] | None = None
+        self._memo: dict[tuple[str, str], tuple[Hit, ...]] = {}
 
     @property
     def any(self) -> re.Pattern[str] | None:
@@ -258,8 +291,13 @@ class _PatternSet:
         return sorted(found)
 
     def match(self, text: str, field: str) -> list[Hit]:
+        """Hits of every rule in `text`. Identical texts (2,000 workers of one job, one command line) are
+        matched once: the result is remembered, boundedly, for the life of the compiled pack."""
         if not self.rules:
             return []
+        return remembered(self._memo, (text, field), self._match)
+
+    def _match(self, text: str, field: str) -> list[Hit]:
         indexes = self.candidates(text)
         if indexes is None:
             if not self.any or not self.any.search(text):
@@ -279,6 +317,18 @@ class _PatternSet:
 
 
 MIN_LITERAL = 3
+MEMO_ENTRIES = 8192         # distinct texts remembered per matcher; past it the memo starts over
+
+
+def remembered(memo: dict[tuple[str, str], tuple[Hit, ...]], key: tuple[str, str],
+               match: Callable[[str, str], list[Hit]]) -> list[Hit]:
+    """match(*key), computed once per distinct key (bounded); a fresh list each time, so callers may change it."""
+    known = memo.get(key)
+    if known is None:
+        if len(memo) >= MEMO_ENTRIES:
+            memo.clear()
+        known = memo[key] = tuple(match(*key))
+    return list(known)
 
 
 def _rarest_gram(literal: str, by_gram: dict[str, list[tuple[str, int]]]) -> str:

@@ -1,0 +1,72 @@
+"""Executable scan results kept between runs, so a scheduled scan does not read every binary again.
+
+An entry is keyed by what identifies a file's content without reading it
+(device, inode, size, mtime and ctime: a rewrite or a chmod/rename-over changes
+ctime) plus the digest of the signatures it was scanned for (a new rule pack scans
+again). The file lives in the agent's state directory; it is trusted only when
+it is owned by us and nobody else can write it or its directory, because an entry
+that says "clean" would otherwise be a way to hide a miner. Bounded in entries
+and bytes; anything malformed is ignored (the cache is only ever a shortcut).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from audit_agent.paths import private_file, private_folder
+
+FILE_NAME = "binary-scans.json"
+VERSION = 1
+MAX_ENTRIES = 4096
+MAX_FILE_BYTES = 8 << 20
+
+
+def entry_key(identity: tuple[int, ...], signature_digest: str) -> str:
+    return ":".join(str(part) for part in identity) + ":" + signature_digest
+
+
+def load(folder: Path | None) -> dict[str, dict[str, Any]]:
+    """The saved entries, or nothing when there are none we may trust."""
+    if folder is None:
+        return {}
+    path = folder / FILE_NAME
+    if not private_file(path, MAX_FILE_BYTES):
+        return {}
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            return {}
+        data = json.loads(raw)
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("entries"), dict):
+        return {}
+    return {key: value for key, value in list(data["entries"].items())[:MAX_ENTRIES] if valid_entry(value)}
+
+
+def valid_entry(value: Any) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("sha256"), str) and isinstance(value.get("engine"), str)
+            and all(isinstance(value.get(k), int) and not isinstance(value.get(k), bool) for k in ("size", "scanned"))
+            and isinstance(value.get("matched"), list) and all(isinstance(m, str) for m in value["matched"]))
+
+
+def save(folder: Path | None, entries: dict[str, dict[str, Any]]) -> bool:
+    """Write the entries (at most MAX_ENTRIES) atomically; False when there is nowhere we may write."""
+    if folder is None:
+        return False
+    if not private_folder(folder):
+        return False
+    kept = dict(list(entries.items())[-MAX_ENTRIES:])
+    payload = json.dumps({"version": VERSION, "entries": kept}, separators=(",", ":")).encode("utf-8")
+    if len(payload) > MAX_FILE_BYTES:
+        return False
+    from audit_agent.output import write_atomic
+    try:
+        write_atomic(str(folder / FILE_NAME), payload, mode=0o600)
+    except (OSError, TypeError):
+        return False
+    return True

@@ -1,0 +1,89 @@
+"""The compiled rule pack, kept between runs and keyed by the bytes of every file it was built from.
+
+Loading a pack means importing YAML, parsing every file, validating every rule
+(its regexes, its examples against itself) and building the matchers: most of a
+scan's fixed cost on a quiet host. None of it changes until a file of the pack
+(or the agent) does, so the built object is saved with pickle and loaded when
+the fingerprint matches. Pickle runs code when loaded, so a saved pack is
+trusted exactly as the agent trusts its own state: owned by us, writable by
+nobody else, in a folder nobody else can write; anything else is rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from audit_agent import __version__
+from audit_agent.paths import private_file, private_folder
+
+T = TypeVar("T")
+FOLDER = "pack-cache"
+MAX_FILES = 2000
+MAX_FILE_BYTES = 64 << 20
+
+
+def fingerprint(roots: list[Path]) -> str | None:
+    """sha256 over the relative names and bytes of every file under `roots` (and the agent's version);
+    None when a root cannot be read whole (then nothing is cached)."""
+    digest = hashlib.sha256(f"audit-agent {__version__}\0".encode())
+    count = 0
+    for root in roots:
+        digest.update(f"root\0{root}\0".encode("utf-8", "backslashreplace"))
+        if not root.exists():
+            continue
+        paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in paths:
+            if "__pycache__" in path.parts:
+                continue
+            count += 1
+            if count > MAX_FILES:
+                return None
+            try:
+                data = path.read_bytes()
+            except OSError:
+                return None
+            digest.update(str(path.relative_to(root) if path != root else path.name).encode("utf-8", "backslashreplace"))
+            digest.update(b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def cached(roots: list[Path], state: Path | None, build: Callable[[], T]) -> T:
+    """`build()`'s result for these files: loaded from `state` when saved for the same bytes, else built
+    (any ConfigError it raises goes to the caller: a broken pack is never cached) and saved."""
+    key = fingerprint(roots) if state is not None else None
+    if key is None or state is None:
+        return build()
+    folder = state / FOLDER
+    path = folder / f"{key}.pickle"
+    if private_file(path, MAX_FILE_BYTES):
+        try:
+            with open(path, "rb") as handle:
+                return pickle.load(handle)      # noqa: S301 - our own file, trusted as above
+        except Exception:                      # noqa: BLE001 - a stale or torn cache is rebuilt, never fatal
+            pass
+    built = build()
+    save(folder, path, built)
+    return built
+
+
+def save(folder: Path, path: Path, value: object) -> None:
+    """Write the pickle (the only one kept) where nobody else can write; silently skip where we cannot."""
+    if not private_folder(folder):
+        return
+    try:
+        payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError, RecursionError):
+        return
+    from audit_agent.output import write_atomic
+    try:
+        write_atomic(str(path), payload, mode=0o600)
+    except (OSError, TypeError):
+        return
+    for old in folder.glob("*.pickle"):
+        if old.name != path.name:
+            try:
+                old.unlink()
+            except OSError:
+                pass
