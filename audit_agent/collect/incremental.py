@@ -21,9 +21,18 @@ import time
 from dataclasses import dataclass, field
 
 from audit_agent.collect.proc_events import EventBatch, ProcessEvents, open_events
-from audit_agent.collect.processes import (CLOCK_TICKS, PAGE_SIZE, PROC_STATES, FirstReading, ProcReader,
-                                           is_live_procfs, process_coverage, read_proc_file, set_cpu_use,
-                                           split_stat)
+from audit_agent.collect.processes import (
+    CLOCK_TICKS,
+    PAGE_SIZE,
+    PROC_STATES,
+    FirstReading,
+    ProcReader,
+    is_live_procfs,
+    process_coverage,
+    read_proc_file,
+    set_cpu_use,
+    split_stat,
+)
 from audit_agent.model import Coverage, CoverageStatus, ProcessInfo, Snapshot
 
 CHECK = "process-events"
