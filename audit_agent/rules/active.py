@@ -25,4 +25,7 @@ def active_rules_path(explicit: str | Path | None = None) -> Path | None:
     if explicit:
         return Path(explicit)
     installed = installed_rules_dir()
-    return installed if (installed / "pack.yaml").is_file() else None
+    try:
+        return installed if (installed / "pack.yaml").is_file() else None
+    except PermissionError:     # root's state folder, seen by an ordinary user: the shipped pack it is
+        return None
