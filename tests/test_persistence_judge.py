@@ -11,8 +11,14 @@ import pytest
 from audit_agent.collect import persistence as collector
 from audit_agent.detect.persistence_judge import random_name
 from audit_agent.evaluate import evaluate
-from audit_agent.model import (MinerConfig, PersistenceBaseline, PersistenceEntry, Severity, Snapshot,
-                               StartedProgram)
+from audit_agent.model import (
+    MinerConfig,
+    PersistenceBaseline,
+    PersistenceEntry,
+    Severity,
+    Snapshot,
+    StartedProgram,
+)
 from tests.factories import write_file as write
 
 OLD = time.time() - 400 * 86400         # the host's packages were last changed more than a year ago

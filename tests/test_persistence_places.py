@@ -89,6 +89,12 @@ PLACES = [
      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlain bob@desk\n"), "authorized_keys", "ssh-login", "bob"),
     ("srv/people/bob/.ssh/rc", f"{PROGRAM}\n", "ssh rc", "ssh-login", "bob"),
     ("var/www/.profile", f"{PROGRAM} &\n", "user shell startup", "login", "www-data"),
+    ("home/alice/.bash_aliases", f"alias x='ls'\n{PROGRAM} &\n", "user shell startup", "login", "alice"),
+    ("etc/bash_completion.d/helper", f"{PROGRAM} >/dev/null 2>&1 &\n", "system shell startup", "login", "*"),
+    ("etc/pam.d/common-session", (f"session optional pam_exec.so quiet seteuid {PROGRAM}\n"
+     "session required pam_unix.so\n"), "pam_exec", "login", "root"),
+    ("etc/ssh/sshd_config", f"Port 22\nMatch User backup\n    ForceCommand {PROGRAM} --restricted\n",
+     "sshd ForceCommand", "ssh-login", "*"),
 ]
 
 
@@ -202,3 +208,14 @@ def test_printf_encoded_cron_line_is_found(root: Path, compiled_rules):
     [finding] = evaluate(Snapshot(persistence=out.entries), compiled_rules).findings
     assert "AA-PERSIST-006" in finding.rule_ids
     assert any("kswapd0" in reason for reason in finding.reasons)
+
+
+def test_homes_left_out_at_the_time_limit_are_named(root: Path, monkeypatch):
+    from audit_agent.collect.persistence import users
+    monkeypatch.setattr(users, "MAX_USERS_SECONDS", -1.0)
+    write(root / "etc/cron.d/tools", f"@reboot root {PROGRAM}\n")
+    out = collect(root)
+    coverage = collector.persistence_coverage(out)
+    assert only(out, "system crontab")
+    assert coverage.status.value == "partial" and "home folder(s) not read" in coverage.reason
+    assert "alice" in coverage.reason

@@ -35,7 +35,7 @@ KIND_WORDS = {"cron": "cron job", "systemd": "systemd unit line", "rc": "boot sc
               "profile": "login script line", "at": "at job", "anacron": "anacron job", "udev": "udev rule",
               "generator": "systemd generator", "autostart": "autostart entry", "ssh": "SSH login hook",
               "motd": "login message script", "ld-preload": "preload entry", "ld-conf": "library path entry",
-              "container": "container restart policy"}
+              "container": "container restart policy", "pam": "PAM login hook"}
 # Started without anyone asking: at boot, on a schedule, on a device event, in every process, at a login.
 UNATTENDED = {"boot", "timer", "schedule", "device", "every-process", "ssh-login", "restart"}
 RECENT_SLACK = 24 * 3600.0      # a day after the last package change still counts as the package's doing

@@ -42,7 +42,6 @@ from audit_agent.collect.persistence.fs import (
     Tree,
     iter_tallies,
 )
-from audit_agent.collect.persistence.lines import sshd_authorized_keys_files
 from audit_agent.collect.persistence.resolve import resolve_entries
 from audit_agent.collect.persistence.state import Collected, guarded
 from audit_agent.collect.persistence.system import PLACES
@@ -85,16 +84,14 @@ def read_persistence(etc: Path, system_limits: Limits = SYSTEM_LIMITS, user_limi
     accounts = read_accounts(root, system, out.seen)
     out.uid_names = {a.uid: a.name for a in accounts if a.uid is not None}
     out.homes = {a.name: a.home for a in accounts if a.home}
-    ssh_files: list[str] = []
     with Tree(root, system, out.seen) as tree:
         for place, step in PLACES:
             guarded(system, place, lambda step=step: step(tree, out))      # type: ignore[misc]
         guarded(system, "containers", lambda: read_containers(tree, out))
-        config = tree.read("etc/ssh/sshd_config")
-        ssh_files = sshd_authorized_keys_files(config.lines()) if config is not None else []
-    left_out = read_users(out, accounts, user_limits, ssh_files)
+    left_out = read_users(out, accounts, user_limits, out.ssh_files)
     if left_out:
-        system.skipped.add(f"{left_out} account(s) past the limit of users")
+        system.skipped.add(f"{len(left_out)} home folder(s) not read (limit of users or of time), e.g. "
+                           + ", ".join(left_out[:5]))
     if resolve:
         started = time.monotonic()
         guarded(system, "resolving programs", lambda: resolve_entries(out, scan_strings or []))

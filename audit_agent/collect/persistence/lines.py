@@ -244,3 +244,26 @@ def sshd_authorized_keys_files(lines: list[str]) -> list[str]:
         if len(words) >= 2 and words[0].lower() == "authorizedkeysfile":
             return [w for w in words[1:] if w.lower() != "none"][:4]
     return [".ssh/authorized_keys", ".ssh/authorized_keys2"]
+
+
+def pam_exec_lines(lines: list[str]) -> Iterator[Entry]:
+    """PAM lines that run a program (pam_exec.so PROGRAM): run as root at every login or password change."""
+    for number, text in joined_lines(lines):
+        if not text.startswith("#") and "pam_exec.so" in text:
+            yield number, text, "root"
+
+
+def pam_exec_command(text: str) -> str:
+    """The command of a pam_exec line: the words after pam_exec.so and its options (key or key=value)."""
+    words = text.split("pam_exec.so", 1)[1].split()
+    while words and not words[0].startswith("/"):
+        words = words[1:]
+    return " ".join(words)
+
+
+def force_command_lines(lines: list[str]) -> Iterator[Entry]:
+    """sshd_config ForceCommand: run instead of whatever a user asks for at every SSH login."""
+    for number, raw in enumerate(lines, 1):
+        words = raw.split("#", 1)[0].split(None, 1)
+        if len(words) == 2 and words[0].lower() == "forcecommand" and words[1].strip().lower() != "none":
+            yield number, raw.strip(), "*"

@@ -69,7 +69,7 @@ class Resolver:
     # ---------------------------------------------------------------- entries
 
     def resolve(self, entry: PersistenceEntry) -> None:
-        command = entry_command(entry)
+        command = shell.command_of(entry)
         entry.decoded = [text[:MAX_TEXT] for _, text in shell.decoded_commands(command)] if command else []
         entry.downloads = _unique([*shell.downloads(command), *(u for d in entry.decoded for u in shell.downloads(d))])
         found: list[StartedProgram] = []
@@ -234,17 +234,6 @@ class Resolver:
             if config is not None:
                 found.append(config)
         return found
-
-
-def entry_command(entry: PersistenceEntry) -> str:
-    """The shell command an entry runs, per format (udev RUN values, an ssh key's command=)."""
-    if entry.kind == "udev":
-        return " ; ".join(fmt.udev_commands(entry.text))
-    if entry.kind == "ssh" and entry.placement == "authorized_keys":
-        return " ; ".join(value for key, value in fmt.ssh_options(entry.text) if key == "command")
-    if entry.kind == "container":
-        return entry.text.split(" command=", 1)[1] if " command=" in entry.text else ""
-    return shell.command_of(entry)
 
 
 def preload_paths(entry: PersistenceEntry) -> list[str]:

@@ -12,6 +12,7 @@ import binascii
 import re
 import shlex
 
+from audit_agent.collect.persistence import lines as fmt
 from audit_agent.model import PersistenceEntry
 
 CRON_SCHEDULE = re.compile(r"^\s*(?:@\S+|(?:\S+\s+){4}\S+)\s+")
@@ -42,8 +43,12 @@ MAX_ROUNDS = 3
 
 
 def command_of(entry: PersistenceEntry) -> str:
-    """The shell command a line runs: cron schedule and user field, `ExecStart=-`, `Exec=` stripped."""
+    """The shell command a line runs: cron schedule and user field, `ExecStart=-`, `Exec=` stripped,
+    udev RUN values, an SSH key's command=, a pam_exec program, a container's command."""
     text = entry.text
+    special = _special_command(entry)
+    if special is not None:
+        return special
     if entry.kind == "cron" and not any(d in entry.path for d in CRON_SCRIPT_DIRS):
         match = CRON_SCHEDULE.match(text)
         if not match:
@@ -64,9 +69,24 @@ def command_of(entry: PersistenceEntry) -> str:
     if entry.kind == "autostart":
         match = DESKTOP_EXEC.match(text)
         return re.sub(r"%[fFuUdDnNickvm]", "", text[match.end():]).strip() if match else ""
-    if entry.kind in ("ld-preload", "ld-conf", "container"):
+    if entry.kind in ("ld-preload", "ld-conf"):
         return ""
     return text.strip()
+
+
+def _special_command(entry: PersistenceEntry) -> str | None:
+    if entry.kind == "udev":
+        return " ; ".join(fmt.udev_commands(entry.text))
+    if entry.kind == "ssh" and entry.placement == "authorized_keys":
+        return " ; ".join(value for key, value in fmt.ssh_options(entry.text) if key == "command")
+    if entry.kind == "ssh" and entry.placement == "sshd ForceCommand":
+        words = entry.text.split(None, 1)
+        return words[1] if len(words) == 2 else ""
+    if entry.kind == "pam":
+        return fmt.pam_exec_command(entry.text)
+    if entry.kind == "container":
+        return entry.text.split(" command=", 1)[1] if " command=" in entry.text else ""
+    return None
 
 
 def programs(command: str, depth: int = 0) -> list[list[str]]:

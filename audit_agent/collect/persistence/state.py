@@ -23,6 +23,7 @@ class Collected:
     per_scope: dict[str, int] = field(default_factory=dict)
     places: set[str] = field(default_factory=set)       # the placement kinds looked at
     resolve_seconds: float = 0.0
+    ssh_files: list[str] = field(default_factory=list)    # sshd's AuthorizedKeysFile patterns
     homes: dict[str, str] = field(default_factory=dict)     # account -> home, as the host names it
 
     def add(self, read: Read, scope: Scope, kind: str, placement: str, trigger: str,

@@ -30,7 +30,7 @@ PROFILE_FILES = ("etc/profile", "etc/bash.bashrc", "etc/bashrc", "etc/bash.bash_
                  "etc/zprofile", "etc/zshrc", "etc/zlogin", "etc/zlogout", "etc/zsh/zshenv", "etc/zsh/zprofile",
                  "etc/zsh/zshrc", "etc/zsh/zlogin", "etc/zsh/zlogout", "etc/fish/config.fish", "etc/csh.cshrc",
                  "etc/csh.login", "etc/ksh.kshrc", "etc/mkshrc")
-PROFILE_DIRS = ("etc/profile.d", "etc/fish/conf.d")
+PROFILE_DIRS = ("etc/profile.d", "etc/fish/conf.d", "etc/bash_completion.d")
 AT_SPOOLS = ("var/spool/cron/atjobs", "var/spool/at", "var/spool/atjobs")
 QUADLET_DIRS = ("etc/containers/systemd", "usr/share/containers/systemd")
 
@@ -136,6 +136,14 @@ def read_login_hooks(tree: Tree, out: Collected) -> None:
         if read is not None:
             out.add(read, tree.scope, "motd", "update-motd script", "ssh-login",
                     ((n, t, "root") for n, t in fmt.script_lines(read.lines())))
+    for rel in tree.files("etc/pam.d"):
+        read = tree.read(rel)
+        if read is not None:
+            out.add(read, tree.scope, "pam", "pam_exec", "login", fmt.pam_exec_lines(read.lines()))
+    read = tree.read("etc/ssh/sshd_config")
+    if read is not None:
+        out.add(read, tree.scope, "ssh", "sshd ForceCommand", "ssh-login", fmt.force_command_lines(read.lines()))
+        out.ssh_files = fmt.sshd_authorized_keys_files(read.lines())
     read = tree.read("etc/ssh/sshrc")
     if read is not None:
         out.add(read, tree.scope, "ssh", "sshrc", "ssh-login", ((n, t, "*") for n, t in fmt.script_lines(read.lines())))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import time
 from dataclasses import dataclass
 
 from audit_agent.collect.persistence import lines as fmt
@@ -19,8 +20,9 @@ from audit_agent.collect.persistence.state import Collected, guarded
 from audit_agent.collect.persistence.units import read_unit_dir
 
 MAX_USERS = 20000
+MAX_USERS_SECONDS = 300.0       # all homes together; each home also has its own budget
 MAX_PASSWD_BYTES = 8 * 1024 * 1024
-SHELL_FILES = (".bashrc", ".bash_profile", ".bash_login", ".profile", ".bash_logout", ".zshenv", ".zprofile",
+SHELL_FILES = (".bashrc", ".bash_aliases", ".bash_profile", ".bash_login", ".profile", ".bash_logout", ".zshenv", ".zprofile",
                ".zshrc", ".zlogin", ".zlogout", ".kshrc", ".mkshrc", ".cshrc", ".tcshrc", ".login", ".xprofile",
                ".xsessionrc", ".xinitrc", ".config/fish/config.fish")
 USER_UNIT_DIRS = (".config/systemd/user", ".local/share/systemd/user")
@@ -56,12 +58,13 @@ def read_accounts(root: str, scope: Scope, seen: set[tuple[int, int]]) -> list[A
 
 
 def read_users(out: Collected, accounts: list[Account], limits: Limits = USER_LIMITS,
-               ssh_files: list[str] | None = None) -> int:
-    """Read each account's home with its own scope; returns how many accounts were left out at MAX_USERS."""
+               ssh_files: list[str] | None = None) -> list[str]:
+    """Read each account's home with its own scope; returns the accounts left out (MAX_USERS, or time)."""
     homes_done: set[str] = set()
+    started = time.monotonic()
     for count, account in enumerate(accounts):
-        if count >= MAX_USERS:
-            return len(accounts) - MAX_USERS
+        if count >= MAX_USERS or time.monotonic() - started > MAX_USERS_SECONDS:
+            return [a.name for a in accounts[count:]]
         home = posixpath.normpath(account.home) if account.home else ""
         if home in NO_HOME or not home.startswith("/") or home in homes_done:
             continue
@@ -76,7 +79,7 @@ def read_users(out: Collected, accounts: list[Account], limits: Limits = USER_LI
                 continue
             for place, step in user_places(tree, out, account, ssh_files or []):
                 guarded(scope, f"{place} of {account.name}", step)
-    return 0
+    return []
 
 
 def user_places(tree: Tree, out: Collected, account: Account, ssh_files: list[str]):  # type: ignore[no-untyped-def]
