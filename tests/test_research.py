@@ -223,3 +223,14 @@ def test_an_unknown_time_zone_is_a_config_error(tmp_path):
     config.write_text("timezone: Mars/Olympus_Mons\n")
     with pytest.raises(ConfigError, match=r"config.yaml:1: unknown time zone 'Mars/Olympus_Mons'"):
         load_policy(config)
+
+
+def test_terminal_summary_names_unfiled_systems_and_filing_lifecycle(tmp_path):
+    from audit_agent.render import RenderOptions, render
+    unfiled = render("text", run(research_snapshot()), RenderOptions(width=300))
+    assert "Research system without a filing: pid 600 XMRig (benchmark); draft one with --filing-drafts DIR" in unfiled
+    filings = load_registry(write_registry(tmp_path, valid_until="2026-12-10"))
+    text = render("text", run(filed_snapshot(), Policy(timezone="UTC"), filings, now=EVENING_UTC),
+                  RenderOptions(width=300))
+    assert "Filing RES-2026-010 expires in 16 day(s) (judged in UTC)" in text
+    assert "Research system without a filing" not in text

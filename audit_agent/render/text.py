@@ -54,7 +54,30 @@ def write(console: Console, report: AuditReport) -> None:
     if report.registered_findings or report.allowlisted_findings:
         console.print(findings_table("Registered research and allowlisted workloads",
                                      report.registered_findings + report.allowlisted_findings))
+    for line in filing_notices(report):
+        console.print(line)
     console.print(coverage_table(report))
+
+
+def filing_notices(report: AuditReport) -> list[Text]:
+    """Research systems without a filing (and their drafts), filings about to expire or unused."""
+    lines = []
+    for system in report.research_systems:
+        if system.get("status") == "unfiled":
+            draft = f"; draft {cap(str(system['draft']), 200)}" if system.get("draft") else \
+                "; draft one with --filing-drafts DIR"
+            lines.append(Text(f"Research system without a filing: pid {system.get('pid')} "
+                              f"{cap(str(system.get('software', '')), 60)}{draft}", style="yellow"))
+        for over in system.get("over_scale") or []:
+            lines.append(Text(f"Beyond the filed scale: pid {system.get('pid')} {cap(str(over), 200)}", style="yellow"))
+    for filing in report.filings:
+        number = cap(str(filing.get("number", "")), 60)
+        if filing.get("status") == "unused":
+            lines.append(Text(f"Filing {number}: valid, but no workload of it runs on this host (unused)", style="dim"))
+        elif filing.get("expiring_soon"):
+            lines.append(Text(f"Filing {number} expires in {filing.get('expires_in_days')} day(s) "
+                              f"(judged in {cap(str(filing.get('timezone', '')), 40)})", style="yellow"))
+    return lines
 
 
 def verdict_line(report: AuditReport) -> Text:
