@@ -11,6 +11,7 @@ import base64
 import binascii
 import re
 import shlex
+from functools import lru_cache
 
 from audit_agent.collect.persistence import lines as fmt
 from audit_agent.model import PersistenceEntry
@@ -91,6 +92,16 @@ def _special_command(entry: PersistenceEntry) -> str | None:
 
 def programs(command: str, depth: int = 0) -> list[list[str]]:
     """argv of every simple command in a shell line, wrappers (nohup, sudo, sh -c ...) peeled off."""
+    return [list(argv) for argv in _programs(command, depth)]
+
+
+@lru_cache(maxsize=4096)
+def _programs(command: str, depth: int) -> tuple[tuple[str, ...], ...]:
+    """programs(), remembered: the collector and the judgement split the same lines several times each."""
+    return tuple(tuple(argv) for argv in _split_programs(command, depth))
+
+
+def _split_programs(command: str, depth: int) -> list[list[str]]:
     found = []
     for segment in SEGMENT_SPLIT.split(command[:8192]):
         argv = split_words(segment)
