@@ -6,8 +6,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-import psutil
-
 from audit_agent import __version__
 from audit_agent.collect.gpu import GpuSampler
 from audit_agent.collect.host import collect_host
@@ -109,7 +107,8 @@ def step_checks(step: Callable[..., object]) -> tuple[str, ...]:
 def sample_window(window: float, gpu: GpuSampler, progress: Progress) -> list[LoadSample]:
     """Sleep through the window, sampling whole-host CPU and GPU load for the report's charts."""
     samples: list[LoadSample] = []
-    psutil.cpu_percent(interval=None)
+    cpu_percent = whole_host_cpu()
+    cpu_percent()
     start = time.monotonic()
     while True:
         elapsed = time.monotonic() - start
@@ -117,10 +116,19 @@ def sample_window(window: float, gpu: GpuSampler, progress: Progress) -> list[Lo
             break
         time.sleep(min(SAMPLE_EVERY, window - elapsed))
         elapsed = time.monotonic() - start
-        samples.append(LoadSample(t=round(elapsed, 2), cpu_percent=psutil.cpu_percent(interval=None),
+        samples.append(LoadSample(t=round(elapsed, 2), cpu_percent=cpu_percent(),
                                   gpu_percent=gpu.sample()))
         progress("sampling CPU and GPU load", min(elapsed / window, 1.0) if window else 1.0)
     return samples
+
+
+def whole_host_cpu() -> Callable[[], float]:
+    """Percent of all CPUs busy since the last call: from /proc/stat on Linux, psutil elsewhere."""
+    if sys.platform.startswith("linux"):
+        from audit_agent.collect.procfs import CpuLoad
+        return CpuLoad().percent
+    import psutil
+    return lambda: psutil.cpu_percent(interval=None)
 
 
 def extra_steps(options: CollectOptions) -> list[Callable[[Snapshot, CollectOptions], list[Coverage]]]:

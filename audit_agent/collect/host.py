@@ -1,12 +1,12 @@
 """Host inventory: what a filing declares (CPU, memory, GPUs) plus OS and uptime."""
 from __future__ import annotations
 
+import os
 import platform
 import socket
+import sys
 import time
 from pathlib import Path
-
-import psutil
 
 from audit_agent.model import Coverage, CoverageStatus, HostInfo
 
@@ -18,19 +18,28 @@ def collect_host(proc_root: str = "/proc", etc_root: str = "/etc") -> tuple[Host
         kernel=platform.release(),
         arch=platform.machine(),
         os_release=os_release(etc_root) or platform.platform(),
-        cpu_threads=psutil.cpu_count(logical=True),
-        cpu_cores=psutil.cpu_count(logical=False),
-        memory_total_bytes=psutil.virtual_memory().total,
     )
     try:
-        host.boot_time = psutil.boot_time()
+        host.cpu_threads, host.cpu_cores, host.memory_total_bytes, host.boot_time = counts(proc_root)
         host.uptime_seconds = round(time.time() - host.boot_time, 1)
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):
         pass
     model, sockets = cpu_model_and_sockets(proc_root)
     host.cpu_model = model or platform.processor()
     host.cpu_sockets = sockets
     return host, Coverage("host", CoverageStatus.OK, inspected=1)
+
+
+def counts(proc_root: str) -> tuple[int | None, int | None, int, float]:
+    """(logical CPUs, physical cores, memory bytes, boot time): read from /proc and /sys on Linux (the
+    same files psutil reads, without its import cost), through psutil elsewhere."""
+    if sys.platform.startswith("linux") and os.path.isfile(os.path.join(proc_root, "meminfo")):
+        from audit_agent.collect import procfs
+        return (procfs.logical_cpus(), procfs.physical_cores(proc_root=proc_root), procfs.memory_total(proc_root),
+                procfs.boot_time(proc_root))
+    import psutil
+    return (psutil.cpu_count(logical=True), psutil.cpu_count(logical=False), psutil.virtual_memory().total,
+            psutil.boot_time())
 
 
 def os_release(etc_root: str = "/etc") -> str:

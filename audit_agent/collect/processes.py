@@ -18,16 +18,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 try:
     import pwd
 except ImportError:     # not on Windows
     pwd = None  # type: ignore[assignment]
 
+from audit_agent.collect.procfs import boot_time
 from audit_agent.collect.cgroups import cgroup_path, container_id, read_cgroup, slurm_job_id
 from audit_agent.model import Coverage, CoverageStatus, ProcessInfo
+
+if TYPE_CHECKING:
+    import psutil
 
 ATTRS = ["pid", "ppid", "name", "exe", "cmdline", "username", "cwd", "create_time", "status", "nice",
          "num_threads", "memory_info", "cpu_times", "terminal", "uids"]
@@ -52,6 +55,7 @@ def first_reading(proc_root: str = "/proc") -> FirstReading:
     if is_live_procfs(proc_root):
         own, children = stat_cpu_seconds(proc_root)
         return FirstReading(time.monotonic(), own, children)
+    import psutil
     seconds = {}
     for proc in psutil.process_iter(["cpu_times"], ad_value=None):
         times = proc.info.get("cpu_times")
@@ -68,6 +72,7 @@ def read_processes(first: FirstReading, proc_root: str = "/proc") -> tuple[list[
         processes = [info for info in reader.read_all(first, elapsed) if info is not None]
         denied = sum(1 for info in processes if info.denied) + reader.unreadable
         return processes, process_coverage(len(processes) + reader.unreadable, denied)
+    import psutil
     processes = []
     denied_processes = 0
     for proc in psutil.process_iter(ATTRS, ad_value=_DENIED):
@@ -179,6 +184,7 @@ def cap_cmdline(argv: list[str]) -> list[str]:
 
 
 def allowed_cpus(proc: psutil.Process | None) -> int | None:
+    import psutil
     if proc is None or not hasattr(proc, "cpu_affinity"):
         return psutil.cpu_count() or None
     try:
@@ -358,10 +364,10 @@ class ProcReader:
     def __init__(self, proc_root: str = "/proc") -> None:
         self.root = os.fsencode(proc_root) + b"/"
         self.proc_root = proc_root
-        self.boot_time = psutil.boot_time()
+        self.boot_time = boot_time()
         self.users: dict[int, str] = {}
         self.terminals: dict[int, str] | None = None
-        self.host_cpus = psutil.cpu_count() or None
+        self.host_cpus = os.cpu_count() or None
         self.exe_link = b""             # raw /proc/PID/exe target of the process being read
         self.unreadable = 0             # listed, but stat/status denied (hidepid): counted, not dropped silently
 
