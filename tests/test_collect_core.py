@@ -239,3 +239,30 @@ def test_without_a_window_cpu_is_the_lifetime_average_so_a_paused_process_still_
     assert first.call_count == 0
     quiet_now = next(p for p in snapshot.processes if p.pid == burner.pid)
     assert quiet_now.cpu_percent is not None and quiet_now.cpu_percent > 2.0
+
+
+def test_the_direct_proc_reader_gathers_the_same_evidence_as_psutil(processes, tmp_path):
+    """The fast reader (one read per /proc file) against psutil's, field by field, for processes we start."""
+    import sys
+
+    import psutil
+
+    from audit_agent.collect.processes import ATTRS, _DENIED, FirstReading, build_process, read_processes
+    code = "import sys, time; print('ready', flush=True); time.sleep(60)"
+    started = [
+        processes.start([sys.executable, "-c", code, "--pool", "stratum+tcp://127.0.0.1:3333", "x" * 300],
+                        env={"LD_PRELOAD": "", "CUDA_VISIBLE_DEVICES": "0,1"}, cwd=tmp_path, wait_for_line="ready"),
+        processes.start([sys.executable, "-c", code], env={"SLURM_JOB_ID": "4242"}, wait_for_line="ready"),
+    ]
+    first = FirstReading(0.0, {})
+    fast = {p.pid: p for p in read_processes(first)[0]}
+    moving = {"cpu_percent", "cpu_seconds", "children_cpu_seconds", "rss_bytes", "create_time"}
+    for proc in started:
+        reference = build_process(psutil.Process(proc.pid).as_dict(ATTRS, ad_value=_DENIED), first, 1.0,
+                                  "/proc", psutil.Process(proc.pid))
+        mine = fast[proc.pid]
+        for name in type(mine).__dataclass_fields__:
+            if name not in moving:
+                assert getattr(mine, name) == getattr(reference, name), name
+        assert abs(mine.rss_bytes - reference.rss_bytes) <= 1 << 20
+        assert abs(mine.create_time - reference.create_time) < 0.05

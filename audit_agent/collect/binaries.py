@@ -206,13 +206,16 @@ def locate(pid: int, known_exe: str, proc_root: str) -> tuple[_Target | None, in
     """The executable of `pid` and its identity; (None, 1) when access is denied, (None, 0) when there is none."""
     if ON_LINUX:
         open_path = os.path.join(proc_root, str(pid), "exe")
-        try:
-            link = os.readlink(open_path)
-        except PermissionError:
-            return None, 1
-        except OSError:
-            return None, 0          # kernel thread (no exe) or the process is gone
-        path = link[: -len(" (deleted)")] if link.endswith(" (deleted)") else link
+        if known_exe:               # the process reader read the link already: stat() below checks it still holds
+            path = known_exe
+        else:
+            try:
+                link = os.readlink(open_path)
+            except PermissionError:
+                return None, 1
+            except OSError:
+                return None, 0          # kernel thread (no exe) or the process is gone
+            path = link[: -len(" (deleted)")] if link.endswith(" (deleted)") else link
     else:
         if not known_exe:
             return None, 0

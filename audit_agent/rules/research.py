@@ -37,7 +37,8 @@ class _Compiled:
 
 
 def _regexes(values: list) -> list[re.Pattern[str]]:
-    return [re.compile(str(v), re.IGNORECASE) for v in values or []]
+    from audit_agent.rules.compiler import LazyRegex     # compiled when first reached, pickled as source
+    return [LazyRegex(str(v), re.IGNORECASE) for v in values or []]  # type: ignore[misc]
 
 
 class ResearchMatcher:
@@ -47,9 +48,21 @@ class ResearchMatcher:
         self.rules = [_Compiled(rule, frozenset(basename(str(p)) for p in rule.params.get("programs", [])),
                                 _regexes(rule.params.get("patterns", [])), _regexes(rule.params.get("requires", [])),
                                 _regexes(rule.params.get("unless", []))) for rule in rules]
+        self._memo: dict[tuple[tuple[str, ...], str], tuple[ResearchHit, ...]] = {}
 
     def match(self, names: tuple[str, ...], text: str) -> list[ResearchHit]:
-        """Hits for a process known by `names` (name, exe, argv0) whose command line + environment is `text`."""
+        """Hits for a process known by `names` (name, exe, argv0) whose command line + environment is `text`;
+        identical processes (workers of one job) are matched once."""
+        from audit_agent.rules.compiler import MEMO_ENTRIES
+        key = (names, text)
+        known = self._memo.get(key)
+        if known is None:
+            if len(self._memo) >= MEMO_ENTRIES:
+                self._memo.clear()
+            known = self._memo[key] = tuple(self._match(names, text))
+        return list(known)
+
+    def _match(self, names: tuple[str, ...], text: str) -> list[ResearchHit]:
         bases = {self._basename(n) for n in names if n}
         hits = []
         for item in self.rules:
