@@ -20,6 +20,7 @@ from audit_agent.detect import (
     content,
     gpu,
     load,
+    network,
     persistence,
     process,
     research,
@@ -45,6 +46,7 @@ from audit_agent.timezone import institution_zone, zone_label
 PRODUCERS: list[Callable[[Context], list[Signal]]] = [
     process.signals, content.signals, stealth.signals, persistence.signals, gpu.signals, load.signals,
     research.signals,
+    network.signals,
 ]
 CORE_CHECKS = ("processes", "network")
 COUNTED = COUNTED_STATUSES

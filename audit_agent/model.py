@@ -158,6 +158,9 @@ class Connection:
     state: str = ""
     bytes_sent: int | None = None
     bytes_received: int | None = None
+    namespace: str = ""                 # "net:[4026532281]" when not the agent's own network namespace
+    held_seconds: float | None = None   # at least this long: the same socket at the window's start and end
+    owner_unseen: bool = False          # no process holds it, though every process's fds could be read
 
 
 @dataclass

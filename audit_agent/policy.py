@@ -26,6 +26,7 @@ class Thresholds:
     stratum_max_connections: float = 2.0        # a pool session (+ a fail-over) and nothing else
     stratum_max_bytes_per_second: float = 4096.0    # above this a connection is bulk data, not a pool
     stratum_count_loopback: float = 1.0         # 1: a 127.0.0.1 pool/proxy counts; 0: ignore loopback
+    tls_session_min_cpu_percent: float = 5.0    # a long TLS session of an unknown program asks review above this
 
 
 @dataclass

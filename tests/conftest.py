@@ -168,3 +168,20 @@ def hostile_report(compiled_rules):
                   Coverage("gpu", CoverageStatus.SKIPPED, reason="no GPU <b>driver</b> ]]>"),
                   Coverage("binaries", CoverageStatus.ERROR, reason="scan crashed: \x00\x1b[31m<script>")])
     return evaluate(snapshot, compiled_rules, now=snapshot.collected_at + 5)
+
+
+@pytest.fixture
+def listed_pool(compiled_rules):
+    """A Stratum pool on 127.0.0.1, on a free port that the rule pack lists as a mining-pool port."""
+    preferred = [3333, 3334, 3335, 3336, 4444, 5555, 7777, 14444, 45700]
+    for port in [*preferred, *sorted(compiled_rules.pool_ports)]:
+        if compiled_rules.pool_port_rule(port) is None:
+            continue
+        try:
+            running = StratumPool(port)
+        except OSError:
+            continue            # taken (another test's pool)
+        with running:
+            yield running
+        return
+    pytest.skip("every listed pool port is taken on 127.0.0.1")

@@ -44,10 +44,10 @@ def hider(tmp_path):
 
 
 @pytest.fixture
-def hidden_miner(tmp_path, pool, processes):
+def hidden_miner(tmp_path, listed_pool, processes):
     work = tmp_path / "job"
     work.mkdir()
-    (work / "config.json").write_text(json.dumps({"pools": [{"url": f"stratum+tcp://127.0.0.1:{pool.port}",
+    (work / "config.json").write_text(json.dumps({"pools": [{"url": f"stratum+tcp://127.0.0.1:{listed_pool.port}",
                                                             "user": MONERO_WALLET, "pass": "x"}]}))
     return start_miner(processes, ["dbus-session-helper"], cwd=work)
 
@@ -75,6 +75,7 @@ def test_hider_hooking_open_stat_kill_does_not_hide_the_process(hider, hidden_mi
     finding = hidden_finding(report, hidden_miner.pid)
     assert "AA-STEALTH-007" in finding["rule_ids"] and finding["severity"] == "critical"
     assert finding["subject"]["cmdline"].startswith("dbus-session-helper"), "its command line is read past the hooks"
+    assert "AA-PORT-001" in finding["rule_ids"], "its pool connection, ownerless to psutil, is tied to it"
     hidden = [h for h in report["findings"] if h["subject"]["kind"] == "host"]
     assert {"AA-STEALTH-011", "AA-STEALTH-015"} <= host_rules(report), "the library itself is reported"
     assert any(str(hider) in reason for h in hidden for reason in h["reasons"])

@@ -1,10 +1,11 @@
 """collect: the only stage that touches the host. Builds a Snapshot, recording each check's coverage."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from audit_agent import __version__
 from audit_agent.collect.gpu import GpuSampler
@@ -38,6 +39,7 @@ class CollectOptions:
     check_stealth: bool = True
     check_persistence: bool = True
     process_source: ProcessSource | None = None     # None: read every process in full
+    socket_sample: Any = None       # netns.SocketSample taken when the window starts (connection age)
 
 
 def collect_snapshot(options: CollectOptions) -> Snapshot:
@@ -51,6 +53,8 @@ def collect_snapshot(options: CollectOptions) -> Snapshot:
     gpu.start()
     from audit_agent.collect.stealth import CpuAccount     # hidden-CPU check: /proc/stat over this window
     cpu_account = CpuAccount.start(options.proc_root) if options.check_stealth else None
+    from audit_agent.collect.netns import sample_sockets    # which connections outlive the window
+    options = dataclasses.replace(options, socket_sample=sample_sockets(options.proc_root))
     # No window, no first reading: CPU is then each process's average over its life (set_cpu_use), which a
     # process that pauses or throttles while the audit runs cannot hide from.
     first = first_reading(options.proc_root) if options.window > 0 else FirstReading(time.monotonic(), {})
@@ -137,6 +141,8 @@ def extra_steps(options: CollectOptions) -> list[Callable[[Snapshot, CollectOpti
     if options.check_stealth:       # first: the processes it finds hidden are then examined like the rest
         from audit_agent.collect.stealth import collect_stealth
         steps.append(collect_stealth)
+    from audit_agent.collect.netns import collect_namespaces    # after stealth: hidden processes own sockets too
+    steps.append(collect_namespaces)
     if options.scan_binaries:
         from audit_agent.collect.binaries import collect_binaries
         from audit_agent.collect.configs import collect_configs

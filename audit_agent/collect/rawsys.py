@@ -143,10 +143,12 @@ def read_file(path: str, limit: int, follow: bool = True) -> bytes:
             want = min(64 * 1024, limit - total)
             buffer = ctypes.create_string_buffer(want)
             got = _call("read", ctypes.c_int(fd), buffer, ctypes.c_size_t(want))
-            if got == 0:
-                break
             chunks.append(buffer.raw[:got])
             total += got
+            if got < want:
+                # A short read is the end of a regular or /proc file. Not asking again matters: each read of
+                # /proc/net/tcp walks the kernel's whole connection hash table, the last (empty) one too.
+                break
     finally:
         _close(fd)
     return b"".join(chunks)
@@ -210,3 +212,22 @@ def alive_pids(limit: int) -> list[int]:
         if function(number, pid, zero) == 0 or get_errno() == eperm:
             alive.append(pid)
     return alive
+
+
+# ---- the same, falling back to ordinary calls where system calls cannot be made (other platforms)
+
+
+def read_any(path: str, limit: int) -> bytes:
+    """At most `limit` bytes of a small kernel or config file, past libc hooks where the platform allows."""
+    if available():
+        return read_file(path, limit)
+    with open(path, "rb") as handle:
+        return handle.read(limit)
+
+
+def readlink_any(path: str) -> str:
+    return readlink(path) if available() else os.readlink(path)
+
+
+def list_any(path: str, limit: int = MAX_ENTRIES) -> list[str]:
+    return list_dir(path, limit) if available() else os.listdir(path)[:limit]

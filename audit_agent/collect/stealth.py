@@ -83,7 +83,7 @@ def collect_stealth(snapshot: Snapshot, options: Any) -> list[Coverage]:
 def read_ld_so_preload(etc_root: str = "/etc") -> list[str]:
     """Entries of /etc/ld.so.preload (whitespace or newline separated; # comments), read past any libc hook."""
     try:
-        text = read_bytes(os.path.join(etc_root, "ld.so.preload"), 64 * 1024).decode("utf-8", "replace")
+        text = rawsys.read_any(os.path.join(etc_root, "ld.so.preload"), 64 * 1024).decode("utf-8", "replace")
     except OSError:
         return []
     entries = []
@@ -116,7 +116,7 @@ def own_preload_environ(proc_root: str) -> list[str]:
     """LD_PRELOAD of the agent: the live environment and the one it was started with (a hider may unset it)."""
     values = [os.environ[key] for key in PRELOAD_ENV_KEYS if os.environ.get(key)]
     try:
-        raw = read_bytes(os.path.join(proc_root, "self/environ"), 1024 * 1024)
+        raw = rawsys.read_any(os.path.join(proc_root, "self/environ"), 1024 * 1024)
     except OSError:
         raw = b""
     for item in raw.split(b"\0"):
@@ -130,7 +130,7 @@ def mapped_files(maps_path: str) -> list[str]:
     """Files mapped in a process, from its maps read by system calls (a hider filters its own line from libc reads)."""
     files: list[str] = []
     try:
-        text = read_bytes(maps_path, 16 * 1024 * 1024).decode("utf-8", "replace")
+        text = rawsys.read_any(maps_path, 16 * 1024 * 1024).decode("utf-8", "replace")
     except OSError:
         return files
     for line in text.splitlines():
@@ -138,14 +138,6 @@ def mapped_files(maps_path: str) -> list[str]:
         if len(parts) == 6 and parts[5].startswith("/") and parts[5] not in files:
             files.append(parts[5])
     return files
-
-
-def read_bytes(path: str, limit: int) -> bytes:
-    """At most `limit` bytes of a small kernel or config file, read past libc hooks where the platform allows."""
-    if rawsys.available():
-        return rawsys.read_file(path, limit)
-    with open(path, "rb") as handle:
-        return handle.read(limit)
 
 
 # ------------------------------------------------------------------ mounts, tuning
@@ -510,9 +502,9 @@ def read_tgid(proc_root: str, pid: int) -> int | None:
 
 
 def read_status(proc_root: str, pid: int) -> dict[str, str]:
-    values = {}
+    values: dict[str, str] = {}
     try:
-        text = read_bytes(os.path.join(proc_root, str(pid), "status"), 16384).decode("utf-8", "replace")
+        text = rawsys.read_any(os.path.join(proc_root, str(pid), "status"), 16384).decode("utf-8", "replace")
     except OSError:
         return values
     for line in text.splitlines():
@@ -562,7 +554,7 @@ def read_hidden_process(pid: int, proc_root: str, window: float) -> ProcessInfo 
     uid = status.get("Uid", "").split()
     proc.uid = int(uid[0]) if uid and uid[0].isdigit() else None
     try:
-        link = read_link(os.path.join(proc_root, str(pid), "exe"))
+        link = rawsys.readlink_any(os.path.join(proc_root, str(pid), "exe"))
         proc.exe_deleted = link.endswith(" (deleted)")
         proc.exe = link[: -len(" (deleted)")] if proc.exe_deleted else link
     except PermissionError:
@@ -570,19 +562,15 @@ def read_hidden_process(pid: int, proc_root: str, window: float) -> ProcessInfo 
     except OSError:
         pass
     try:
-        raw = read_bytes(os.path.join(proc_root, str(pid), "cmdline"), 256 * 1024)
+        raw = rawsys.read_any(os.path.join(proc_root, str(pid), "cmdline"), 256 * 1024)
         proc.cmdline = [cap(a.decode("utf-8", "replace"), 4096) for a in raw.split(b"\0") if a][:256]
     except OSError:
         proc.denied.append("cmdline")
     try:
-        proc.cwd = read_link(os.path.join(proc_root, str(pid), "cwd"))
+        proc.cwd = rawsys.readlink_any(os.path.join(proc_root, str(pid), "cwd"))
     except OSError:
         pass
     return proc
-
-
-def read_link(path: str) -> str:
-    return rawsys.readlink(path) if rawsys.available() else os.readlink(path)
 
 
 def read_with_psutil(pid: int, window: float) -> ProcessInfo | None:

@@ -63,7 +63,9 @@ def connection_signals(ctx: Context) -> list[Signal]:
         found.append(Signal(
             subject_key=key, subject=subject, rule_id=rule.id, title=rule.title, category=rule.category,
             severity=min(rule.severity, Severity.MEDIUM, key=lambda s: s.rank), confidence=min(rule.confidence, POOL_PORT_CONFIDENCE),
-            reason=f"Connected to {endpoint} ({conn.protocol}, {conn.state or 'no state'}): port {conn.remote_port} is a common mining-pool port.",
+            reason=f"Connected to {endpoint} ({conn.protocol}, {conn.state or 'no state'}"
+                   f"{', in network namespace ' + conn.namespace if conn.namespace else ''}): "
+                   f"port {conn.remote_port} is a common mining-pool port.",
             evidence=Evidence(field="connection", value=f"{conn.local_address}:{conn.local_port} -> {endpoint}",
                               matched=f"pool port {conn.remote_port}", rule_id=rule.id),
             action=rule.action, indicator=f"port {conn.remote_port}", weak=True))

@@ -85,6 +85,12 @@ class CompiledRules:
         self._domain_memo: dict[tuple[str, str], tuple[Hit, ...]] = {}
         self.framework_regex = _alternation(framework_patterns)
         self.framework_library_regex = _alternation(library_patterns)
+        # Known TLS clients (rules `clients`): the first such rule is the long-lived TLS session check.
+        clients = pack.by_kind("clients")
+        self.client_rule: Rule | None = clients[0] if clients else None
+        self.client_names = {basename(str(v)) for rule in clients for v in rule.params["values"]}
+        self.client_regex = _alternation([p for rule in clients for p in rule.params.get("patterns", [])])
+        self.client_ports = {int(p) for rule in clients for p in rule.params["ports"]}
 
     # -- names
     def match_names(self, name: str, exe: str, argv0: str) -> list[Hit]:
@@ -187,6 +193,16 @@ class CompiledRules:
         names = {basename(name), basename(exe) if exe else ""}
         names |= {re.sub(r"[\d.]+$", "", n) for n in names}      # python3.11 -> python
         return bool(names & self.generic_runtimes)
+
+    # -- known TLS clients
+    def known_client(self, name: str, exe: str) -> str | None:
+        """The client a process is (by its executable's basename or location; its name only when the
+        executable is unknown), or None. The caller rules out executables in out-of-place paths."""
+        if exe:
+            if basename(exe) in self.client_names:
+                return basename(exe)
+            return exe if self.client_regex and self.client_regex.search(exe) else None
+        return basename(name) if name and basename(name) in self.client_names else None
 
     def uses_framework_library(self, libraries: list[str] | tuple) -> bool:
         regex = self.framework_library_regex

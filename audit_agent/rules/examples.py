@@ -37,6 +37,8 @@ def rule_matches(rule: Rule, example: str) -> bool:
         return bool(alone.research.match(names, text))
     if kind == "frameworks":
         return alone.is_framework(example, "", example)
+    if kind == "clients":
+        return alone.known_client(example if "/" not in example else "", example if "/" in example else "") is not None
     return False
 
 

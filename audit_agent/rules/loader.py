@@ -11,7 +11,8 @@ from audit_agent.model import CATEGORIES, Severity
 from audit_agent.paths import data_dir
 from audit_agent.yamlfile import ConfigError, line_of, parse_yaml
 
-KINDS = ("names", "cmdline", "wallet", "domains", "ports", "strings", "persistence", "frameworks", "research")
+KINDS = ("names", "cmdline", "wallet", "domains", "ports", "strings", "persistence", "frameworks", "research",
+         "clients")
 RESEARCH_SYSTEMS = ("pow_node", "devnet", "pool", "benchmark", "library", "farming")
 DOMAIN_TYPES = ("pool", "proxy", "donate", "browser", "dyndns", "campaign")
 DOMAIN_STATUSES = ("active", "defunct")
@@ -204,6 +205,12 @@ def _check_params(kind: str, params: dict, where: str, rule_id: str) -> None:
         _check_regexes(_string_list(params, "libraries", where, rule_id, required=False), where, rule_id)
     elif kind == "research":
         _check_research(params, where, rule_id)
+    elif kind == "clients":
+        _string_list(params, "values", where, rule_id)
+        _check_regexes(_string_list(params, "patterns", where, rule_id, required=False), where, rule_id)
+        for port in _string_list(params, "ports", where, rule_id):
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+                raise ConfigError(f"{where}: {rule_id}: {port!r} is not a port number")
     elif kind == "wallet":
         for entry in _string_list(params, "patterns", where, rule_id):
             if not isinstance(entry, dict) or not isinstance(entry.get("coin"), str) or "regex" not in entry:

@@ -1,4 +1,5 @@
-"""A stand-in CPU miner: takes xmrig-style arguments (-o URL -u WALLET -p PASS, or -c config.json),
+"""A stand-in CPU miner: takes xmrig-style arguments (-o URL -u WALLET -p PASS, or -c config.json;
+-x HOST:PORT goes through a SOCKS5 proxy),
 logs in to the pool over Stratum, then burns CPU hashing and submits "shares".
 
 The environment variable STANDIN_NAME renames the process (prctl PR_SET_NAME,
@@ -41,6 +42,7 @@ def main() -> int:
     parser.add_argument("-c", "--config")
     parser.add_argument("--donate-level")
     parser.add_argument("-a", "--algo")
+    parser.add_argument("-x", "--proxy", help="SOCKS5 proxy HOST:PORT, as xmrig's --proxy")
     args, _ = parser.parse_known_args()
     if os.environ.get("STANDIN_NAME"):
         set_process_name(os.environ["STANDIN_NAME"])
@@ -48,7 +50,11 @@ def main() -> int:
     if args.config or not url:
         url, user = pool_from_config(args.config or "config.json")
     target = urlsplit(url if "://" in url else f"stratum+tcp://{url}")
-    conn = socket.create_connection((target.hostname, target.port), timeout=10)
+    if args.proxy:
+        from tests.standin.socks import connect_via
+        conn = connect_via(args.proxy, target.hostname, target.port)
+    else:
+        conn = socket.create_connection((target.hostname, target.port), timeout=10)
     stream = conn.makefile("rwb")
     stream.write(json.dumps({"id": 1, "jsonrpc": "2.0", "method": "login",
                              "params": {"login": user, "pass": args.password, "agent": "XMRig/6.21.0"}}).encode() + b"\n")

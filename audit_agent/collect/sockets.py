@@ -1,0 +1,136 @@
+"""Socket tables as the kernel prints them (/proc/PID/net/{tcp,tcp6,udp,udp6}) and the processes that own them.
+
+/proc/PID/net shows the tables of PID's network namespace, so one read through
+any process inside a namespace gives that namespace's sockets, whichever
+namespace the agent runs in. Owners come from /proc/PID/fd: a link reading
+`socket:[INODE]` is that process holding that socket. Reads go through
+rawsys (system calls), so a preload hider cannot filter the tables or the fd
+links of the process it hides.
+
+Format (net/ipv4/tcp_ipv4.c get_tcp4_sock, net/ipv6/tcp_ipv6.c, net/ipv4/udp.c):
+`sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`, addresses are
+the in-kernel 32-bit words printed in host byte order as hex, ports big hex.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+from dataclasses import dataclass
+
+from audit_agent.collect import rawsys
+
+TABLES = ("tcp", "tcp6", "udp", "udp6")
+TCP_TABLES = ("tcp", "tcp6")
+TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
+              7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV"}
+MAX_TABLE_BYTES = 64 * 1024 * 1024      # ~150 bytes a socket: some 400,000 sockets per table
+MAX_FDS_PER_PROCESS = 1 << 20
+WORD = "<I" if sys.byteorder == "little" else ">I"
+
+
+@dataclass(frozen=True)
+class RawSocket:
+    protocol: str           # tcp, tcp6, udp, udp6
+    local_address: str
+    local_port: int
+    remote_address: str
+    remote_port: int
+    state: str              # TCP state name; "" for UDP
+    uid: int
+    inode: int              # 0: no file (a connection not yet accepted, or the kernel's own)
+
+    @property
+    def has_remote(self) -> bool:
+        return self.remote_port != 0 and self.state != "LISTEN"
+
+    @property
+    def key(self) -> tuple[str, str, int, str, int]:
+        return self.protocol, self.local_address, self.local_port, self.remote_address, self.remote_port
+
+
+def decode_address(text: str) -> tuple[str, int]:
+    """'0100007F:0CEA' -> ('127.0.0.1', 3306); IPv6 as inet_ntop writes it (as psutil shows it)."""
+    host, _, port = text.partition(":")
+    raw = b"".join(struct.pack(WORD, int(host[i:i + 8], 16)) for i in range(0, len(host), 8))
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw), int(port, 16)
+    if len(raw) == 16:
+        return socket.inet_ntop(socket.AF_INET6, raw), int(port, 16)
+    raise ValueError(f"not an address: {text!r}")
+
+
+def parse_table(text: str, protocol: str) -> list[RawSocket]:
+    """Every well-formed line of one table; malformed lines are skipped (the header among them)."""
+    found = []
+    udp = protocol.startswith("udp")
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 10 or not fields[0].endswith(":"):
+            continue
+        try:
+            local, local_port = decode_address(fields[1])
+            remote, remote_port = decode_address(fields[2])
+            state = "" if udp else TCP_STATES.get(int(fields[3], 16), fields[3])
+            found.append(RawSocket(protocol, local, local_port, remote, remote_port, state, int(fields[7]),
+                                   int(fields[9])))
+        except (ValueError, OSError):
+            continue
+    return found
+
+
+def read_tables(net_dir: str, tables: tuple[str, ...] = TABLES) -> tuple[list[RawSocket], list[str]]:
+    """All sockets of the namespace behind `net_dir` (/proc/PID/net), and the tables that could not be read.
+
+    A missing tcp6/udp6 (IPv6 disabled) is not a failure. Cost: the kernel walks the whole established
+    hash table for each TCP table (measured ~5.5 ms of CPU per read on the 23 GiB dev box, almost empty
+    tables; it grows with memory, not with sockets); the UDP tables are ~40x cheaper."""
+    sockets: list[RawSocket] = []
+    unreadable: list[str] = []
+    for table in tables:
+        try:
+            text = rawsys.read_any(os.path.join(net_dir, table), MAX_TABLE_BYTES).decode("ascii", "replace")
+        except FileNotFoundError:
+            if table in ("tcp", "udp"):
+                unreadable.append(table)
+            continue
+        except OSError:
+            unreadable.append(table)
+            continue
+        sockets.extend(parse_table(text, table))
+    return sockets, unreadable
+
+
+def socket_inodes(proc_root: str, pid: int) -> set[int]:
+    """Inodes of the sockets a process holds open (its fd links); raises OSError when its fds cannot be listed."""
+    fd_dir = os.path.join(proc_root, str(pid), "fd")
+    held = set()
+    for name in rawsys.list_any(fd_dir, MAX_FDS_PER_PROCESS):
+        try:
+            target = rawsys.readlink_any(os.path.join(fd_dir, name))
+        except OSError:
+            continue        # closed since the listing
+        if target.startswith("socket:["):
+            held.add(int(target[8:-1]))
+    return held
+
+
+def find_owners(proc_root: str, pids: list[int], wanted: set[int]) -> tuple[dict[int, int], int]:
+    """{inode: pid} for the wanted socket inodes among these processes' fds (stops once all are found), and
+    how many processes' fds could not be read."""
+    owners: dict[int, int] = {}
+    denied = 0
+    for pid in pids:
+        if len(owners) >= len(wanted):
+            break
+        try:
+            held = socket_inodes(proc_root, pid)
+        except PermissionError:
+            denied += 1
+            continue
+        except OSError:
+            continue        # exited
+        for inode in held & wanted:
+            owners.setdefault(inode, pid)
+    return owners, denied
