@@ -143,7 +143,7 @@ def owners_of(proc_root: str, remote: list[RawSocket], members: list[int], pids:
 
 def unseen(sock: RawSocket, pid: int | None, lived: float | None, could_read_all: bool) -> bool:
     """Established for the whole window, a real socket file (inode), and nobody holds it though we could see."""
-    return pid is None and lived is not None and bool(sock.inode) and sock.state == "ESTABLISHED" and could_read_all
+    return pid is None and bool(lived) and bool(sock.inode) and sock.state == "ESTABLISHED" and could_read_all
 
 
 def age_and_owners_here(snapshot: Snapshot, proc_root: str, own: str, sample: SocketSample, held: float | None,
