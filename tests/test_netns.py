@@ -47,21 +47,17 @@ def link(path: Path, target: str) -> None:
 
 def fake_proc(tmp_path: Path) -> Path:
     """Host namespace net:[1] (the agent, pid 1, pid 50 hidden); namespace net:[2] with a miner (pid 200),
-    its pool (pid 201), a socket of net:[2] held by pid 300 from the host namespace, one nobody holds."""
+    its pool (pid 201), a socket of net:[2] held by pid 300 from the host namespace, one nobody holds, one
+    that closes during the window."""
     root = tmp_path / "proc"
     link(root / "self/ns/net", "net:[1]")
     write(root / "self/net/tcp", HEADER + tcp_line(0, "0500000A:9C41", "09646333:0D05", "01", 5000))
-    write(root / "self/net/udp", HEADER)
+    write(root / "self/net/tcp6", HEADER)
     for pid, ns in ((1, 1), (50, 1), (200, 2), (201, 2), (300, 1)):
         link(root / str(pid) / "ns/net", f"net:[{ns}]")
-    write(root / "200/net/tcp", HEADER
-          + tcp_line(0, "0100007F:9C40", "0100007F:0D05", "01", 100)       # miner -> pool, pid 200
-          + tcp_line(1, "0100007F:0D05", "0100007F:9C40", "01", 101)       # pool's side, pid 201
-          + tcp_line(2, "0100007F:9C42", "0100007F:0D05", "01", 102)       # held by pid 300 (host namespace)
-          + tcp_line(3, "0100007F:9C44", "0100007F:0D05", "01", 103)       # nobody holds it
-          + tcp_line(4, "0100007F:9C46", "0100007F:0D05", "01", 104)       # nobody, but born in the window
-          + tcp_line(5, "00000000:0D05", "00000000:0000", "0A", 105))      # listening: no remote
-    write(root / "200/net/udp", HEADER)
+    write(root / "200/net/tcp", HEADER + NS2_KEPT + tcp_line(4, "0100007F:9C46", "0100007F:0D05", "01", 104))
+    for table in ("tcp6", "udp", "udp6"):
+        write(root / "200/net" / table, HEADER)
     link(root / "200/fd/3", "socket:[100]")
     link(root / "200/fd/4", "/dev/null")
     link(root / "201/fd/5", "socket:[101]")
@@ -70,23 +66,41 @@ def fake_proc(tmp_path: Path) -> Path:
     return root
 
 
+NS2_KEPT = (tcp_line(0, "0100007F:9C40", "0100007F:0D05", "01", 100)       # miner -> pool, pid 200
+            + tcp_line(1, "0100007F:0D05", "0100007F:9C40", "01", 101)     # pool's side, pid 201
+            + tcp_line(2, "0100007F:9C42", "0100007F:0D05", "01", 102)     # held by pid 300 (host namespace)
+            + tcp_line(3, "0100007F:9C44", "0100007F:0D05", "01", 103)     # nobody holds it
+            + tcp_line(5, "00000000:0D05", "00000000:0000", "0A", 105))    # listening: no remote
+
+
+def during_the_window(root: Path) -> None:
+    """The socket nobody held closes; namespace net:[3] appears with pid 400 and one connection."""
+    write(root / "200/net/tcp", HEADER + NS2_KEPT)
+    link(root / "400/ns/net", "net:[3]")
+    write(root / "400/net/tcp", HEADER + tcp_line(0, "0100007F:9C48", "0100007F:01BB", "01", 400))
+    for table in ("tcp6", "udp", "udp6"):
+        write(root / "400/net" / table, HEADER)
+    link(root / "400/fd/3", "socket:[400]")
+
+
 def test_every_namespace_is_read_and_owners_found_wherever_they_are(tmp_path):
     root = fake_proc(tmp_path)
+    sample = netns.sample_sockets(str(root))
+    during_the_window(root)
     host_conn = Connection(pid=None, protocol="tcp", local_address="10.0.0.5", local_port=40001,
                            remote_address="51.99.100.9", remote_port=3333, state="ESTABLISHED")
     snap = Snapshot(window_seconds=5.0, processes=[ProcessInfo(pid=1, name="systemd")], connections=[host_conn])
     snap.stealth.hidden_pids.append(HiddenPid(pid=50, name="hidden"))
-    sample = netns.SocketSample({("net:[1]", 5000), ("net:[2]", 100), ("net:[2]", 101), ("net:[2]", 102),
-                                 ("net:[2]", 103)}, taken=True)
     coverage = netns.collect_namespaces(snap, SimpleNamespace(proc_root=str(root), socket_sample=sample))
-    assert [(c.check, c.status) for c in coverage] == [("network-namespaces", CoverageStatus.OK)]
+    assert [(c.check, c.status, c.inspected) for c in coverage] == [("network-namespaces", CoverageStatus.OK, 2)]
     inside = {c.local_port: c for c in snap.connections if c.namespace == "net:[2]"}
-    assert set(inside) == {0x9C40, 3333, 0x9C42, 0x9C44, 0x9C46}         # the listener is no connection
+    assert set(inside) == {0x9C40, 3333, 0x9C42, 0x9C44}         # no listener; the closed one is gone
     assert inside[0x9C40].pid == 200 and inside[3333].pid == 201
     assert inside[0x9C42].pid == 300, "a process outside the namespace can hold one of its sockets"
-    assert inside[0x9C40].held_seconds == 5.0 and inside[0x9C46].held_seconds is None
+    assert inside[0x9C40].held_seconds == 5.0
     assert inside[0x9C44].pid is None and inside[0x9C44].owner_unseen == (os.geteuid() == 0)
-    assert not inside[0x9C46].owner_unseen, "a connection born during the window is not judged"
+    [new] = [c for c in snap.connections if c.namespace == "net:[3]"]
+    assert new.pid == 400 and new.held_seconds is None, "a namespace born in the window is read, without age"
     assert host_conn.pid == 50, "the hidden process owns the host-namespace connection nobody listed"
     assert host_conn.held_seconds == 5.0 and not host_conn.owner_unseen
 
@@ -95,8 +109,9 @@ def test_namespace_whose_tables_cannot_be_read_is_partial_coverage(tmp_path):
     root = fake_proc(tmp_path)
     (root / "200/net/tcp").unlink()
     (root / "201/net").mkdir(parents=True)
+    sample = netns.sample_sockets(str(root))
     snap = Snapshot(window_seconds=5.0)
-    [coverage] = netns.collect_namespaces(snap, SimpleNamespace(proc_root=str(root), socket_sample=None))
+    [coverage] = netns.collect_namespaces(snap, SimpleNamespace(proc_root=str(root), socket_sample=sample))
     assert coverage.status == CoverageStatus.PARTIAL and "could not be read" in coverage.reason
     assert not [c for c in snap.connections if c.namespace]
 
@@ -116,9 +131,8 @@ def test_live_sample_sees_this_process_socket():
         client = socket.create_connection(server.getsockname())
         try:
             sample = netns.sample_sockets("/proc")
-            own = netns.own_namespace("/proc")
             inode = os.stat(f"/proc/self/fd/{client.fileno()}").st_ino
-            assert sample.taken and (own, inode) in sample.inodes
+            assert sample.taken and inode in {sock.inode for sock in sample.sockets[sample.own] or []}
         finally:
             client.close()
 

@@ -133,8 +133,13 @@ def list_dir(path: str, limit: int = MAX_ENTRIES) -> list[str]:
     return names[:limit]
 
 
-def read_file(path: str, limit: int, follow: bool = True) -> bytes:
-    """At most `limit` bytes of a file, read with openat/read system calls; raises OSError."""
+def read_file(path: str, limit: int, follow: bool = True, eof_below: int = 0) -> bytes:
+    """At most `limit` bytes of a file, read with openat/read system calls; raises OSError.
+
+    `eof_below`: the caller knows a read that returns fewer bytes is the end of the file. A /proc seq file
+    (maps, net/tcp) stops a read early only when its page-sized buffer cannot take the next record, so for
+    records shorter than 512 bytes a read of under 3,584 is the end; asking again is not free there: each
+    read of /proc/net/tcp walks the kernel's whole connection hash table, the last (empty) one too."""
     fd = _open(path, O_RDONLY | (0 if follow else O_NOFOLLOW))
     chunks: list[bytes] = []
     total = 0
@@ -143,11 +148,11 @@ def read_file(path: str, limit: int, follow: bool = True) -> bytes:
             want = min(64 * 1024, limit - total)
             buffer = ctypes.create_string_buffer(want)
             got = _call("read", ctypes.c_int(fd), buffer, ctypes.c_size_t(want))
+            if got == 0:
+                break
             chunks.append(buffer.raw[:got])
             total += got
-            if got < want:
-                # A short read is the end of a regular or /proc file. Not asking again matters: each read of
-                # /proc/net/tcp walks the kernel's whole connection hash table, the last (empty) one too.
+            if got < eof_below:
                 break
     finally:
         _close(fd)
@@ -217,10 +222,10 @@ def alive_pids(limit: int) -> list[int]:
 # ---- the same, falling back to ordinary calls where system calls cannot be made (other platforms)
 
 
-def read_any(path: str, limit: int) -> bytes:
+def read_any(path: str, limit: int, eof_below: int = 0) -> bytes:
     """At most `limit` bytes of a small kernel or config file, past libc hooks where the platform allows."""
     if available():
-        return read_file(path, limit)
+        return read_file(path, limit, eof_below=eof_below)
     with open(path, "rb") as handle:
         return handle.read(limit)
 

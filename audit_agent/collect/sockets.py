@@ -18,6 +18,7 @@ import socket
 import struct
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 
 from audit_agent.collect import rawsys
 
@@ -27,6 +28,7 @@ TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5:
               7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV"}
 MAX_TABLE_BYTES = 64 * 1024 * 1024      # ~150 bytes a socket: some 400,000 sockets per table
 MAX_FDS_PER_PROCESS = 1 << 20
+SEQ_EOF_BELOW = 4096 - 512       # a table line is under 200 bytes: a shorter read than this is the end
 WORD = "<I" if sys.byteorder == "little" else ">I"
 
 
@@ -53,21 +55,27 @@ class RawSocket:
 def decode_address(text: str) -> tuple[str, int]:
     """'0100007F:0CEA' -> ('127.0.0.1', 3306); IPv6 as inet_ntop writes it (as psutil shows it)."""
     host, _, port = text.partition(":")
+    return decode_host(host), int(port, 16)
+
+
+@lru_cache(maxsize=4096)
+def decode_host(host: str) -> str:
+    """Cached: a host's tables repeat a few addresses (its own, loopback) thousands of times."""
     raw = b"".join(struct.pack(WORD, int(host[i:i + 8], 16)) for i in range(0, len(host), 8))
     if len(raw) == 4:
-        return socket.inet_ntop(socket.AF_INET, raw), int(port, 16)
+        return socket.inet_ntop(socket.AF_INET, raw)
     if len(raw) == 16:
-        return socket.inet_ntop(socket.AF_INET6, raw), int(port, 16)
-    raise ValueError(f"not an address: {text!r}")
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    raise ValueError(f"not an address: {host!r}")
 
 
-def parse_table(text: str, protocol: str) -> list[RawSocket]:
+def parse_table(text: str, protocol: str, established_only: bool = False) -> list[RawSocket]:
     """Every well-formed line of one table; malformed lines are skipped (the header among them)."""
     found = []
     udp = protocol.startswith("udp")
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) < 10 or not fields[0].endswith(":"):
+        if len(fields) < 10 or not fields[0].endswith(":") or established_only and fields[3] != "01":
             continue
         try:
             local, local_port = decode_address(fields[1])
@@ -80,7 +88,8 @@ def parse_table(text: str, protocol: str) -> list[RawSocket]:
     return found
 
 
-def read_tables(net_dir: str, tables: tuple[str, ...] = TABLES) -> tuple[list[RawSocket], list[str]]:
+def read_tables(net_dir: str, tables: tuple[str, ...] = TABLES,
+                established_only: bool = False) -> tuple[list[RawSocket], list[str]]:
     """All sockets of the namespace behind `net_dir` (/proc/PID/net), and the tables that could not be read.
 
     A missing tcp6/udp6 (IPv6 disabled) is not a failure. Cost: the kernel walks the whole established
@@ -90,7 +99,8 @@ def read_tables(net_dir: str, tables: tuple[str, ...] = TABLES) -> tuple[list[Ra
     unreadable: list[str] = []
     for table in tables:
         try:
-            text = rawsys.read_any(os.path.join(net_dir, table), MAX_TABLE_BYTES).decode("ascii", "replace")
+            text = rawsys.read_any(os.path.join(net_dir, table), MAX_TABLE_BYTES,
+                                   eof_below=SEQ_EOF_BELOW).decode("ascii", "replace")
         except FileNotFoundError:
             if table in ("tcp", "udp"):
                 unreadable.append(table)
@@ -98,7 +108,7 @@ def read_tables(net_dir: str, tables: tuple[str, ...] = TABLES) -> tuple[list[Ra
         except OSError:
             unreadable.append(table)
             continue
-        sockets.extend(parse_table(text, table))
+        sockets.extend(parse_table(text, table, established_only))
     return sockets, unreadable
 
 
