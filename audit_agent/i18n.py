@@ -63,7 +63,29 @@ def load_rule_texts(lang: str) -> dict[str, dict[str, Any]]:
         data = yaml.safe_load(handle) or {}
     if not isinstance(data, dict) or not all(isinstance(entry, dict) for entry in data.values()):
         raise ValueError(f"{path}: must map each rule id to its title, action and meaning")
-    return {str(rule_id): entry for rule_id, entry in data.items()}
+    return {**family_rule_texts(lang), **{str(rule_id): entry for rule_id, entry in data.items()}}
+
+
+def family_rule_texts(lang: str) -> dict[str, dict[str, Any]]:
+    """The texts of the shipped families' rules (AA-<FAMILY>-<SHAPE>), from reports/i18n/families.<lang>.yaml."""
+    import hashlib
+
+    from audit_agent.rules.families import family_rules
+    from audit_agent.rules.loader import load_families
+    with (i18n_dir() / f"families.{lang}.yaml").open(encoding="utf-8") as handle:
+        texts = yaml.safe_load(handle)
+    families, _ = load_families(data_dir("rules") / "families", hashlib.sha256())
+    result: dict[str, dict[str, Any]] = {}
+    for family in families:
+        values = {"family": family.name if lang == "en" else family.name_zh, "coin": family.coin or family.name,
+                  "activity": texts["activity"][family.category]}
+        for rule in family_rules(family):
+            shape = rule.id.rsplit("-", 1)[1]
+            result[rule.id] = {
+                "title": rule.title if lang == "en" else texts["title"][shape].format(**values),
+                "action": rule.action if lang == "en" else texts["action"].format(**values),
+                "meaning": texts["meaning"][shape].format(**values)}
+    return result
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,11 @@ class FindingStatus(str, enum.Enum):
 COUNTED_STATUSES = (FindingStatus.OPEN, FindingStatus.UNFILED, FindingStatus.REGISTRATION_EXPIRED,
                     FindingStatus.OUTSIDE_REGISTRATION)
 # What a finding or rule is about; rule packs and metrics use the same list.
-CATEGORIES = ("miner", "network", "stealth", "persistence", "gpu", "load", "tuning", "research")
+# research: mining-related research systems (issue10). storage_farming: proof-of-space/storage networks (Chia,
+# Filecoin, ...); resource_sharing: DePIN clients that rent out GPUs for tokens. Both need the same filing as a
+# miner. Append new categories at the end.
+CATEGORIES = ("miner", "network", "stealth", "persistence", "gpu", "load", "tuning", "research", "storage_farming",
+              "resource_sharing")
 
 
 # ---------------------------------------------------------------- snapshot parts
@@ -188,6 +192,50 @@ class MinerConfig:
 
 
 @dataclass
+class ConfigReader:
+    """A process that reads a family config at this path, and how we know (home, cwd, exe_dir, env, open)."""
+    pid: int
+    via: str
+
+
+@dataclass
+class FamilyConfig:
+    """A configuration file of a known coin / storage / sharing family, found where that software reads it."""
+    path: str
+    family: str
+    readers: list[ConfigReader] = field(default_factory=list)
+    owner: str = ""                 # the file's owner (a home config with no process reading it names its user)
+    keys: list[str] = field(default_factory=list)       # identifying keys present (dotted paths)
+    urls: list[str] = field(default_factory=list)       # pools / peers it names (secrets redacted)
+    logins: list[str] = field(default_factory=list)     # payout addresses, account names (tokens never kept)
+    dirs: list[str] = field(default_factory=list)       # artefact folders it names (plot/sector/farm dirs)
+    network: str = ""               # the network it selects (mainnet, testnet11, ...), when it says
+
+
+@dataclass
+class ArtefactGroup:
+    """Artefact files of one family and kind in one folder (plots, sectors, PoST data, piece caches)."""
+    family: str
+    kind: str                       # plot, sector, postdata, farm, ...
+    directory: str
+    count: int = 0
+    total_bytes: int = 0            # apparent size (st_size): what the network counts as farmed space
+    allocated_bytes: int = 0        # blocks really used on disk (a sparse stand-in uses almost none)
+    examples: list[str] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)       # processes that have the folder open or configure it
+    found_via: str = ""             # open, config, cmdline, mount
+
+
+@dataclass
+class Listener:
+    """A listening TCP socket or bound UDP socket on a port some family uses by default."""
+    pid: int | None
+    protocol: str
+    address: str
+    port: int
+
+
+@dataclass
 class HiddenPid:
     pid: int
     name: str = ""
@@ -286,6 +334,9 @@ class Snapshot:
     persistence_baseline: PersistenceBaseline = field(default_factory=PersistenceBaseline)
     load: list[LoadSample] = field(default_factory=list)
     coverage: list[Coverage] = field(default_factory=list)
+    family_configs: list[FamilyConfig] = field(default_factory=list)
+    artefacts: list[ArtefactGroup] = field(default_factory=list)
+    listeners: list[Listener] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

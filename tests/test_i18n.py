@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from audit_agent.i18n import LANGS, RULE_PARTS, i18n_dir, load_messages, load_rule_texts, translator
-from audit_agent.model import CoverageStatus, FindingStatus, Severity, Verdict
+from audit_agent.model import CATEGORIES, CoverageStatus, FindingStatus, Severity, Verdict
 from audit_agent.render.html import templates_dir
 from audit_agent.rules.loader import load_pack
 
@@ -31,9 +31,9 @@ def dynamic_keys() -> set[str]:
     keys = {f"{group}.{member.value}" for group, enum in ENUM_GROUPS.items() for member in enum}
     keys |= {f"verdict.explain_{v.value}" for v in Verdict}
     keys |= {f"check.{name}" for name in ("host", "processes", "network", "gpu", "binaries", "configs", "stealth",
-                                          "persistence")}
+                                          "persistence", "family_configs", "artefacts")}
     keys |= {f"kind.{name}" for name in ("process", "gpu", "host", "persistence", "connection")}
-    keys |= {f"category.{name}" for name in ("miner", "network", "stealth", "persistence", "gpu", "load", "tuning")}
+    keys |= {f"category.{name}" for name in CATEGORIES}
     keys |= {"format.date", "format.datetime", "format.months", "format.seconds", "format.none"}
     keys |= {f"field.{name}" for name in ("name", "exe", "argv0", "cmdline", "login", "host", "port", "binary",
                                           "persistence", "config", "connection", "gpu", "load", "memory", "pid",

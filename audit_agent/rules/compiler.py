@@ -91,6 +91,8 @@ class CompiledRules:
         self.client_names = {basename(str(v)) for rule in clients for v in rule.params["values"]}
         self.client_regex = _alternation([p for rule in clients for p in rule.params.get("patterns", [])])
         self.client_ports = {int(p) for rule in clients for p in rule.params["ports"]}
+        from audit_agent.rules.family_match import FamilyMatchers
+        self.families = FamilyMatchers(pack)
 
     # -- names
     def match_names(self, name: str, exe: str, argv0: str) -> list[Hit]:

@@ -39,6 +39,30 @@ def rule_matches(rule: Rule, example: str) -> bool:
         return alone.is_framework(example, "", example)
     if kind == "clients":
         return alone.known_client(example if "/" not in example else "", example if "/" in example else "") is not None
+    if kind.startswith("family_"):
+        return family_example_matches(rule, example, alone)
+    return False
+
+
+def family_example_matches(rule: Rule, example: str, alone: CompiledRules) -> bool:
+    """Family rules: a port number; `KEY=value`; a config file's text; `name size` or `folder/name size`."""
+    from audit_agent.rules.families import parse_size
+    from audit_agent.rules.family_match import config_facts
+    if rule.kind == "family_port":
+        port = int(example) if example.strip().isdigit() else -1
+        return port in alone.families.listen_ports or port in alone.families.connect_ports
+    if rule.kind == "family_env":
+        key, _, value = example.partition("=")
+        return bool(alone.families.match_env({key.strip(): value}))
+    if rule.kind == "family_config":
+        return any(config_facts(spec, example) is not None for spec in rule.params["specs"])
+    if rule.kind == "family_file":
+        path, _, size = example.strip().rpartition(" ")
+        parent, _, name = path.rpartition("/")
+        try:
+            return alone.families.match_file(name, parent.rsplit("/", 1)[-1], parse_size(size, "example")) is not None
+        except ValueError:
+            return False
     return False
 
 

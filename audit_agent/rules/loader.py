@@ -53,6 +53,7 @@ class RulePack:
     sha256: str
     files: list[str]
     rules: list[Rule] = field(default_factory=list)
+    families: list[Any] = field(default_factory=list)       # rules.families.Family, one per families/*.yaml
 
     def by_kind(self, kind: str) -> list[Rule]:
         return [rule for rule in self.rules if rule.kind == kind]
@@ -94,9 +95,28 @@ def load_pack(path: str | Path | None = None) -> RulePack:
         if not isinstance(items, list):
             raise ConfigError(f"{file}:{line_of(data, 1)}: 'rules' must be a list")
         rules.extend(parse_rule(item, file) for item in items)
+    from audit_agent.rules.families import family_rules   # families builds on this module's checks
+    families, family_files = load_families(root / "families" if root.is_dir() else None, digest)
+    for family in families:
+        rules.extend(family_rules(family))
     _check_unique_ids(rules)
     return RulePack(name=name, version=version, description=description, sha256=digest.hexdigest(),
-                    files=[f.name for f in files], rules=rules)
+                    files=[f.name for f in files] + family_files, rules=rules, families=families)
+
+
+def load_families(directory: Path | None, digest: Any) -> tuple[list[Any], list[str]]:
+    """One family per families/*.yaml (coins, storage networks, token-sharing networks), in name order."""
+    from audit_agent.rules.families import parse_family
+    if directory is None or not directory.is_dir():
+        return [], []
+    files = sorted(p for p in directory.glob("*.yaml") if p.is_file())
+    families = [parse_family(read_rule_file(file, digest), file) for file in files]
+    seen: dict[str, str] = {}
+    for family in families:
+        if family.id in seen:
+            raise ConfigError(f"{family.origin}: duplicate family id {family.id} (first at {seen[family.id]})")
+        seen[family.id] = family.origin
+    return families, [f"families/{f.name}" for f in files]
 
 
 def read_rule_file(file: Path, digest: Any) -> Any:
