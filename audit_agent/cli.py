@@ -162,7 +162,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         snapshot = read_snapshot(args.snapshot)
     else:
         with progress_display(args.quiet) as progress:
-            snapshot = collect_with(args, inputs.rules.signature_strings(), progress)
+            snapshot = collect_with(args, inputs.rules.signature_strings(), progress, inputs.rules.pack.families)
     report = run_scan(snapshot, inputs, fail_on)
     if args.filing_drafts:
         from audit_agent.filing.draft import write_drafts
@@ -182,7 +182,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     rules = load_rules(args.rules)
     with progress_display(args.quiet) as progress:
-        snapshot = collect_with(args, rules.signature_strings(), progress)
+        snapshot = collect_with(args, rules.signature_strings(), progress, rules.pack.families)
     write_atomic(args.output, dumps(snapshot.to_dict(), indent=1) + "\n")
     if not args.quiet:
         print(f"wrote {args.output}: {len(snapshot.processes)} processes, {len(snapshot.connections)} connections",
@@ -282,10 +282,12 @@ def resolve_fail_on(flag: str | None, default):  # type: ignore[no-untyped-def]
     return Severity(flag) if flag else default
 
 
-def collect_with(args: argparse.Namespace, signature_strings: list[str], progress):  # type: ignore[no-untyped-def]
+def collect_with(args: argparse.Namespace, signature_strings: list[str], progress,  # type: ignore[no-untyped-def]
+                 families=None):
     from audit_agent.collect import CollectOptions, collect_snapshot
     options = CollectOptions(window=args.window, proc_root=args.proc_root, sys_root=args.sys_root,
-                             etc_root=args.etc_root, signature_strings=signature_strings, progress=progress)
+                             etc_root=args.etc_root, signature_strings=signature_strings, progress=progress,
+                             families=families)
     return collect_snapshot(options)
 
 

@@ -18,6 +18,7 @@ from audit_agent.detect import (
     Context,
     Signal,
     content,
+    families,
     gpu,
     load,
     network,
@@ -47,6 +48,7 @@ PRODUCERS: list[Callable[[Context], list[Signal]]] = [
     process.signals, content.signals, stealth.signals, persistence.signals, gpu.signals, load.signals,
     research.signals,
     network.signals,
+    families.signals,
 ]
 CORE_CHECKS = ("processes", "network")
 COUNTED = COUNTED_STATUSES

@@ -241,7 +241,7 @@ def _examples(item: dict, at: str, family: Family) -> dict[str, dict[str, list[s
 
 def family_rules(family: Family) -> list[Rule]:
     """The rules a family compiles into; their ids are AA-<FAMILY>-<SHAPE>."""
-    sections = {"NAME": ("names", {"values": family.names}), "NODE": ("node_names", {"values": family.node_names}),
+    sections: dict[str, tuple[str, dict[str, list[Any]]]] = {"NAME": ("names", {"values": family.names}), "NODE": ("node_names", {"values": family.node_names}),
                 "CMD": ("cmdline", {"patterns": family.cmdline, "unless": family.unless}),
                 "POOL": ("pools", {"entries": family.pools}),
                 "PORT": ("ports", {"listen": family.listen_ports, "connect": family.connect_ports}),

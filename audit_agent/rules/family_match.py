@@ -105,7 +105,7 @@ def flatten(text: str, fmt: str) -> dict[str, list[str]] | None:
         if fmt == "json":
             data = json.loads(text)
         elif fmt == "yaml":
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=getattr(yaml, "CBaseLoader", yaml.BaseLoader))
         elif fmt == "toml" and tomllib is not None:
             data = tomllib.loads(text)
         else:

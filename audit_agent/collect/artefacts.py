@@ -1,0 +1,210 @@
+"""A bounded search for farming artefacts: plots, sectors, PoST data, piece caches, by name and size.
+
+Where: the folders processes have files open in, the folders they or the
+family configs name, and the usual mount points (/mnt, /media, /srv, /data...
+and every local disk file system mounted outside the system tree). Bounded in
+entries per folder, entries in all, depth and wall time: the walk runs in a
+worker thread, so a hung network file system or a folder of millions of files
+costs at most the time budget, and the coverage says `partial` and why.
+Nothing is followed through a symlink; only names and sizes are read.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from audit_agent.collect.families import Found
+from audit_agent.model import ArtefactGroup, Coverage, CoverageStatus, Snapshot
+from audit_agent.redact import cap
+from audit_agent.rules.families import Family, family_rules
+from audit_agent.rules.family_match import FamilyMatchers
+from audit_agent.rules.loader import RulePack
+
+SEARCH_SECONDS = 8.0
+MAX_ENTRIES = 300_000           # directory entries looked at in all
+MAX_DIR_ENTRIES = 50_000        # entries of one folder (a piece store of millions of files stops here)
+MAX_FOLDERS = 4000
+MOUNT_ROOTS = ("/mnt", "/media", "/srv", "/data", "/plots", "/farm", "/storage", "/chia", "/disks")
+LOCAL_FS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "ntfs", "ntfs3", "exfat", "vfat", "fuseblk",
+            "jfs", "reiserfs", "bcachefs", "nfs", "nfs4", "cifs", "smb3"}
+SYSTEM_MOUNTS = ("/", "/boot", "/usr", "/var", "/etc", "/opt", "/snap", "/run", "/proc", "/sys", "/dev", "/tmp",
+                 "/home", "/root")
+SKIP_TREES = ("/proc", "/sys", "/dev", "/run")
+EXAMPLES = 3
+# depth below a root that is searched, by how the root was found
+DEPTH = {"open": 0, "cmdline": 2, "config": 5, "mount": 3}
+
+
+@dataclass
+class Walk:
+    roots: list[tuple[str, str, str]]                 # (shown, access, via)
+    matchers: FamilyMatchers
+    deadline: float
+    entries: int = 0
+    folders: int = 0
+    denied: int = 0
+    crowded: list[str] = field(default_factory=list)  # folders cut at MAX_DIR_ENTRIES
+    groups: dict[tuple[str, str, str], ArtefactGroup] = field(default_factory=dict)
+    stopped: str = ""                                 # why the walk ended early
+    done: bool = False
+    seen: set[tuple[int, int]] = field(default_factory=set)
+
+    def run(self) -> None:
+        try:
+            for shown, access, via in self.roots:
+                if self.stopped:
+                    break
+                self.walk(shown, access, via, DEPTH[via])
+        finally:
+            self.done = True
+
+    def walk(self, shown: str, access: str, via: str, depth: int) -> None:
+        if self.stopped or shown.startswith(SKIP_TREES):
+            return
+        if time.monotonic() > self.deadline:
+            self.stopped = f"time budget of {SEARCH_SECONDS:g} s used up"
+            return
+        if self.entries >= MAX_ENTRIES or self.folders >= MAX_FOLDERS:
+            self.stopped = f"limit of {MAX_ENTRIES} entries / {MAX_FOLDERS} folders reached"
+            return
+        try:
+            info = os.stat(access, follow_symlinks=False)
+        except PermissionError:
+            self.denied += 1
+            return
+        except OSError:
+            return
+        if not stat.S_ISDIR(info.st_mode) or (info.st_dev, info.st_ino) in self.seen:
+            return
+        self.seen.add((info.st_dev, info.st_ino))
+        self.folders += 1
+        subfolders = []
+        try:
+            with os.scandir(access) as entries:
+                for count, entry in enumerate(entries):
+                    if count >= MAX_DIR_ENTRIES:
+                        self.crowded.append(shown)
+                        break
+                    self.entries += 1
+                    if entry.is_dir(follow_symlinks=False):
+                        if depth > 0:
+                            subfolders.append(entry.name)
+                    elif entry.is_file(follow_symlinks=False) and self.matchers.file_name_may_match(entry.name):
+                        self.consider(entry, shown, via)
+        except PermissionError:
+            self.denied += 1
+            return
+        except OSError:
+            return
+        for name in subfolders:
+            self.walk(os.path.join(shown, name), os.path.join(access, name), via, depth - 1)
+
+    def consider(self, entry: os.DirEntry, folder: str, via: str) -> None:
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            return
+        pattern = self.matchers.match_file(entry.name, os.path.basename(folder), info.st_size)
+        if pattern is None:
+            return
+        key = (pattern.family, pattern.spec.kind, folder)
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = ArtefactGroup(family=pattern.family, kind=pattern.spec.kind,
+                                                     directory=cap(folder, 1024), found_via=via)
+        group.count += 1
+        group.total_bytes += info.st_size
+        group.allocated_bytes += getattr(info, "st_blocks", 0) * 512
+        if len(group.examples) < EXAMPLES:
+            group.examples.append(cap(entry.name, 200))
+
+
+def search_artefacts(snapshot: Snapshot, families: list[Family], found: Found, options: Any) -> Coverage:
+    rules = [rule for family in families for rule in family_rules(family)]
+    matchers = FamilyMatchers(RulePack("families", "", "", "", [], rules, families))
+    if not matchers.artefacts:
+        return Coverage("artefacts", CoverageStatus.NOT_APPLICABLE, "no family in the rule pack has artefacts")
+    seconds = float(getattr(options, "artefact_seconds", SEARCH_SECONDS))
+    walk = Walk(roots=search_roots(snapshot, found, getattr(options, "mount_roots", None)), matchers=matchers,
+                deadline=time.monotonic() + seconds)
+    worker = threading.Thread(target=walk.run, name="artefact-search", daemon=True)
+    worker.start()
+    worker.join(seconds + 1.0)
+    if not walk.done and not walk.stopped:
+        walk.stopped = f"time budget of {seconds:g} s used up (a file system did not answer)"
+    groups = list(walk.groups.values())      # a worker still stuck in a hung file system adds nothing later
+    link_pids(groups, found)
+    snapshot.artefacts.extend(groups)
+    problems = []
+    if walk.stopped:
+        problems.append(f"search stopped early: {walk.stopped}")
+    if walk.crowded:
+        problems.append(f"{len(walk.crowded)} folder(s) with more than {MAX_DIR_ENTRIES} entries only partly "
+                        f"listed (e.g. {cap(walk.crowded[0], 200)})")
+    if walk.denied:
+        problems.append(f"{walk.denied} folder(s) unreadable: access denied")
+    status = CoverageStatus.PARTIAL if problems else CoverageStatus.OK
+    summary = "; ".join(problems) or f"{walk.folders} folders, {walk.entries} entries searched"
+    return Coverage("artefacts", status, summary, inspected=walk.folders, denied=walk.denied)
+
+
+def search_roots(snapshot: Snapshot, found: Found, mount_roots: Any = None) -> list[tuple[str, str, str]]:
+    """(shown, access, via) for every folder to search, most telling first, each once."""
+    roots: dict[str, tuple[str, str, str]] = {}
+
+    def add(folder: str, via: str) -> None:
+        folder = os.path.normpath(folder)
+        if folder.startswith("/") and folder not in roots:
+            roots[folder] = (folder, found.access.get(folder, folder), via)
+
+    for folder in found.open_dirs:
+        add(folder, "open")
+    for config in snapshot.family_configs:
+        for folder in config.dirs:
+            add(folder, "config")
+    for folder in found.named_dirs:
+        add(folder, "cmdline")
+    for proc in snapshot.processes:
+        if proc.cwd.startswith("/") and proc.cwd != "/":
+            add(proc.cwd, "open")
+    for folder in (MOUNT_ROOTS if mount_roots is None else mount_roots):
+        add(folder, "mount")
+    if mount_roots is None:
+        for folder in local_mount_points():
+            add(folder, "mount")
+    return list(roots.values())
+
+
+def local_mount_points(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """Mount points of disk and network file systems outside the system tree (data disks, ZFS pools, NFS)."""
+    points = []
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read(1 << 20).splitlines()
+    except OSError:
+        return []
+    for line in lines[:5000]:
+        fields, _, rest = line.partition(" - ")
+        parts, fstype = fields.split(), rest.split(" ", 1)[0]
+        if len(parts) < 5 or fstype not in LOCAL_FS:
+            continue
+        point = parts[4].replace("\\040", " ")
+        if point in SYSTEM_MOUNTS or point.startswith(("/boot/", "/snap/", "/run/", "/proc/", "/sys/", "/dev/",
+                                                       "/var/lib/docker", "/var/lib/containers")):
+            continue
+        points.append(point)
+    return points
+
+
+def link_pids(groups: list[ArtefactGroup], found: Found) -> None:
+    """The processes that have an artefact folder open, or name it (or a folder above it) on their command line."""
+    for group in groups:
+        pids = set(found.open_dirs.get(group.directory, set()))
+        for folder, named in found.named_dirs.items():
+            if group.directory == folder or group.directory.startswith(folder.rstrip("/") + "/"):
+                pids |= named
+        group.pids = sorted(pids)

@@ -1,0 +1,252 @@
+"""Family evidence on the host: environment keys, listening ports, configs where the software reads them.
+
+For every process, each family's config paths are resolved as that process
+sees them (`~` = its HOME, `{cwd}`, `{exe_dir}`, `$VAR` from its environment,
+`{arg:--flag}` from its command line) and read through /proc/PID/root, bounded
+and without following anyone's symlinks (safe_read), and only if the process
+itself could read the file. The artefact search (collect/artefacts.py) then
+looks in the folders these configs name, the folders processes have open or
+name on their command line, and the usual mount points.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from audit_agent.collect import linux_only
+from audit_agent.collect.configs import is_forbidden, readable_by
+from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
+from audit_agent.model import (
+    ConfigReader,
+    Coverage,
+    CoverageStatus,
+    FamilyConfig,
+    Listener,
+    ProcessInfo,
+    Snapshot,
+)
+from audit_agent.redact import cap, redact_text
+from audit_agent.rules.families import ConfigSpec, Family
+from audit_agent.rules.family_match import config_facts
+
+CHECKS = ("family_configs", "artefacts")
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_ENVIRON_BYTES = 256 * 1024
+MAX_FILES = 2048            # config files read in all
+MAX_READERS = 64            # processes listed per config (every shell of a user with a home config)
+MAX_FDS = 1024              # open descriptors looked at per process
+ARG_PLACEHOLDER = re.compile(r"\{arg:(-{0,2}[\w-]+)\}")
+
+
+@dataclass
+class Found:
+    """What this collector learnt that the artefact search needs."""
+    open_dirs: dict[str, set[int]] = field(default_factory=dict)       # folder a process has a file open in
+    named_dirs: dict[str, set[int]] = field(default_factory=dict)      # folder a process names in its argv
+    access: dict[str, str] = field(default_factory=dict)               # shown folder -> path to open it by
+    files_read: int = 0
+    denied: int = 0
+    limit_hit: bool = False
+
+
+def collect_families(snapshot: Snapshot, options: Any) -> list[Coverage]:
+    """reading coin and farming configs, then searching for farming artefacts"""
+    not_linux = linux_only("family_configs")
+    if not_linux:
+        return [not_linux, Coverage("artefacts", CoverageStatus.NOT_APPLICABLE, not_linux.reason)]
+    families = getattr(options, "families", None)
+    if families is None:
+        from audit_agent.rules.loader import load_pack
+        families = load_pack().families
+    proc_root = getattr(options, "proc_root", "/proc")
+    env_keys = {key for family in families for key in family.env}
+    found = Found()
+    for proc in snapshot.processes:
+        if proc.exe or proc.cmdline:
+            add_environ(proc, env_keys, proc_root)
+            note_open_dirs(proc, proc_root, found)
+    snapshot.listeners.extend(listeners({p for f in families for p in f.listen_ports}))
+    snapshot.family_configs.extend(read_configs(snapshot.processes, families, proc_root, found))
+    coverage = config_coverage(found)
+    from audit_agent.collect.artefacts import search_artefacts
+    return [coverage, search_artefacts(snapshot, families, found, options)]
+
+
+def config_coverage(found: Found) -> Coverage:
+    problems = []
+    if found.denied:
+        problems.append(f"{found.denied} config file(s) unreadable: access denied")
+    if found.limit_hit:
+        problems.append(f"limit of {MAX_FILES} config files reached")
+    status = CoverageStatus.PARTIAL if problems else CoverageStatus.OK
+    return Coverage("family_configs", status, "; ".join(problems), inspected=found.files_read, denied=found.denied)
+
+
+# ------------------------------------------------------------------ per process facts
+
+
+def add_environ(proc: ProcessInfo, keys: set[str], proc_root: str) -> None:
+    """The family environment keys the process sets (values capped and redacted) into proc.environ, plus HOME."""
+    try:
+        data = read_regular(os.path.join(proc_root, str(proc.pid), "environ"), MAX_ENVIRON_BYTES).data
+    except (OSError, NotRegularFile, Refused):
+        return
+    for item in data.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        name = key.decode("utf-8", "replace")
+        if sep and (name in keys or name == "HOME"):
+            proc.environ.setdefault(name, cap(redact_text(value.decode("utf-8", "replace")), 300))
+
+
+def note_open_dirs(proc: ProcessInfo, proc_root: str, found: Found) -> None:
+    """Folders in which the process has a regular file open (a farmer's plots, a miner's sector)."""
+    fd_dir = os.path.join(proc_root, str(proc.pid), "fd")
+    try:
+        names = os.listdir(fd_dir)[:MAX_FDS]
+    except OSError:
+        return
+    for name in names:
+        try:
+            target = os.readlink(os.path.join(fd_dir, name))
+        except OSError:
+            continue
+        if target.startswith("/") and not target.startswith(("/proc/", "/sys/", "/dev/")) \
+                and not target.endswith(" (deleted)"):
+            folder = os.path.dirname(target)
+            found.open_dirs.setdefault(folder, set()).add(proc.pid)
+            found.access.setdefault(folder, os.path.join(proc_root, str(proc.pid), "root") + folder)
+    for arg in proc.cmdline[1:64]:
+        for value in re.findall(r"(?:^|[=,])(/[^\s,;:=]{1,4096})", arg):
+            found.named_dirs.setdefault(os.path.normpath(value), set()).add(proc.pid)
+            found.access.setdefault(os.path.normpath(value), os.path.join(proc_root, str(proc.pid), "root")
+                                    + os.path.normpath(value))
+
+
+def listeners(ports: set[int]) -> list[Listener]:
+    """Listening TCP and bound UDP sockets on a family's default ports (the rest are not kept)."""
+    try:
+        sockets = psutil.net_connections(kind="inet")
+    except (psutil.Error, OSError):
+        return []
+    found = []
+    for conn in sockets:
+        if conn.raddr or not conn.laddr or conn.laddr.port not in ports:
+            continue
+        if conn.type == 1 and conn.status != psutil.CONN_LISTEN:
+            continue
+        found.append(Listener(pid=conn.pid, protocol="udp" if conn.type == 2 else "tcp", address=conn.laddr.ip,
+                              port=conn.laddr.port))
+    return found
+
+
+# ------------------------------------------------------------------ configs
+
+
+def home_of(proc: ProcessInfo) -> str:
+    home = proc.environ.get("HOME", "")
+    if home.startswith("/"):
+        return home
+    try:
+        return pwd.getpwuid(proc.uid).pw_dir if proc.uid is not None else ""
+    except (KeyError, OverflowError):
+        return ""
+
+
+def resolve(template: str, proc: ProcessInfo) -> tuple[str, str] | None:
+    """(path as the process sees it, how we know) for a config path template; None when it does not apply."""
+    if template.startswith("~/"):
+        home = home_of(proc)
+        return (home.rstrip("/") + template[1:], "home") if home else None
+    if template.startswith("{cwd}/"):
+        return (proc.cwd.rstrip("/") + template[5:], "cwd") if proc.cwd.startswith("/") else None
+    if template.startswith("{exe_dir}/"):
+        exe = proc.exe.removesuffix(" (deleted)")
+        return (os.path.dirname(exe).rstrip("/") + template[9:], "exe_dir") if exe.startswith("/") else None
+    if template.startswith("$"):
+        name, _, rest = template[1:].partition("/")
+        value = proc.environ.get(name, "")
+        return ((value.rstrip("/") + "/" + rest) if rest else value, "env") if value.startswith("/") else None
+    match = ARG_PLACEHOLDER.match(template)
+    if match:
+        value = arg_value(proc.cmdline, match.group(1))
+        if not value:
+            return None
+        if not value.startswith("/"):
+            if not proc.cwd.startswith("/"):
+                return None
+            value = os.path.join(proc.cwd, value)
+        return os.path.normpath(value + template[match.end():]), "arg"
+    return template, "fixed"
+
+
+def arg_value(argv: list[str], flag: str) -> str:
+    """The value given to `flag` (`--flag V`, `--flag=V`, and Erlang-style `flag V`)."""
+    for index, arg in enumerate(argv[1:], start=1):
+        name, sep, inline = arg.partition("=")
+        if name == flag:
+            return inline if sep else (argv[index + 1] if index + 1 < len(argv) else "")
+    return ""
+
+
+def candidates(proc: ProcessInfo, families: list[Family]) -> Iterator[tuple[Family, ConfigSpec, str, str]]:
+    for family in families:
+        for spec in family.configs:
+            for template in spec.paths:
+                resolved = resolve(template, proc)
+                if resolved:
+                    yield family, spec, resolved[0], resolved[1]
+
+
+def read_configs(processes: list[ProcessInfo], families: list[Family], proc_root: str,
+                 found: Found) -> list[FamilyConfig]:
+    """Each family config found, once, with every process that reads it from where it sits."""
+    results: dict[tuple[str, str], FamilyConfig | None] = {}      # (family, path) -> config or None (not one)
+    for proc in processes:
+        if not (proc.exe or proc.cmdline):
+            continue
+        for family, spec, path, via in candidates(proc, families):
+            key = (family.id, path)
+            if key not in results:
+                if found.files_read >= MAX_FILES:
+                    found.limit_hit = True
+                    continue
+                results[key] = read_config(family, spec, path, proc, proc_root, found)
+            config = results[key]
+            if config is not None and len(config.readers) < MAX_READERS \
+                    and all(r.pid != proc.pid for r in config.readers):
+                config.readers.append(ConfigReader(pid=proc.pid, via=via))
+    return [config for config in results.values() if config is not None]
+
+
+def read_config(family: Family, spec: ConfigSpec, path: str, proc: ProcessInfo, proc_root: str,
+                found: Found) -> FamilyConfig | None:
+    access = os.path.join(proc_root, str(proc.pid), "root") + path
+    try:
+        opened = read_regular(access, MAX_CONFIG_BYTES, accept=lambda info, real, linked:
+                              not is_forbidden(real) and readable_by(info, proc.uid) and not linked)
+    except PermissionError:
+        found.denied += 1
+        return None
+    except (OSError, NotRegularFile, Refused):
+        return None
+    found.files_read += 1
+    facts = config_facts(spec, opened.data.decode("utf-8", "replace"))
+    if facts is None:
+        return None
+    try:
+        owner = pwd.getpwuid(opened.info.st_uid).pw_name
+    except KeyError:
+        owner = str(opened.info.st_uid)
+    for folder in facts.dirs:
+        if folder.startswith("/"):
+            folder = os.path.normpath(folder)
+            found.access.setdefault(folder, os.path.join(proc_root, str(proc.pid), "root") + folder)
+    return FamilyConfig(path=cap(path, 1024), family=family.id, owner=owner, keys=facts.keys,
+                        urls=[cap(u, 300) for u in facts.urls], logins=[cap(v, 200) for v in facts.logins],
+                        dirs=[cap(d, 1024) for d in facts.dirs], network=facts.network)

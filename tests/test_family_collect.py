@@ -1,0 +1,210 @@
+"""Family configs where the software reads them, the bounded artefact search, and how both become findings."""
+from __future__ import annotations
+
+import os
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from audit_agent.collect import artefacts
+from audit_agent.collect.families import Found, read_configs, resolve
+from audit_agent.evaluate import evaluate
+from audit_agent.model import (
+    ArtefactGroup,
+    ConfigReader,
+    CoverageStatus,
+    FamilyConfig,
+    ProcessInfo,
+    Snapshot,
+)
+from audit_agent.rules.compiler import CompiledRules
+from audit_agent.rules.loader import load_pack
+
+GIB = 1 << 30
+PLOT = "plot-k32-2024-03-01-10-11-" + "ab" * 32 + ".plot"
+CHIA_CONFIG = "farmer:\n  xch_target_address: xch1qq\nharvester:\n  plot_directories:\n  - {plots}\n"
+
+
+@pytest.fixture(scope="module")
+def pack():
+    return load_pack()
+
+
+@pytest.fixture(scope="module")
+def rules(pack):
+    return CompiledRules(pack)
+
+
+def sparse(path, size):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+
+
+def search(tmp_path, pack, roots, **options):
+    snapshot = Snapshot()
+    coverage = artefacts.search_artefacts(snapshot, pack.families, Found(),
+                                          SimpleNamespace(mount_roots=[str(r) for r in roots], **options))
+    return snapshot, coverage
+
+
+def me(**fields) -> ProcessInfo:
+    return ProcessInfo(pid=os.getpid(), name="python3", exe="/usr/bin/python3", cmdline=["python3"], uid=0, **fields)
+
+
+# ------------------------------------------------------------------ artefact search
+
+
+def test_plots_are_found_by_name_and_size_and_counted(tmp_path, pack):
+    sparse(tmp_path / "disk" / "plots" / PLOT, 100 * GIB)
+    sparse(tmp_path / "disk" / "plots" / PLOT.replace("ab", "cd"), 100 * GIB)
+    sparse(tmp_path / "disk" / "plots" / "vm-k32.qcow2", 100 * GIB)        # a big image with another name
+    (tmp_path / "disk" / "plots" / PLOT.replace("ab", "ef")).write_text("tiny")   # the name, not the size
+    os.symlink(tmp_path / "disk" / "plots" / PLOT, tmp_path / "disk" / "link.plot")
+    snapshot, coverage = search(tmp_path, pack, [tmp_path / "disk"])
+    [group] = snapshot.artefacts
+    assert (group.family, group.kind, group.count) == ("CHIA", "plot", 2)
+    assert group.total_bytes == 200 * GIB and group.allocated_bytes < GIB      # sparse: apparent size counts
+    assert group.directory == str(tmp_path / "disk" / "plots") and group.found_via == "mount"
+    assert coverage.status == CoverageStatus.OK and coverage.inspected >= 2
+
+
+def test_a_crowded_folder_is_cut_and_said(tmp_path, pack, monkeypatch):
+    monkeypatch.setattr(artefacts, "MAX_DIR_ENTRIES", 10)
+    for n in range(30):
+        (tmp_path / f"f{n}").write_text("")
+    _, coverage = search(tmp_path, pack, [tmp_path])
+    assert coverage.status == CoverageStatus.PARTIAL and "more than 10 entries" in coverage.reason
+
+
+def test_a_hung_file_system_costs_only_the_time_budget(tmp_path, pack, monkeypatch):
+    real = os.scandir
+
+    def hang(path):
+        if str(path).endswith("nfs"):
+            time.sleep(30)
+        return real(path)
+    monkeypatch.setattr(artefacts.os, "scandir", hang)
+    (tmp_path / "nfs").mkdir()
+    _, coverage = search(tmp_path, pack, [tmp_path / "nfs"], artefact_seconds=0.2)
+    assert coverage.status == CoverageStatus.PARTIAL and "time budget" in coverage.reason
+
+
+def test_an_unreadable_mount_point_is_partial_coverage(tmp_path, pack, monkeypatch):
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(artefacts.os, "scandir", denied)
+    _, coverage = search(tmp_path, pack, [tmp_path])
+    assert coverage.status == CoverageStatus.PARTIAL and "unreadable" in coverage.reason and coverage.denied == 1
+
+
+def test_the_entry_limit_stops_the_search(tmp_path, pack, monkeypatch):
+    monkeypatch.setattr(artefacts, "MAX_ENTRIES", 5)
+    for n in range(3):
+        (tmp_path / f"d{n}").mkdir()
+        for m in range(4):
+            (tmp_path / f"d{n}" / f"f{m}").write_text("")
+    _, coverage = search(tmp_path, pack, [tmp_path])
+    assert coverage.status == CoverageStatus.PARTIAL and "limit of 5 entries" in coverage.reason
+
+
+def test_mount_points_are_data_disks_not_the_system(tmp_path):
+    info = tmp_path / "mountinfo"
+    info.write_text("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                    "23 22 8:2 / /boot rw - ext4 /dev/sda2 rw\n"
+                    "24 22 8:17 / /mnt/disk\\0401 rw - xfs /dev/sdb1 rw\n"
+                    "25 22 0:50 / /tank rw - zfs tank rw\n"
+                    "26 22 0:5 / /proc rw - proc proc rw\n"
+                    "27 22 0:51 / /var/lib/docker/overlay2/x rw - ext4 /dev/sdc rw\n"
+                    "garbage line\n")
+    assert artefacts.local_mount_points(str(info)) == ["/mnt/disk 1", "/tank"]
+    assert artefacts.local_mount_points(str(tmp_path / "missing")) == []
+
+
+# ------------------------------------------------------------------ configs where the software reads them
+
+
+def test_config_paths_resolve_as_the_process_sees_them():
+    proc = ProcessInfo(pid=1, exe="/q/qli-Client", cwd="/work", environ={"HOME": "/home/a", "CHIA_ROOT": "/srv/c"},
+                       cmdline=["storagenode", "run", "--config-dir", "cfg"])
+    assert resolve("~/.chia/mainnet/config/config.yaml", proc) == ("/home/a/.chia/mainnet/config/config.yaml", "home")
+    assert resolve("{exe_dir}/appsettings.json", proc) == ("/q/appsettings.json", "exe_dir")
+    assert resolve("{cwd}/bee.yaml", proc) == ("/work/bee.yaml", "cwd")
+    assert resolve("$CHIA_ROOT/config/config.yaml", proc) == ("/srv/c/config/config.yaml", "env")
+    assert resolve("$LOTUS_MINER_PATH/storage.json", proc) is None
+    assert resolve("{arg:--config-dir}/config.yaml", proc) == ("/work/cfg/config.yaml", "arg")
+    assert resolve("{arg:--identity-dir}/x", proc) is None
+
+
+def test_a_home_config_is_read_once_and_lists_its_readers(tmp_path, pack):
+    plots = tmp_path / "plots"
+    config = tmp_path / ".chia" / "mainnet" / "config" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(CHIA_CONFIG.format(plots=plots))
+    (tmp_path / "appsettings.json").write_text('{"Logging": {"LogLevel": {"Default": "Information"}}}')
+    found = Found()
+    configs = read_configs([me(environ={"HOME": str(tmp_path)}, cwd=str(tmp_path))], pack.families, "/proc", found)
+    [chia] = configs
+    assert chia.family == "CHIA" and chia.dirs == [str(plots)] and chia.logins == ["xch1qq"]
+    assert [(r.pid, r.via) for r in chia.readers] == [(os.getpid(), "home")]
+    assert str(plots) in found.access
+
+
+def test_a_config_the_process_could_not_read_is_not_read(tmp_path, pack):
+    config = tmp_path / ".chia" / "mainnet" / "config" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text(CHIA_CONFIG.format(plots="/p"))
+    config.chmod(0o600)
+    user_process = me(environ={"HOME": str(tmp_path)})
+    user_process.uid = 4242
+    assert read_configs([user_process], pack.families, "/proc", Found()) == []
+
+
+# ------------------------------------------------------------------ findings
+
+
+def chia_config(readers):
+    return FamilyConfig(path="/home/a/.chia/mainnet/config/config.yaml", family="CHIA", owner="a",
+                        readers=readers, keys=["farmer.xch_target_address"], logins=["xch1qq"], dirs=["/mnt/plots"])
+
+
+def test_a_home_config_is_tied_to_a_bare_interpreter_not_to_a_shell(rules):
+    python = ProcessInfo(pid=10, name="python3", exe="/usr/bin/python3", cmdline=["python3"], username="a")
+    shell = ProcessInfo(pid=11, name="bash", exe="/usr/bin/bash", cmdline=["-bash"], username="a", terminal="pts/0")
+    group = ArtefactGroup(family="CHIA", kind="plot", directory="/mnt/plots", count=10, total_bytes=10 * 101 * GIB,
+                          examples=[PLOT], found_via="config")
+    snapshot = Snapshot(processes=[python, shell], artefacts=[group],
+                        family_configs=[chia_config([ConfigReader(10, "home"), ConfigReader(11, "home")])])
+    report = evaluate(snapshot, rules, now=0)
+    [finding] = report.findings
+    assert finding.subject.pid == 10 and finding.severity.value == "high"
+    assert {"AA-CHIA-CONFIG", "AA-CHIA-FILE"} <= set(finding.rule_ids)
+    assert any("0.99 TiB" in e.value and "/mnt/plots" in e.value for e in finding.evidence)
+
+
+def test_a_config_and_plots_nobody_runs_are_findings_about_the_files(rules):
+    shell = ProcessInfo(pid=11, name="bash", exe="/usr/bin/bash", cmdline=["-bash"], username="a", terminal="pts/0")
+    group = ArtefactGroup(family="CHIA", kind="plot", directory="/mnt/plots", count=1, total_bytes=101 * GIB,
+                          found_via="mount")
+    snapshot = Snapshot(processes=[shell], artefacts=[group], family_configs=[chia_config([ConfigReader(11, "home")])])
+    report = evaluate(snapshot, rules, now=0)
+    kinds = sorted((f.subject.kind, f.severity.value) for f in report.findings)
+    assert kinds == [("file", "medium"), ("storage", "medium")]
+    assert report.verdict.value == "needs_review"
+
+
+def test_a_family_variable_is_the_process_that_sets_it_not_its_children(rules):
+    parent = ProcessInfo(pid=20, ppid=1, name="lotus-worker-wrapper", cmdline=["sh", "run.sh"],
+                         environ={"FIL_PROOFS_USE_GPU_TREE_BUILDER": "1"})
+    child = ProcessInfo(pid=21, ppid=20, name="sleep", cmdline=["sleep", "9"],
+                        environ={"FIL_PROOFS_USE_GPU_TREE_BUILDER": "1"})
+    report = evaluate(Snapshot(processes=[parent, child]), rules, now=0)
+    assert [(f.subject.pid, f.rule_ids) for f in report.findings] == [(20, ["AA-FILECOIN-ENV"])]
+
+
+def test_a_default_port_alone_is_no_finding(rules):
+    from audit_agent.model import Listener
+    web = ProcessInfo(pid=30, name="node", exe="/usr/bin/node", cmdline=["node", "server.js"])
+    report = evaluate(Snapshot(processes=[web], listeners=[Listener(30, "tcp", "0.0.0.0", 8444)]), rules, now=0)
+    assert report.findings == []
