@@ -23,6 +23,10 @@ Entry format (a file holds a list of entries, or a mapping with `entries:`):
       process: {name, exe, cmdline: [..], username, cpu_percent, allowed_cpus, num_threads, terminal}
       connections: [{remote_address, remote_port, state}]
       config: {urls: [..], users: [..]}
+      environ: {KEY: value}                        (family environment keys the process sets)
+      family_config: {path, text, via}             (a coin / farming config where the software reads it;
+                                                    via: home, cwd, exe_dir, env, arg; parsed like the collector)
+      artefacts: [{family, kind, directory, count, bytes}]   (what the artefact search would report)
       expect: high | quiet
 """
 from __future__ import annotations
@@ -31,6 +35,7 @@ import argparse
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +45,11 @@ sys.path.insert(0, str(REPO))
 import yaml  # noqa: E402
 
 from audit_agent.evaluate import evaluate  # noqa: E402
-from audit_agent.model import (Connection, Coverage, CoverageStatus, Finding, HostInfo, MinerConfig,  # noqa: E402
-                               ProcessInfo, Severity, Snapshot)
+from audit_agent.model import (ArtefactGroup, ConfigReader, Connection, Coverage, CoverageStatus,  # noqa: E402
+                               FamilyConfig, Finding, HostInfo, MinerConfig, ProcessInfo, Severity, Snapshot)
 from audit_agent.policy import Policy, load_policy  # noqa: E402
 from audit_agent.rules.compiler import CompiledRules  # noqa: E402
+from audit_agent.rules.family_match import config_facts  # noqa: E402
 from audit_agent.rules.loader import load_pack  # noqa: E402
 
 COLLECTED_AT = 1_750_000_000.0
@@ -133,12 +139,42 @@ def snapshot_of(item: dict, window: float) -> Snapshot:
                                    users=[str(u) for u in config.get("users") or []],
                                    keys=[str(k) for k in config.get("keys") or []],
                                    algorithms=[str(a) for a in config.get("algorithms") or []]))
+    process.environ = {str(k): str(v) for k, v in (raw.get("environ") or {}).items()}
     threads = max(allowed or 0, 8)
     return Snapshot(agent_version="bench", collected_at=COLLECTED_AT, window_seconds=window,
                     host=HostInfo(hostname="bench-node", os="Linux", cpu_threads=threads, cpu_cores=threads),
                     processes=[process], connections=connections, configs=configs,
+                    family_configs=family_configs(item.get("family_config")),
+                    artefacts=[ArtefactGroup(family=str(a["family"]), kind=str(a.get("kind", "")),
+                                             directory=str(a["directory"]), count=int(a.get("count", 1)),
+                                             total_bytes=int(a.get("bytes", 0)), pids=[PID], found_via="open")
+                               for a in item.get("artefacts") or [] if isinstance(a, dict)],
                     coverage=[Coverage("processes", CoverageStatus.OK, inspected=1),
                               Coverage("network", CoverageStatus.OK, inspected=len(connections))])
+
+
+@lru_cache(maxsize=1)
+def default_families() -> list:
+    return load_pack().families
+
+
+def family_configs(raw: Any) -> list[FamilyConfig]:
+    """The family config an entry quotes, read by every family spec whose file name matches, as the collector would."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("text"), str):
+        return []
+    path, text = str(raw.get("path") or "config"), raw["text"]
+    found = []
+    for family in default_families():
+        for spec in family.configs:
+            if not any(t.rsplit("/", 1)[-1] == path.rsplit("/", 1)[-1] for t in spec.paths):
+                continue
+            facts = config_facts(spec, text)
+            if facts is not None:
+                found.append(FamilyConfig(path=path, family=family.id, keys=facts.keys, urls=facts.urls,
+                                          logins=facts.logins, dirs=facts.dirs, network=facts.network,
+                                          readers=[ConfigReader(PID, str(raw.get("via") or "cwd"))]))
+                break
+    return found
 
 
 def _int(value: Any) -> int | None:

@@ -68,6 +68,7 @@ def test_plots_are_found_by_name_and_size_and_counted(tmp_path, pack):
     assert group.total_bytes == 200 * GIB and group.allocated_bytes < GIB      # sparse: apparent size counts
     assert group.directory == str(tmp_path / "disk" / "plots") and group.found_via == "mount"
     assert coverage.status == CoverageStatus.OK and coverage.inspected >= 2
+    assert "farmed: CHIA plot 0.20 TiB in 1 folder(s)" in coverage.reason
 
 
 def test_a_crowded_folder_is_cut_and_said(tmp_path, pack, monkeypatch):
@@ -208,3 +209,23 @@ def test_a_default_port_alone_is_no_finding(rules):
     web = ProcessInfo(pid=30, name="node", exe="/usr/bin/node", cmdline=["node", "server.js"])
     report = evaluate(Snapshot(processes=[web], listeners=[Listener(30, "tcp", "0.0.0.0", 8444)]), rules, now=0)
     assert report.findings == []
+
+
+def test_gpu_sharing_and_a_plot_folder_need_the_same_filing_as_a_miner(rules, tmp_path):
+    from audit_agent.filings import load_registry
+    from audit_agent.model import FindingStatus
+    sharing = ProcessInfo(pid=40, name="io_net_launch_b", exe="/opt/gpu-lab/io_net_launch_binary_linux",
+                          cmdline=["/opt/gpu-lab/io_net_launch_binary_linux", "--device_id=1", "--user_id=2"])
+    plots = ArtefactGroup(family="CHIA", kind="plot", directory="/data/pos-study/plots", count=2,
+                          total_bytes=2 * 101 * GIB, found_via="mount")
+    snapshot = Snapshot(processes=[sharing], artefacts=[plots], collected_at=1_795_000_000)
+    report = evaluate(snapshot, rules, now=snapshot.collected_at)
+    assert {f.category for f in report.findings} == {"resource_sharing", "storage_farming"}
+    assert all(f.status == FindingStatus.OPEN for f in report.findings)
+    (tmp_path / "filings.yaml").write_text(
+        "filings:\n  - number: T-2026-9\n    approved_by: test\n    project: PoS storage study\n"
+        "    discipline: CS\n    responsible: Prof. Li\n    hosts: ['*']\n"
+        "    workloads: ['^/data/pos-study/', '^/opt/gpu-lab/']\n"
+        "    valid_from: 2026-01-01\n    valid_until: 2027-12-31\n")
+    filed = evaluate(snapshot, rules, filings=load_registry(tmp_path / "filings.yaml"), now=snapshot.collected_at)
+    assert [f.status for f in filed.findings] == [FindingStatus.REGISTERED] * 2

@@ -148,8 +148,20 @@ def search_artefacts(snapshot: Snapshot, families: list[Family], found: Found, o
     if walk.denied:
         problems.append(f"{walk.denied} folder(s) unreadable: access denied")
     status = CoverageStatus.PARTIAL if problems else CoverageStatus.OK
-    summary = "; ".join(problems) or f"{walk.folders} folders, {walk.entries} entries searched"
+    summary = "; ".join(problems + [f"{walk.folders} folders, {walk.entries} entries searched"] + capacity(groups))
     return Coverage("artefacts", status, summary, inspected=walk.folders, denied=walk.denied)
+
+
+def capacity(groups: list[ArtefactGroup]) -> list[str]:
+    """`farmed: CHIA plot 0.20 TiB in 1 folder(s)` per family and kind, largest first."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for group in groups:
+        entry = totals.setdefault((group.family, group.kind), [0, 0])
+        entry[0] += group.total_bytes
+        entry[1] += 1
+    parts = [f"{family} {kind} {size / (1 << 40):.2f} TiB in {folders} folder(s)"
+             for (family, kind), (size, folders) in sorted(totals.items(), key=lambda item: -item[1][0])]
+    return [f"farmed: {', '.join(parts)}"] if parts else []
 
 
 def search_roots(snapshot: Snapshot, found: Found, mount_roots: Any = None) -> list[tuple[str, str, str]]:

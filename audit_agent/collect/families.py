@@ -51,7 +51,7 @@ class Found:
     named_dirs: dict[str, set[int]] = field(default_factory=dict)      # folder a process names in its argv
     access: dict[str, str] = field(default_factory=dict)               # shown folder -> path to open it by
     files_read: int = 0
-    denied: int = 0
+    denied: set[int] = field(default_factory=set)      # processes whose config places could not be read
     limit_hit: bool = False
 
 
@@ -81,11 +81,12 @@ def collect_families(snapshot: Snapshot, options: Any) -> list[Coverage]:
 def config_coverage(found: Found) -> Coverage:
     problems = []
     if found.denied:
-        problems.append(f"{found.denied} config file(s) unreadable: access denied")
+        problems.append(f"the config places of {len(found.denied)} process(es) could not be read: access denied")
     if found.limit_hit:
         problems.append(f"limit of {MAX_FILES} config files reached")
     status = CoverageStatus.PARTIAL if problems else CoverageStatus.OK
-    return Coverage("family_configs", status, "; ".join(problems), inspected=found.files_read, denied=found.denied)
+    return Coverage("family_configs", status, "; ".join(problems), inspected=found.files_read,
+                    denied=len(found.denied))
 
 
 # ------------------------------------------------------------------ per process facts
@@ -231,7 +232,7 @@ def read_config(family: Family, spec: ConfigSpec, path: str, proc: ProcessInfo, 
         opened = read_regular(access, MAX_CONFIG_BYTES, accept=lambda info, real, linked:
                               not is_forbidden(real) and readable_by(info, proc.uid) and not linked)
     except PermissionError:
-        found.denied += 1
+        found.denied.add(proc.pid)
         return None
     except (OSError, NotRegularFile, Refused):
         return None

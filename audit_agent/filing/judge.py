@@ -25,7 +25,7 @@ RESEARCH = "research"
 
 
 def workload_matches(filing: Filing, finding: Finding) -> bool:
-    texts = [finding.subject.exe, finding.subject.cmdline, finding.subject.name]
+    texts = [finding.subject.exe, finding.subject.cmdline, finding.subject.name, finding.subject.path]   # path: a plot folder
     return any(pattern.search(text) for pattern in filing.workloads for text in texts if text)
 
 
