@@ -320,7 +320,8 @@ class Watcher:
                                                    etc_root=o.etc_root,
                                                    signature_strings=self.inputs.rules.signature_strings(),
                                                    progress=check_stop, check_stealth=slow, check_persistence=slow,
-                                                   process_source=self.tracker))
+                                                   process_source=self.tracker, check_families=slow,
+                                                   families=self.inputs.rules.pack.families))
         if slow:
             self.last_slow = snapshot
         else:

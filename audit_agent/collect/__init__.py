@@ -41,6 +41,7 @@ class CollectOptions:
     process_source: ProcessSource | None = None     # None: read every process in full
     socket_sample: Any = None       # netns.SocketSample taken when the window starts (connection age)
     families: Any = None            # rules.families.Family list; None: the default pack's
+    check_families: bool = True     # family configs and the artefact search (watch: on its slow cycles)
 
 
 def collect_snapshot(options: CollectOptions) -> Snapshot:
@@ -150,8 +151,9 @@ def extra_steps(options: CollectOptions) -> list[Callable[[Snapshot, CollectOpti
         steps += [collect_binaries, collect_configs]
     from audit_agent.collect.libraries import collect_libraries
     steps.append(collect_libraries)
-    from audit_agent.collect.families import collect_families      # configs where they sit, then artefacts
-    steps.append(collect_families)
+    if options.check_families:
+        from audit_agent.collect.families import collect_families      # configs where they sit, then artefacts
+        steps.append(collect_families)
     if options.check_persistence:
         from audit_agent.collect.persistence import collect_persistence
         steps.append(collect_persistence)
