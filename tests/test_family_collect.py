@@ -229,3 +229,37 @@ def test_gpu_sharing_and_a_plot_folder_need_the_same_filing_as_a_miner(rules, tm
         "    valid_from: 2026-01-01\n    valid_until: 2027-12-31\n")
     filed = evaluate(snapshot, rules, filings=load_registry(tmp_path / "filings.yaml"), now=snapshot.collected_at)
     assert [f.status for f in filed.findings] == [FindingStatus.REGISTERED] * 2
+
+
+def test_listeners_on_family_ports_are_tied_to_their_process():
+    import socket
+
+    from audit_agent.collect.families import listeners, note_open_dirs
+    with socket.socket() as server, socket.socket(socket.AF_INET6) as server6, socket.socket() as other:
+        server.bind(("127.0.0.1", 0))
+        server6.bind(("::1", 0))
+        other.bind(("127.0.0.1", 0))
+        for sock in (server, server6, other):
+            sock.listen()
+        ports = {server.getsockname()[1], server6.getsockname()[1]}
+        found = Found()
+        note_open_dirs(me(), "/proc", found)
+        seen = {(item.address, item.port, item.pid) for item in listeners(ports, found.sockets)}
+        expected = {("127.0.0.1", server.getsockname()[1], os.getpid()), ("::1", server6.getsockname()[1], os.getpid())}
+    assert seen == expected
+
+
+def test_a_config_read_stuck_in_a_hung_file_system_costs_only_its_budget(tmp_path, pack, monkeypatch):
+    from audit_agent.collect import families as collector
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "appsettings.json").write_text('{"Settings": {"accessToken": "x", "amountOfThreads": 2}}')
+
+    def hung(path, *args, **kwargs):
+        if "appsettings" in str(path):
+            time.sleep(30)
+        raise FileNotFoundError(path)
+    monkeypatch.setattr(collector, "read_regular", hung)
+    snapshot = Snapshot(processes=[me(cwd=str(tmp_path / "q"))])
+    configs, _ = collector.collect_families(snapshot, SimpleNamespace(families=pack.families, config_seconds=0.3,
+                                                                      mount_roots=[], artefact_seconds=0.3))
+    assert configs.status == CoverageStatus.PARTIAL and "a file system did not answer" in configs.reason

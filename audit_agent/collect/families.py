@@ -10,27 +10,21 @@ name on their command line, and the usual mount points.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import re
-from collections.abc import Iterator
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-
-import psutil
 
 from audit_agent.collect import linux_only
 from audit_agent.collect.configs import is_forbidden, readable_by
 from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
-from audit_agent.model import (
-    ConfigReader,
-    Coverage,
-    CoverageStatus,
-    FamilyConfig,
-    Listener,
-    ProcessInfo,
-    Snapshot,
-)
+from audit_agent.model import ConfigReader, Coverage, CoverageStatus, FamilyConfig, Listener, ProcessInfo, Snapshot
 from audit_agent.redact import cap, redact_text
 from audit_agent.rules.families import ConfigSpec, Family
 from audit_agent.rules.family_match import config_facts
@@ -41,6 +35,7 @@ MAX_ENVIRON_BYTES = 256 * 1024
 MAX_FILES = 2048            # config files read in all
 MAX_READERS = 64            # processes listed per config (every shell of a user with a home config)
 MAX_FDS = 1024              # open descriptors looked at per process
+CONFIG_SECONDS = 5.0        # all config reads together (each path is looked up in someone's file system)
 ARG_PLACEHOLDER = re.compile(r"\{arg:(-{0,2}[\w-]+)\}")
 
 
@@ -49,10 +44,12 @@ class Found:
     """What this collector learnt that the artefact search needs."""
     open_dirs: dict[str, set[int]] = field(default_factory=dict)       # folder a process has a file open in
     named_dirs: dict[str, set[int]] = field(default_factory=dict)      # folder a process names in its argv
+    sockets: dict[int, int] = field(default_factory=dict)              # socket inode -> pid (from the fd links)
     access: dict[str, str] = field(default_factory=dict)               # shown folder -> path to open it by
     files_read: int = 0
     denied: set[int] = field(default_factory=set)      # processes whose config places could not be read
     limit_hit: bool = False
+    stalled: str = ""                                                  # why the config reads stopped early
 
 
 def collect_families(snapshot: Snapshot, options: Any) -> list[Coverage]:
@@ -71,11 +68,31 @@ def collect_families(snapshot: Snapshot, options: Any) -> list[Coverage]:
         if proc.exe or proc.cmdline:
             add_environ(proc, env_keys, proc_root)
             note_open_dirs(proc, proc_root, found)
-    snapshot.listeners.extend(listeners({p for f in families for p in f.listen_ports}))
-    snapshot.family_configs.extend(read_configs(snapshot.processes, families, proc_root, found))
+    snapshot.listeners.extend(listeners({p for f in families for p in f.listen_ports}, found.sockets, proc_root))
+    results: dict[tuple[str, str], FamilyConfig | None] = {}
+    seconds = float(getattr(options, "config_seconds", CONFIG_SECONDS))
+    if not within(seconds, lambda: read_configs(snapshot.processes, families, proc_root, found, results)):
+        found.stalled = f"config reads stopped after {seconds:g} s: a file system did not answer"
+    # A reader stuck in a hung file system may still add to `results`: keep copies of what is there now.
+    snapshot.family_configs.extend(dataclasses.replace(config, readers=list(config.readers))
+                                   for config in list(results.values()) if config is not None)
     coverage = config_coverage(found)
     from audit_agent.collect.artefacts import search_artefacts
     return [coverage, search_artefacts(snapshot, families, found, options)]
+
+
+def within(seconds: float, work: Callable[[], object]) -> bool:
+    """Run `work` in a worker thread; False if it has not finished after `seconds` (a hung network or FUSE
+    file system blocks the thread inside the kernel, never the scan: it is left behind as a daemon)."""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            done.set()
+    threading.Thread(target=run, name="family-configs", daemon=True).start()
+    return done.wait(seconds)
 
 
 def config_coverage(found: Found) -> Coverage:
@@ -84,6 +101,8 @@ def config_coverage(found: Found) -> Coverage:
         problems.append(f"the config places of {len(found.denied)} process(es) could not be read: access denied")
     if found.limit_hit:
         problems.append(f"limit of {MAX_FILES} config files reached")
+    if found.stalled:
+        problems.append(found.stalled)
     status = CoverageStatus.PARTIAL if problems else CoverageStatus.OK
     return Coverage("family_configs", status, "; ".join(problems), inspected=found.files_read,
                     denied=len(found.denied))
@@ -117,7 +136,9 @@ def note_open_dirs(proc: ProcessInfo, proc_root: str, found: Found) -> None:
             target = os.readlink(os.path.join(fd_dir, name))
         except OSError:
             continue
-        if target.startswith("/") and not target.startswith(("/proc/", "/sys/", "/dev/")) \
+        if target.startswith("socket:["):
+            found.sockets[int(target[8:-1])] = proc.pid
+        elif target.startswith("/") and not target.startswith(("/proc/", "/sys/", "/dev/")) \
                 and not target.endswith(" (deleted)"):
             folder = os.path.dirname(target)
             found.open_dirs.setdefault(folder, set()).add(proc.pid)
@@ -129,21 +150,40 @@ def note_open_dirs(proc: ProcessInfo, proc_root: str, found: Found) -> None:
                                     + os.path.normpath(value))
 
 
-def listeners(ports: set[int]) -> list[Listener]:
-    """Listening TCP and bound UDP sockets on a family's default ports (the rest are not kept)."""
-    try:
-        sockets = psutil.net_connections(kind="inet")
-    except (psutil.Error, OSError):
-        return []
+def listeners(ports: set[int], sockets: dict[int, int], proc_root: str = "/proc") -> list[Listener]:
+    """Listening TCP and bound UDP sockets on a family's default ports, from /proc/net (the owners come from
+    the descriptors read above, so no second walk over every process's sockets)."""
     found = []
-    for conn in sockets:
-        if conn.raddr or not conn.laddr or conn.laddr.port not in ports:
+    for protocol in ("tcp", "tcp6", "udp", "udp6"):
+        try:
+            with open(os.path.join(proc_root, "net", protocol), encoding="ascii", errors="replace") as handle:
+                lines = handle.read(4 << 20).splitlines()[1:]
+        except OSError:
             continue
-        if conn.type == 1 and conn.status != psutil.CONN_LISTEN:
-            continue
-        found.append(Listener(pid=conn.pid, protocol="udp" if conn.type == 2 else "tcp", address=conn.laddr.ip,
-                              port=conn.laddr.port))
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10:
+                continue
+            address, _, port_hex = fields[1].rpartition(":")
+            listening = fields[3] == ("0A" if protocol.startswith("tcp") else "07")
+            try:
+                port, inode = int(port_hex, 16), int(fields[9])
+            except ValueError:
+                continue
+            if listening and port in ports:
+                found.append(Listener(pid=sockets.get(inode), protocol=protocol.rstrip("6"),
+                                      address=proc_net_address(address), port=port))
     return found
+
+
+def proc_net_address(text: str) -> str:
+    """/proc/net's hex address (host byte order per 32-bit word) as text: 0100007F -> 127.0.0.1."""
+    try:
+        raw = bytes.fromhex(text)
+        words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)) if sys.byteorder == "little" else raw
+        return socket.inet_ntop(socket.AF_INET if len(words) == 4 else socket.AF_INET6, words)
+    except (ValueError, OSError):
+        return text
 
 
 # ------------------------------------------------------------------ configs
@@ -204,10 +244,13 @@ def candidates(proc: ProcessInfo, families: list[Family]) -> Iterator[tuple[Fami
                     yield family, spec, resolved[0], resolved[1]
 
 
-def read_configs(processes: list[ProcessInfo], families: list[Family], proc_root: str,
-                 found: Found) -> list[FamilyConfig]:
-    """Each family config found, once, with every process that reads it from where it sits."""
-    results: dict[tuple[str, str], FamilyConfig | None] = {}      # (family, path) -> config or None (not one)
+def read_configs(processes: list[ProcessInfo], families: list[Family], proc_root: str, found: Found,
+                 results: dict[tuple[str, str], FamilyConfig | None] | None = None) -> list[FamilyConfig]:
+    """Each family config found, once, with every process that reads it from where it sits.
+
+    `results` ((family, path) -> config, or None where the file is not one) fills as files are read,
+    so a caller that stops waiting still has what was found so far."""
+    results = {} if results is None else results
     for proc in processes:
         if not (proc.exe or proc.cmdline):
             continue
