@@ -212,7 +212,7 @@ def test_a_default_port_alone_is_no_finding(rules):
 
 
 def test_gpu_sharing_and_a_plot_folder_need_the_same_filing_as_a_miner(rules, tmp_path):
-    from audit_agent.filings import load_registry
+    from audit_agent.filing import load_registry
     from audit_agent.model import FindingStatus
     sharing = ProcessInfo(pid=40, name="io_net_launch_b", exe="/opt/gpu-lab/io_net_launch_binary_linux",
                           cmdline=["/opt/gpu-lab/io_net_launch_binary_linux", "--device_id=1", "--user_id=2"])
