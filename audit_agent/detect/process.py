@@ -31,7 +31,8 @@ def process_signals(proc: ProcessInfo, ctx: Context) -> list[Signal]:
     if not (name_hits or cmdline_hits or wallet_hits or domain_hits):
         return []                   # the common case: no subject to build, nothing to redact
     key, subject = process_key(proc.pid), process_subject(proc)
-    found = [signal_from_hit(hit, key, subject) for hit in name_hits]
+    # An info-level name (a coin's node, not its miner) only adds to other evidence.
+    found = [signal_from_hit(hit, key, subject, weak=hit.rule.severity == Severity.INFO) for hit in name_hits]
     if cmdline_hits:
         shown_cmdline = redact_cmdline(proc.cmdline, 600)
         found += [signal_from_hit(hit, key, subject, value=shown_cmdline) for hit in cmdline_hits]

@@ -33,7 +33,7 @@ KEYS = {"id", "name", "category", "coin", "reference", "software", "ports", "env
 # (rule suffix, kind, severity, confidence): how sure one signal of that sort makes us.
 RULE_SHAPES = {
     "NAME": ("names", Severity.HIGH, 0.8),
-    "NODE": ("names", Severity.MEDIUM, 0.5),
+    "NODE": ("names", Severity.INFO, 0.3),          # a chain node alone is blockchain use: context, never a finding
     "CMD": ("cmdline", Severity.HIGH, 0.8),
     "POOL": ("domains", Severity.HIGH, 0.8),
     "PORT": ("family_port", Severity.MEDIUM, 0.3),
