@@ -69,9 +69,23 @@ def test_a_user_crontab_owned_by_its_user_is_normal(compiled_rules):
 
 
 def test_recent_and_random_alone_are_context_not_findings(compiled_rules):
+    started = program("/usr/local/bin/x7Gk2pQ9")
+    line = entry("ExecStart=/usr/local/bin/x7Gk2pQ9", programs=[started])
+    assert findings([line], compiled_rules) == []           # random, but as old as the packages
+    started = program("/usr/local/bin/backupd", ctime=NOW)
+    assert findings([entry("ExecStart=/usr/local/bin/backupd", ctime=NOW, programs=[started])], compiled_rules) == []
+
+
+def test_a_new_random_named_root_timer_is_a_finding(compiled_rules):
+    """The issue's random-named system timer and service in /etc/systemd/system: nothing on the line itself."""
     started = program("/usr/local/bin/x7Gk2pQ9", ctime=NOW)
-    line = entry("ExecStart=/usr/local/bin/x7Gk2pQ9", ctime=NOW, programs=[started])
-    assert findings([line], compiled_rules) == []
+    line = entry("ExecStart=/usr/local/bin/x7Gk2pQ9", ctime=NOW, programs=[started],
+                 path="/etc/systemd/system/x7Gk2pQ9.service")
+    [finding] = findings([line], compiled_rules)
+    assert finding.severity == Severity.MEDIUM and "AA-PERSIST-011" in finding.rule_ids
+    user_login = entry("ExecStart=/usr/local/bin/x7Gk2pQ9", ctime=NOW, programs=[started], trigger="login",
+                       user="alice")
+    assert findings([user_login], compiled_rules) == []
     hidden = program("/opt/.cache/x7Gk2pQ9", ctime=NOW, hidden_dir=".cache")
     [finding] = findings([entry("ExecStart=/opt/.cache/x7Gk2pQ9", ctime=NOW, programs=[hidden])], compiled_rules)
     assert {"AA-PERSIST-010", "AA-PERSIST-011", "AA-PERSIST-003"} <= set(finding.rule_ids)

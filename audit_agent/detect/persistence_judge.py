@@ -126,10 +126,17 @@ def program_signals(entry: PersistenceEntry, program: StartedProgram, baseline: 
             + (" (changed after the last package change)" if recent else "") + ".",
             shown, f"writable by {program.writable_by}", "replaceable program"))
     name = path.rsplit("/", 1)[-1]
-    if random_name(name):
+    unit = entry.path.rsplit("/", 1)[-1]
+    generated = name if random_name(name) else unit if random_name(unit) else ""
+    if generated:
+        # A generated name alone is context; written after the last package change and started unattended
+        # (a random-named root timer, a dropper's cron job) it is a reason to look, on its own.
+        fresh = (recent or is_recent(entry.ctime, baseline)) and entry.trigger in UNATTENDED
         found.append(signal(RULE_RANDOM_NAME, "Persistence starts a randomly named program", key, subject,
-                            Severity.INFO, 0.3, f"The {where} starts {path!r}, whose name {name!r} looks generated.",
-                            shown, name, "random name", weak=True))
+                            Severity.MEDIUM if fresh else Severity.INFO, 0.55 if fresh else 0.3,
+                            f"The {where} starts {path!r}; the name {generated!r} looks generated"
+                            + (", the files are newer than the last package change, and it starts unattended."
+                               if fresh else "."), shown, generated, "random name", weak=not fresh))
     return found
 
 
