@@ -136,7 +136,7 @@ def test_host_facts_from_fake_files(tmp_path):
 
 def test_connections_access_denied_is_skipped_not_a_crash(mocker):
     mocker.patch.object(psutil, "net_connections", side_effect=psutil.AccessDenied())
-    connections, coverage = collect_connections()
+    connections, coverage = collect_connections("/not-a-live-procfs")        # psutil's reading
     assert connections == [] and coverage.status == CoverageStatus.SKIPPED
 
 
@@ -148,7 +148,7 @@ def test_connections_without_owner_are_partial(mocker):
         sconn(4, 2, 1, addr("10.0.0.5", 40001), addr("192.0.2.8", 443), "ESTABLISHED", 77),
         sconn(5, 2, 1, addr("0.0.0.0", 22), (), "LISTEN", 1),
     ])
-    connections, coverage = collect_connections()
+    connections, coverage = collect_connections("/not-a-live-procfs")
     assert [(c.pid, c.remote_port, c.protocol) for c in connections] == [(None, 3333, "tcp"), (77, 443, "tcp")]
     assert coverage.status == CoverageStatus.PARTIAL and coverage.denied == 1
 
@@ -266,3 +266,49 @@ def test_the_direct_proc_reader_gathers_the_same_evidence_as_psutil(processes, t
                 assert getattr(mine, name) == getattr(reference, name), name
         assert abs(mine.rss_bytes - reference.rss_bytes) <= 1 << 20
         assert abs(mine.create_time - reference.create_time) < 0.05
+
+
+def test_connections_from_proc_net_match_psutils_for_sockets_the_test_holds():
+    """The direct /proc/net reader against psutil's, for connections this test opens (the host is busy: only
+    our own four-tuples are compared)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    clients = [socket.create_connection(server.getsockname()) for _ in range(3)]
+    accepted = [server.accept()[0] for _ in clients]
+    six = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        six.connect(("::1", 9))
+    except OSError:
+        six.close()
+        six = None
+    try:
+        def mine(connections):
+            ours = {c.getsockname()[1] for c in clients + accepted} | ({six.getsockname()[1]} if six else set())
+            return sorted((c.pid, c.protocol, c.local_address, c.local_port, c.remote_address, c.remote_port, c.state)
+                          for c in connections if c.local_port in ours)
+        direct, coverage = collect_connections("/proc")
+        reference, _ = collect_connections("/not-a-live-procfs")
+        assert mine(direct) == mine(reference)
+        assert len(mine(direct)) == 6 + (1 if six else 0)
+        assert {c[0] for c in mine(direct)} == {os.getpid()}
+    finally:
+        for sock in clients + accepted + [server] + ([six] if six else []):
+            sock.close()
+
+
+def test_socket_owners_name_the_holder_and_stop_once_every_socket_is_found(mocker):
+    import socket
+
+    from audit_agent.collect import network
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        inode = os.fstat(held.fileno()).st_ino
+        listed = mocker.spy(os, "listdir")
+        assert network.socket_owners("/proc", {inode}) == {inode: os.getpid()}
+        walked = [call.args[0] for call in listed.call_args_list if call.args[0].endswith(b"/fd/")]
+        assert walked[-1] == f"/proc/{os.getpid()}/fd/".encode()       # nothing read after the owner
+        listed.reset_mock()
+        assert network.socket_owners("/proc", set()) == {} and listed.call_count == 0

@@ -72,7 +72,7 @@ def collect_snapshot(options: CollectOptions) -> Snapshot:
         cpu_account.finish(snapshot)    # /proc/stat vs the listed processes over the same window
     snapshot.coverage.append(coverage)
     progress("connections", 1.0)
-    snapshot.connections, coverage = collect_connections()
+    snapshot.connections, coverage = collect_connections(options.proc_root)
     snapshot.coverage.append(coverage)
     progress("GPUs", 1.0)
     snapshot.gpus, coverage = gpu.finish()

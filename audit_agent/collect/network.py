@@ -1,7 +1,7 @@
 """Connections with a remote end (outbound or established), tied to their owning process."""
 from __future__ import annotations
 
-import psutil
+import os
 
 from audit_agent.model import Connection, Coverage, CoverageStatus
 
@@ -12,7 +12,65 @@ PROTOCOLS = {
 }
 
 
-def collect_connections() -> tuple[list[Connection], Coverage]:
+def collect_connections(proc_root: str = "/proc") -> tuple[list[Connection], Coverage]:
+    """Every socket with a remote end in the agent's own network namespace, with its owner where visible."""
+    from audit_agent.collect.processes import is_live_procfs
+    if is_live_procfs(proc_root):
+        return proc_connections(proc_root)
+    return psutil_connections()
+
+
+def proc_connections(proc_root: str) -> tuple[list[Connection], Coverage]:
+    """From /proc/net/{tcp,tcp6,udp,udp6} and one walk of the processes' descriptors that stops as soon as
+    every socket's owner is known: what `ss -tanp` reads, without psutil's import and per-socket objects."""
+    from audit_agent.collect.sockets import read_tables
+    sockets, unreadable = read_tables(os.path.join(proc_root, "net"))
+    if unreadable and not sockets:
+        return [], Coverage("network", CoverageStatus.ERROR,
+                            f"cannot read the socket tables ({', '.join(unreadable)}) in {proc_root}/net")
+    remote = [sock for sock in sockets if sock.has_remote]
+    owners = socket_owners(proc_root, {sock.inode for sock in remote if sock.inode})
+    connections = [Connection(pid=owners.get(sock.inode) if sock.inode else None, protocol=sock.protocol,
+                              local_address=sock.local_address, local_port=sock.local_port,
+                              remote_address=sock.remote_address, remote_port=sock.remote_port, state=sock.state)
+                   for sock in remote]
+    return connections, connections_coverage(connections)
+
+
+def socket_owners(proc_root: str, wanted: set[int]) -> dict[int, int]:
+    """{socket inode: pid} for the wanted inodes, from /proc/PID/fd links; the walk ends once all are found
+    (a socket two processes share goes to the first one listed, as psutil does)."""
+    owners: dict[int, int] = {}
+    if not wanted:
+        return owners
+    root = os.fsencode(proc_root) + b"/"
+    readlink, listdir = os.readlink, os.listdir
+    for entry in listdir(root):
+        if not entry.isdigit():
+            continue
+        fd_dir = root + entry + b"/fd/"
+        try:
+            fds = listdir(fd_dir)
+        except OSError:             # denied (another user's process) or gone: its sockets stay ownerless
+            continue
+        pid = int(entry)
+        for fd in fds:
+            try:
+                target = readlink(fd_dir + fd)
+            except OSError:
+                continue
+            if target.startswith(b"socket:["):
+                inode = int(target[8:-1])
+                if inode in wanted and inode not in owners:
+                    owners[inode] = pid
+                    if len(owners) == len(wanted):
+                        return owners
+    return owners
+
+
+def psutil_connections() -> tuple[list[Connection], Coverage]:
+    """psutil's reading: other systems, and /proc trees that are not a live procfs."""
+    import psutil
     try:
         raw = psutil.net_connections(kind="inet")
     except psutil.AccessDenied:
@@ -20,26 +78,19 @@ def collect_connections() -> tuple[list[Connection], Coverage]:
                             "access denied listing sockets (on macOS this needs root)")
     except (OSError, psutil.Error) as exc:
         return [], Coverage("network", CoverageStatus.ERROR, f"cannot list sockets: {exc}")
-    connections = []
-    unowned = 0
-    for conn in raw:
-        if not conn.raddr:
-            continue
-        if conn.pid is None and conn.status not in ORPHAN_STATES:
-            unowned += 1
-        connections.append(Connection(
-            pid=conn.pid,
-            protocol=PROTOCOLS.get((int(conn.family), int(conn.type)), "other"),
-            local_address=conn.laddr.ip if conn.laddr else "",
-            local_port=conn.laddr.port if conn.laddr else 0,
-            remote_address=conn.raddr.ip,
-            remote_port=conn.raddr.port,
-            state=conn.status if conn.status != psutil.CONN_NONE else "",
-        ))
+    connections = [Connection(pid=conn.pid, protocol=PROTOCOLS.get((int(conn.family), int(conn.type)), "other"),
+                              local_address=conn.laddr.ip if conn.laddr else "",
+                              local_port=conn.laddr.port if conn.laddr else 0,
+                              remote_address=conn.raddr.ip, remote_port=conn.raddr.port,
+                              state=conn.status if conn.status != psutil.CONN_NONE else "")
+                   for conn in raw if conn.raddr]
+    return connections, connections_coverage(connections)
+
+
+def connections_coverage(connections: list[Connection]) -> Coverage:
+    unowned = sum(1 for conn in connections if conn.pid is None and conn.state not in ORPHAN_STATES)
     if unowned:
-        coverage = Coverage("network", CoverageStatus.PARTIAL,
-                            f"{unowned} of {len(connections)} connections have no visible owner process (access denied)",
-                            inspected=len(connections) - unowned, denied=unowned)
-    else:
-        coverage = Coverage("network", CoverageStatus.OK, inspected=len(connections))
-    return connections, coverage
+        return Coverage("network", CoverageStatus.PARTIAL,
+                        f"{unowned} of {len(connections)} connections have no visible owner process (access denied)",
+                        inspected=len(connections) - unowned, denied=unowned)
+    return Coverage("network", CoverageStatus.OK, inspected=len(connections))
