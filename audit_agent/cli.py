@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 from audit_agent import __version__
 
@@ -314,7 +315,7 @@ def print_summary(report) -> None:  # type: ignore[no-untyped-def]
 
 
 @contextmanager
-def progress_display(quiet: bool) -> Iterator:
+def progress_display(quiet: bool) -> Iterator[Callable[[str, float], None] | None]:
     """A Rich progress bar on stderr while the window and slow checks run, only on a terminal."""
     if quiet or not sys.stderr.isatty():
         yield None
@@ -340,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
     try:
-        return args.handler(args)
+        return int(args.handler(args))
     except (ConfigError, UsageError) as exc:
         print(f"audit-agent: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

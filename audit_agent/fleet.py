@@ -160,14 +160,14 @@ def read_host(path: Path, now: float, stale_seconds: float) -> tuple[HostRow, li
     return row, filings
 
 
-def _obj(data: dict, key: str) -> dict:
+def _obj(data: dict[str, Any], key: str) -> dict[str, Any]:
     value = data.get(key)
     if not isinstance(value, dict):
         raise ValueError(f"{key} must be an object")
     return value
 
 
-def _list(data: dict, key: str) -> list:
+def _list(data: dict[str, Any], key: str) -> list[Any]:
     value = data.get(key)
     return value if isinstance(value, list) else []
 

@@ -42,7 +42,7 @@ def human_bytes(value: int | None) -> str:
 
 def render_html(fleet: FleetReport, lang: str = "en") -> str:
     t = Translator(lang, fleet_messages(lang))
-    attention = [h for h in fleet.hosts if h.verdict in ("non_compliant", "needs_review") or sum(h.findings.values())]
+    attention = [h for h in fleet.hosts if h.verdict in ("non_compliant", "needs_review") or sum(h.findings.values()) > 0]
     stale = [h for h in fleet.hosts if h.stale]
     return environment().get_template("fleet.html.j2").render(
         t=t, fleet=fleet, severities=SEVERITIES, verdicts=VERDICT_ORDER, attention=attention, stale=stale,

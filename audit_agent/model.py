@@ -339,7 +339,8 @@ class Snapshot:
     listeners: list[Listener] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
+        data: dict[str, Any] = to_dict(self)
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> "Snapshot":
@@ -437,7 +438,8 @@ class AuditReport:
         return [f for f in self.findings if f.status == FindingStatus.ALLOWLISTED]
 
     def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
+        data: dict[str, Any] = to_dict(self)
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> "AuditReport":
@@ -506,7 +508,7 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise SchemaError(f"{path}: expected an object")
         return {str(k): _convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value, path)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         try:

@@ -3,16 +3,22 @@ from __future__ import annotations
 
 import os
 import stat
+from importlib import resources
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def data_dir(name: str) -> Path:
-    """Return the shipped data directory `name`: inside the wheel, else the source tree's top level."""
-    installed = PACKAGE_DIR / "data" / name
+    """Return the shipped data directory `name`: the package's data/ (through importlib.resources, so
+    any installer's layout works), else the source tree's top level (a checkout or an editable install).
+
+    A Path, not a Traversable: Jinja2's loader, yara-python and the rule loader need real files, and
+    an installed wheel is always unpacked on a file system.
+    """
+    installed = resources.files("audit_agent") / "data" / name
     if installed.is_dir():
-        return installed
+        return Path(str(installed))
     return PACKAGE_DIR.parent / name
 
 

@@ -89,7 +89,7 @@ def load_policy(path: str | Path | None) -> Policy:
     return policy
 
 
-def _timezone(data: dict, path: Path) -> str:
+def _timezone(data: dict[str, Any], path: Path) -> str:
     """The `timezone` setting, checked now so a typo stops the scan with file:line, not mid-report."""
     from audit_agent.timezone import zone_by_name
     name = data.get("timezone", "")
@@ -104,7 +104,7 @@ def _timezone(data: dict, path: Path) -> str:
     return name
 
 
-def _list(data: dict, key: str, path: Path) -> list:
+def _list(data: dict[str, Any], key: str, path: Path) -> list[Any]:
     value = data.get(key) or []
     if not isinstance(value, list):
         raise ConfigError(f"{path}:{line_of(data)}: {key} must be a list")

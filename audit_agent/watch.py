@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from audit_agent.model import AuditReport, Finding, Severity
+from audit_agent.model import AuditReport, Finding, Severity, Snapshot
 from audit_agent.pipeline import Inputs, load_inputs, run_scan
 from audit_agent.render.json_report import dumps
 from audit_agent.rules.active import active_rules_path, state_dir
@@ -276,7 +276,7 @@ class Watcher:
     def rules_path(self) -> Path:
         return active_rules_path(self.options.rules) or default_rules_dir()
 
-    def inputs_signature(self) -> tuple:
+    def inputs_signature(self) -> tuple[Any, ...]:
         paths = [self.rules_path()]
         if self.options.config:
             paths.append(Path(self.options.config))
@@ -304,7 +304,7 @@ class Watcher:
     def fail_on(self) -> Severity:
         return self.inputs.policy.fail_on or Severity.HIGH
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Snapshot:
         from audit_agent.collect import CollectOptions, collect_snapshot
 
         def check_stop(what: str, done: float) -> None:
@@ -350,23 +350,23 @@ class Watcher:
             print(format_event(item, self.options.events), file=self.out, flush=True)
         self.state.updated_at = now
         self.last_report = report
-        payload = None
-        if self.options.json_path or self.options.push_url:
-            payload = dumps(report.to_dict(), indent=None).encode("utf-8")
-        if self.options.json_path:
+        json_path, push_url, textfile_dir = self.options.json_path, self.options.push_url, self.options.textfile_dir
+        payload = dumps(report.to_dict(), indent=None).encode("utf-8") if json_path or push_url else b""
+        if json_path:
             from audit_agent.output import write_atomic
-            self.guarded("report", lambda: write_atomic(self.options.json_path, payload))
-        if self.options.push_url:
-            self.guarded("push spool", lambda: self.push(payload))
-        if self.options.textfile_dir:
-            self.guarded("metrics", lambda: self.write_metrics(report, duration, now))
+            self.guarded("report", lambda: write_atomic(json_path, payload))
+        if push_url:
+            self.guarded("push spool", lambda: self.push(payload, push_url))
+        if textfile_dir:
+            self.guarded("metrics", lambda: self.write_metrics(report, duration, now, textfile_dir))
         self._state_writable = True
         self.guarded("state", self.save_state)
         return report
 
-    def push(self, payload: bytes) -> None:
+    def push(self, payload: bytes, url: str) -> None:
         from audit_agent.export.push import PushConfig, deliver
-        config = PushConfig(url=self.options.push_url, spool_dir=self.options.spool_dir,
+        spool_dir = self.options.spool_dir or self.options.state_path.parent / "spool"
+        config = PushConfig(url=url, spool_dir=spool_dir,
                             token_file=self.options.push_token_file, max_spool=self.options.max_spool)
         try:
             result = deliver(payload, config, sleep=self.stop.wait)
@@ -385,9 +385,9 @@ class Watcher:
         if result.spooled:
             self.log(f"push: report spooled in {config.spool_dir} ({result.pending} waiting)")
 
-    def write_metrics(self, report: AuditReport, duration: float, now: float) -> None:
+    def write_metrics(self, report: AuditReport, duration: float, now: float, directory: str) -> None:
         from audit_agent.export.prometheus import render, write_textfile
-        write_textfile(self.options.textfile_dir, render(report, duration, now, self.state.counters))
+        write_textfile(directory, render(report, duration, now, self.state.counters))
 
     def save_state(self) -> None:
         from audit_agent.output import write_atomic
@@ -425,13 +425,13 @@ class Watcher:
         self.info("stopped")
 
 
-def file_signature(path: Path) -> tuple:
+def file_signature(path: Path) -> tuple[Any, ...]:
     """Cheap change detection: (inode, size, mtime) of a file, or of a directory and the files in it."""
     try:
         st = path.stat()
     except OSError:
         return ("missing",)
-    parts: list[tuple] = [(st.st_ino, st.st_size, st.st_mtime_ns)]
+    parts: list[tuple[Any, ...]] = [(st.st_ino, st.st_size, st.st_mtime_ns)]
     if path.is_dir():
         for child in sorted(list(path.glob("*.yaml")) + list(path.glob("yara/*"))):
             try:
@@ -452,7 +452,11 @@ def install_stop_handlers(stop: threading.Event) -> Callable[[], None]:
             raise KeyboardInterrupt
         stop.set()
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    return lambda: [signal.signal(sig, old) for sig, old in previous.items()] and None
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    return restore
 
 
 def run_watch(args: argparse.Namespace) -> int:

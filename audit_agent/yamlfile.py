@@ -9,7 +9,7 @@ class ConfigError(ValueError):
     """Bad configuration or input data; the message is one line, starting with file:line."""
 
 
-class LineDict(dict):
+class LineDict(dict[Any, Any]):
     """A mapping from YAML that knows the line it started on (1-based)."""
     line: int = 0
 

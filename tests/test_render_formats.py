@@ -99,7 +99,7 @@ def test_sarif_validates_against_the_2_1_0_schema(demo_reports, hostile_report, 
     assert len(rules) == len(set(rules))                          # each rule listed once
     assert set(rules) == {r for f in report.findings for r in f.rule_ids}
     assert len(run["results"]) == len(report.findings)
-    for result, finding in zip(run["results"], report.findings):
+    for result, finding in zip(run["results"], report.findings, strict=True):
         assert result["level"] == level(finding.severity)
         assert rules[result["ruleIndex"]] == result["ruleId"]
         assert result["partialFingerprints"]["auditAgentFinding/v1"] == finding.fingerprint

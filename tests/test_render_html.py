@@ -161,7 +161,7 @@ def finding_texts(html: str) -> list[tuple[str, str]]:
     """(title, recommended action) of every finding card, as printed."""
     titles = re.findall(r'<h3>\d+\. ([^<]*)</h3>', html)
     actions = re.findall(r'<p class="action"><strong>[^<]*</strong> ([^<]*)</p>', html)
-    return list(zip(titles, actions))
+    return list(zip(titles, actions, strict=False))
 
 
 def test_chinese_report_names_findings_and_actions_in_chinese(demo_reports, login_html):

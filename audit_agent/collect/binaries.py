@@ -363,7 +363,7 @@ def section_name(data: Any, offset: int, limit: int) -> bytes:
 
 # ------------------------------------------------------------------ optional yara-python
 
-_YARA_CACHE: dict[tuple[str, ...], Any] = {}
+_YARA_CACHE: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
 
 
 def yara_dir() -> Path:
@@ -421,7 +421,7 @@ def load_yara_rules(strings: list[str]) -> Any:
     (so matching means exactly what the built-in scanner means) plus the shipped rules/yara/*.yar.
     None without yara-python, or when the rules do not compile (the built-in scanner takes over)."""
     try:
-        import yara  # type: ignore[import-not-found]
+        import yara
     except ImportError:
         return None
     files = sorted(yara_dir().glob("*.yar")) if yara_dir().is_dir() else []

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 try:
     import pwd
@@ -108,7 +108,7 @@ class _Denied:
 _DENIED = _Denied()
 
 
-def build_process(raw: dict, first: FirstReading, elapsed: float, proc_root: str = "/proc",
+def build_process(raw: dict[str, Any], first: FirstReading, elapsed: float, proc_root: str = "/proc",
                   proc: psutil.Process | None = None) -> ProcessInfo | None:
     denied = sorted(key for key, value in raw.items() if value is _DENIED and key not in ("terminal",))
     value = {key: (None if v is _DENIED else v) for key, v in raw.items()}
@@ -117,6 +117,7 @@ def build_process(raw: dict, first: FirstReading, elapsed: float, proc_root: str
         return None
     memory = value.get("memory_info")
     times = value.get("cpu_times")
+    uids = value.get("uids")
     info = ProcessInfo(
         pid=pid,
         ppid=value.get("ppid"),
@@ -124,7 +125,7 @@ def build_process(raw: dict, first: FirstReading, elapsed: float, proc_root: str
         exe=clean_text(value.get("exe") or ""),
         cmdline=cap_cmdline([clean_text(arg) for arg in value.get("cmdline") or []]),
         username=clean_text(value.get("username") or ""),
-        uid=value["uids"].real if value.get("uids") else None,
+        uid=uids.real if uids is not None else None,
         cwd=clean_text(value.get("cwd") or ""),
         create_time=value.get("create_time"),
         status=value.get("status") or "",

@@ -137,7 +137,8 @@ def busy_signal(proc: ProcessInfo, thresholds: Thresholds, host_cpus: int | None
     raised = bool(suspicious) or (unaccounted and user_installed)
     severity = Severity.LOW if raised else Severity.INFO
     confidence = min(0.4, 0.25 + 0.05 * len(suspicious)) if raised else 0.15
-    held = f"{proc.cpu_percent:.0f}% CPU ({proc.cpu_percent / 100:.1f} of its {allowed} allowed CPUs)"
+    percent = proc.cpu_percent or 0.0       # only called for a process that is_busy measured
+    held = f"{percent:.0f}% CPU ({percent / 100:.1f} of its {allowed} allowed CPUs)"
     why = "; ".join(suspicious + notes)
     return Signal(
         subject_key=process_key(proc.pid), subject=process_subject(proc), rule_id=RULE_BUSY,

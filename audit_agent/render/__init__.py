@@ -32,4 +32,5 @@ def render(fmt: str, report: AuditReport, options: RenderOptions | None = None) 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     module = importlib.import_module(FORMATS[fmt])
-    return module.render(report, options or RenderOptions())
+    rendered: str | bytes = module.render(report, options or RenderOptions())
+    return rendered

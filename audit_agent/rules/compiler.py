@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Callable
+from typing import Any, Callable
 
 from audit_agent.redact import redact_flat
 from audit_agent.rules.loader import DomainEntry, Rule, RulePack, domain_entries
@@ -176,7 +176,7 @@ class CompiledRules:
         return hits
 
     # -- known research frameworks
-    def is_framework(self, name: str, exe: str, cmdline: str, libraries: list[str] | tuple = ()) -> bool:
+    def is_framework(self, name: str, exe: str, cmdline: str, libraries: list[str] | tuple[str, ...] = ()) -> bool:
         """A known research workload: by a specific name, a command-line pattern, or its loaded libraries.
 
         A generic runtime (python, java) is not evidence by itself: miners are
@@ -206,7 +206,7 @@ class CompiledRules:
             return exe if self.client_regex and self.client_regex.search(exe) else None
         return basename(name) if name and basename(name) in self.client_names else None
 
-    def uses_framework_library(self, libraries: list[str] | tuple) -> bool:
+    def uses_framework_library(self, libraries: list[str] | tuple[str, ...]) -> bool:
         regex = self.framework_library_regex
         return bool(regex and any(regex.search(library) for library in libraries))
 
@@ -375,7 +375,7 @@ def required_literals(pattern: str) -> set[str] | None:
     return found
 
 
-def _sre_parser():  # type: ignore[no-untyped-def]
+def _sre_parser() -> Any:
     try:
         from re import _parser  # type: ignore[attr-defined]  # Python 3.11+
         return _parser
@@ -384,7 +384,7 @@ def _sre_parser():  # type: ignore[no-untyped-def]
         return sre_parse
 
 
-def _sre_opcodes():  # type: ignore[no-untyped-def]
+def _sre_opcodes() -> Any:
     """The parser's opcode constants: re._constants on 3.11+, sre_constants on 3.10 (which lacks the
     atomic and possessive opcodes; a sentinel stands in, so they are simply never seen there)."""
     try:

@@ -181,28 +181,28 @@ def parse_rule(item: Any, file: Path) -> Rule:
                 action=str(item.get("action", "")), origin=where)
 
 
-def _text(item: dict, key: str, file: Path) -> str:
+def _text(item: dict[str, Any], key: str, file: Path) -> str:
     value = item.get(key)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{file}:{line_of(item)}: {key!r} must be a non-empty string")
     return value
 
 
-def _example_list(examples: dict, key: str, file: Path, rule_id: str, line: int) -> list[str]:
+def _example_list(examples: dict[str, Any], key: str, file: Path, rule_id: str, line: int) -> list[str]:
     values = examples.get(key)
     if not isinstance(values, list) or not values:
         raise ConfigError(f"{file}:{line_of(examples, line)}: {rule_id}: examples.{key} needs at least one example")
     return [str(value) for value in values]
 
 
-def _string_list(params: dict, key: str, where: str, rule_id: str, required: bool = True) -> list:
+def _string_list(params: dict[str, Any], key: str, where: str, rule_id: str, required: bool = True) -> list[Any]:
     values = params.get(key, [] if not required else None)
     if not isinstance(values, list) or (required and not values):
         raise ConfigError(f"{where}: {rule_id}: match.{key} must be a non-empty list")
     return values
 
 
-def _check_regexes(patterns: list, where: str, rule_id: str) -> None:
+def _check_regexes(patterns: list[Any], where: str, rule_id: str) -> None:
     for pattern in patterns:
         if not isinstance(pattern, str):
             raise ConfigError(f"{where}: {rule_id}: pattern {pattern!r} must be a string")
@@ -212,7 +212,7 @@ def _check_regexes(patterns: list, where: str, rule_id: str) -> None:
             raise ConfigError(f"{where}: {rule_id}: bad regex {pattern!r}: {exc}") from None
 
 
-def _check_params(kind: str, params: dict, where: str, rule_id: str) -> None:
+def _check_params(kind: str, params: dict[str, Any], where: str, rule_id: str) -> None:
     if kind in ("names",):
         _string_list(params, "values", where, rule_id)
     elif kind in ("cmdline", "persistence"):

@@ -108,6 +108,8 @@ def extract(data: bytes, staging: Path) -> Path:
             if unpacked > MAX_UNPACKED_BYTES:
                 raise ConfigError("the rule pack archive unpacks to more than 100 MiB; refused")
             source = archive.extractfile(member)
+            if source is None:
+                raise ConfigError(f"cannot read {member.name[:100]!r} from the rule pack archive")
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             with source, open(root / name, "wb") as out:
                 shutil.copyfileobj(source, out)

@@ -31,7 +31,7 @@ def _object_schema(cls: type, definitions: dict[str, Any]) -> dict[str, Any]:
     properties = {f.name: _type_schema(hints[f.name], definitions) for f in dataclasses.fields(cls)
                   if not f.name.startswith("_")}
     required = [f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:
         schema["required"] = required
@@ -47,7 +47,7 @@ def _type_schema(hint: Any, definitions: dict[str, Any]) -> dict[str, Any]:
         return {"type": "array", "items": _type_schema(args[0], definitions)}
     if origin is dict:
         return {"type": "object", "additionalProperties": _type_schema(args[1], definitions)}
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         name = hint.__name__
         if name not in definitions:
             definitions[name] = {}
@@ -62,7 +62,8 @@ def _type_schema(hint: Any, definitions: dict[str, Any]) -> dict[str, Any]:
 
 
 def published_schema(name: str) -> dict[str, Any]:
-    return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+    return schema
 
 
 def write_schemas() -> None:
