@@ -1,14 +1,16 @@
 """Plain data of the audit: the Snapshot (raw evidence) and the AuditReport (judgement).
 
-Both serialise to JSON with `to_dict()` and come back with `from_dict()`; their
+Both serialise to JSON with `to_dict()` and come back with `from_dict()` (or straight from JSON
+bytes with `decode_json()`, the fast path that audit_agent.output tries first); their
 `schema_version` lets a reader refuse a newer major version with a clear message.
 """
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar
+
+import msgspec
 
 SNAPSHOT_SCHEMA_VERSION = "1.0"
 REPORT_SCHEMA_VERSION = "1.0"
@@ -348,6 +350,7 @@ class Snapshot:
         return from_dict(cls, data)
 
 
+
 # ---------------------------------------------------------------- report parts
 
 
@@ -447,22 +450,20 @@ class AuditReport:
         return from_dict(cls, data)
 
 
+
 # ---------------------------------------------------------------- (de)serialisation
+#
+# One decoder for both JSON contracts: msgspec reads the dataclasses above directly and caches
+# their type information, so adding a field to a dataclass is the only change a new field needs.
+# It checks types as strictly as the contract says (an int is not a bool, a string is not a
+# number; an int is accepted where a float is expected) and names the bad field ($.processes[3].pid).
 
 T = TypeVar("T")
 
 
 def to_dict(obj: Any) -> Any:
     """Dataclasses, enums and lists to plain JSON-able data."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(item) for item in obj]
-    if isinstance(obj, dict):
-        return {str(key): to_dict(value) for key, value in obj.items()}
-    return obj
+    return msgspec.to_builtins(obj)
 
 
 def check_schema_version(data: Any, supported: str, what: str) -> None:
@@ -477,58 +478,35 @@ def check_schema_version(data: Any, supported: str, what: str) -> None:
 
 def from_dict(cls: type[T], data: Any, path: str = "$") -> T:
     """Rebuild a dataclass from plain data, checking types; raises SchemaError naming the bad field."""
-    if not isinstance(data, dict):
-        raise SchemaError(f"{path}: expected an object, got {type(data).__name__}")
-    hints = get_type_hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in data:
-            kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{path}.{f.name}")
     try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise SchemaError(f"{path}: {exc}") from None
+        return msgspec.convert(data, type=cls)
+    except msgspec.ValidationError as exc:
+        raise SchemaError(_where(str(exc), path)) from None
+    except RecursionError:
+        raise SchemaError(f"{path}: nested too deeply") from None
 
 
-def _convert(hint: Any, value: Any, path: str) -> Any:
-    origin = get_origin(hint)
-    args = get_args(hint)
-    if origin is None and hint is Any:
-        return value
-    if args and type(None) in args and origin is not list and origin is not dict:   # Optional[X]
-        if value is None:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, path)
-    if origin is list:
-        if not isinstance(value, list):
-            raise SchemaError(f"{path}: expected a list")
-        return [_convert(args[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise SchemaError(f"{path}: expected an object")
-        return {str(k): _convert(args[1], v, f"{path}.{k}") for k, v in value.items()}
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, path)
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        try:
-            return hint(value)
-        except ValueError:
-            raise SchemaError(f"{path}: {value!r} is not one of {[m.value for m in hint]}") from None
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SchemaError(f"{path}: expected a number")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SchemaError(f"{path}: expected an integer")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise SchemaError(f"{path}: expected a string")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise SchemaError(f"{path}: expected true or false")
-        return value
-    return value
+def decode_json(raw: bytes, cls: type[T]) -> T | None:
+    """The fast path: JSON bytes straight into `cls`, or None when that fails for any reason (bad JSON,
+    bad shape, a lone surrogate escape that json.loads accepts); the caller then takes the slow path
+    for a precise message (line of a syntax error, schema version, bad field)."""
+    decoder = _DECODERS.get(cls)
+    if decoder is None:
+        decoder = _DECODERS[cls] = msgspec.json.Decoder(cls)
+    try:
+        decoded: T = decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return decoded
+
+
+_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
+
+
+def _where(message: str, path: str) -> str:
+    """msgspec says "Expected `int`, got `str` - at `$.processes[0].pid`": put the place first."""
+    text, _, at = message.partition(" - at `")
+    place = at.rstrip("`") or "$"
+    if path != "$":
+        place = path + place[1:]
+    return f"{place}: {text}"

@@ -5,12 +5,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from audit_agent.model import AuditReport, SchemaError, Snapshot
+from audit_agent.model import (REPORT_SCHEMA_VERSION, SNAPSHOT_SCHEMA_VERSION, AuditReport, SchemaError, Snapshot,
+                               check_schema_version, decode_json)
 from audit_agent.yamlfile import ConfigError
 
 REPORT_MODE = 0o640
+Contract = TypeVar("Contract", Snapshot, AuditReport)
+SCHEMA_VERSIONS: dict[type, str] = {Snapshot: SNAPSHOT_SCHEMA_VERSION, AuditReport: REPORT_SCHEMA_VERSION}
 
 
 def write_atomic(path: str | Path, data: str | bytes, mode: int = REPORT_MODE) -> None:
@@ -37,12 +40,21 @@ def write_atomic(path: str | Path, data: str | bytes, mode: int = REPORT_MODE) -
 
 def read_json(path: str | Path, what: str) -> Any:
     """Parse a JSON file; any problem is a ConfigError naming the file (and line for syntax errors)."""
+    return parse_json(read_bytes(path, what), path, what)
+
+
+def read_bytes(path: str | Path, what: str) -> bytes:
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read {what}: {getattr(exc, 'strerror', None) or exc}") from None
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+
+
+def parse_json(raw: bytes, path: str | Path, what: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: {what} is not valid JSON: {exc.msg}") from None
     except RecursionError:
@@ -50,14 +62,21 @@ def read_json(path: str | Path, what: str) -> Any:
 
 
 def read_snapshot(path: str | Path) -> Snapshot:
-    try:
-        return Snapshot.from_dict(read_json(path, "snapshot"))
-    except SchemaError as exc:
-        raise ConfigError(f"{path}: not a valid snapshot: {exc}") from None
+    return read_contract(path, Snapshot, "snapshot")
 
 
 def read_report(path: str | Path) -> AuditReport:
+    return read_contract(path, AuditReport, "report")
+
+
+def read_contract(path: str | Path, cls: type[Contract], what: str) -> Contract:
+    """The fast decoder first; when it refuses, the slow path says precisely why (line, version, field)."""
+    raw = read_bytes(path, what)
     try:
-        return AuditReport.from_dict(read_json(path, "report"))
+        decoded = decode_json(raw, cls)
+        if decoded is not None:
+            check_schema_version({"schema_version": decoded.schema_version}, SCHEMA_VERSIONS[cls], what)
+            return decoded
+        return cls.from_dict(parse_json(raw, path, what))
     except SchemaError as exc:
-        raise ConfigError(f"{path}: not a valid report: {exc}") from None
+        raise ConfigError(f"{path}: not a valid {what}: {exc}") from None
