@@ -163,7 +163,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         snapshot = read_snapshot(args.snapshot)
     else:
         with progress_display(args.quiet) as progress:
-            snapshot = collect_with(args, inputs.rules.signature_strings(), progress, inputs.rules.pack.families)
+            snapshot = collect_with(args, inputs.rules, progress)
     report = run_scan(snapshot, inputs, fail_on)
     if args.filing_drafts:
         from audit_agent.filing.draft import write_drafts
@@ -183,7 +183,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     rules = load_rules(args.rules)
     with progress_display(args.quiet) as progress:
-        snapshot = collect_with(args, rules.signature_strings(), progress, rules.pack.families)
+        snapshot = collect_with(args, rules, progress)
     write_atomic(args.output, dumps(snapshot.to_dict(), indent=1) + "\n")
     if not args.quiet:
         print(f"wrote {args.output}: {len(snapshot.processes)} processes, {len(snapshot.connections)} connections",
@@ -222,16 +222,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_validate(args: argparse.Namespace) -> int:
+    from audit_agent.rules.active import active_rules_path
     from audit_agent.rules.examples import check_examples
     from audit_agent.rules.loader import load_pack
 
-    pack = load_pack(args.path)
+    pack = load_pack(active_rules_path(args.path))
     problems = check_examples(pack)
     for problem in problems:
         print(problem, file=sys.stderr)
     examples = sum(len(r.examples_match) + len(r.examples_no_match) for r in pack.rules)
     print(f"{pack.name} {pack.version}: {len(pack.rules)} rules, {examples} examples, "
-          f"{len(problems)} failing", file=sys.stderr if problems else sys.stdout)
+          f"{len(pack.yara_sources)} YARA file(s) compiled, {len(problems)} failing",
+          file=sys.stderr if problems else sys.stdout)
     return EXIT_ERROR if problems else EXIT_OK
 
 
@@ -283,12 +285,12 @@ def resolve_fail_on(flag: str | None, default):  # type: ignore[no-untyped-def]
     return Severity(flag) if flag else default
 
 
-def collect_with(args: argparse.Namespace, signature_strings: list[str], progress,  # type: ignore[no-untyped-def]
-                 families=None):
+def collect_with(args: argparse.Namespace, rules, progress):  # type: ignore[no-untyped-def]
+    """Collect with the active pack's signature strings, YARA files and families driving the collectors."""
     from audit_agent.collect import CollectOptions, collect_snapshot
     options = CollectOptions(window=args.window, proc_root=args.proc_root, sys_root=args.sys_root,
-                             etc_root=args.etc_root, signature_strings=signature_strings, progress=progress,
-                             families=families)
+                             etc_root=args.etc_root, signature_strings=rules.signature_strings(),
+                             yara_sources=rules.pack.yara_sources, progress=progress, families=rules.pack.families)
     return collect_snapshot(options)
 
 

@@ -45,7 +45,8 @@ from audit_agent.collect import binaries
 strings = json.load(open(sys.argv[1]))
 encoded = [s.encode() for s in strings]
 files = [line.rstrip("\n") for line in open(sys.argv[2])]
-yara_rules = binaries.load_yara_rules(strings) if sys.argv[3] == "yara" else None
+from audit_agent.rules.loader import load_pack
+yara_rules = binaries.load_yara_rules(strings, load_pack().yara_sources) if sys.argv[3] == "yara" else None
 if sys.argv[3] == "yara" and yara_rules is None:
     sys.exit("yara-python is not installed")
 signature_id = (tuple(strings), id(yara_rules) if yara_rules is not None else None)

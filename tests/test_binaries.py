@@ -26,16 +26,14 @@ def yara_available() -> bool:
 
 
 @pytest.fixture(autouse=True, params=["builtin", "yara"])
-def engine(request, monkeypatch, tmp_path_factory):
+def engine(request, monkeypatch):
     """Every collector test runs with the built-in scanner and, where yara-python is installed, with YARA
     (given only the pack's strings, so both must find exactly the same)."""
     if request.param == "yara":
         if not yara_available():
             pytest.skip("yara-python is not installed (the `yara` extra)")
-        empty = tmp_path_factory.mktemp("no-shipped-yara")
-        monkeypatch.setattr(binaries, "yara_dir", lambda: empty)
     else:
-        monkeypatch.setattr(binaries, "load_yara_rules", lambda strings: None)
+        monkeypatch.setattr(binaries, "load_yara_rules", lambda strings, sources=None: None)
     binaries.clear_cache()
     binaries._YARA_CACHE.clear()
     yield request.param
@@ -159,7 +157,7 @@ def test_fake_tree_denied_vanished_and_kernel_threads(tmp_path, mocker, engine):
 
 
 def test_no_signature_strings_means_skipped(monkeypatch):
-    monkeypatch.setattr(binaries, "load_yara_rules", lambda strings: None)     # no shipped YARA rules either
+    monkeypatch.setattr(binaries, "load_yara_rules", lambda strings, sources=None: None)     # no YARA rules either
     coverage = binaries.collect_binaries(Snapshot(), options(strings=[]))
     assert coverage[0].status == CoverageStatus.SKIPPED
 
@@ -257,7 +255,7 @@ def test_a_failed_yara_scan_is_an_error_not_a_clean_file(tmp_path, monkeypatch):
     exe = tmp_path / "miner"
     exe.write_bytes(b"\x00" * 64 + b"donate.v2.xmrig.com\x00")
     root = fake_proc(tmp_path, 100, exe)
-    monkeypatch.setattr(binaries, "load_yara_rules", lambda strings: FailingRules())
+    monkeypatch.setattr(binaries, "load_yara_rules", lambda strings, sources=None: FailingRules())
     snapshot = Snapshot(processes=[ProcessInfo(pid=100)])
     [coverage] = binaries.collect_binaries(snapshot, options(str(root)))
     [result] = snapshot.binaries

@@ -116,6 +116,7 @@ def burner(tmp_path, inputs):
 
 def live_report(inputs, window: float = 1.0):
     snapshot = collect_snapshot(CollectOptions(window=window, signature_strings=inputs.rules.signature_strings(),
+                                               yara_sources=inputs.rules.pack.yara_sources,
                                                check_persistence=False))
     return snapshot, run_scan(snapshot, inputs)
 

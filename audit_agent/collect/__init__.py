@@ -33,6 +33,7 @@ class CollectOptions:
     sys_root: str = "/sys"
     etc_root: str = "/etc"
     signature_strings: list[str] = field(default_factory=list)   # what the executable scanner looks for
+    yara_sources: dict[str, str] = field(default_factory=dict)   # the active pack's yara/*.yar texts
     progress: Progress | None = None
     gpu_sampler: GpuSampler | None = None
     scan_binaries: bool = True

@@ -43,11 +43,11 @@ from typing import Any, Iterable
 from audit_agent import __version__
 from audit_agent.collect import scan_cache
 from audit_agent.model import BinaryScan, Coverage, CoverageStatus, Snapshot
+from audit_agent.rules.yara_files import SIGNATURE_RULE, signature_rule, yara_module
 
 CHECK = "binaries"
 MAX_SCAN_BYTES = 64 * 1024 * 1024       # per executable; a miner is a few MB, a bigger tail is not worth the time
 HASH_MAX_BYTES = 32 * 1024 * 1024       # sha256 only where cheap (~20 ms at this size)
-SIGNATURE_RULE = "audit_agent_signature_strings"
 ON_LINUX = sys.platform.startswith("linux")
 MAX_CACHED = 4096                       # scan results kept between watch-mode cycles (least recently used go)
 VANISHED = "vanished while being read"
@@ -140,7 +140,7 @@ def prune_cache(seen: set[tuple[Any, ...]]) -> None:
 def collect_binaries(snapshot: Snapshot, options: Any) -> list[Coverage]:
     """scanning executables for miner signatures"""
     strings = list(getattr(options, "signature_strings", []) or [])
-    yara_rules = LazyYara(strings)
+    yara_rules = LazyYara(strings, getattr(options, "yara_sources", None) or {})
     if not strings and yara_rules.compiled() is None:
         return [Coverage(CHECK, CoverageStatus.SKIPPED, "the rule pack has no executable signature strings")]
     pids = [p.pid for p in snapshot.processes]
@@ -361,14 +361,9 @@ def section_name(data: Any, offset: int, limit: int) -> bytes:
     return bytes(data[offset:end]) if end != -1 else b""
 
 
-# ------------------------------------------------------------------ optional yara-python
+# ------------------------------------------------------------------ yara-python
 
-_YARA_CACHE: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
-
-
-def yara_dir() -> Path:
-    from audit_agent.paths import data_dir
-    return data_dir("rules") / "yara"
+_YARA_CACHE: dict[tuple[tuple[str, ...], tuple[tuple[str, int], ...]], Any] = {}
 
 
 class LazyYara:
@@ -377,9 +372,10 @@ class LazyYara:
     `digest` names the signatures (strings and rule sources) stably across runs, so saved
     results are reused only for the same signatures."""
 
-    def __init__(self, strings: list[str]) -> None:
+    def __init__(self, strings: list[str], pack_sources: dict[str, str] | None = None) -> None:
         self.strings = strings
-        self.sources = yara_sources(strings)
+        self.pack_sources = pack_sources or {}
+        self.sources = yara_sources(strings, self.pack_sources)
         digest = hashlib.sha256()
         for name, text in sorted(self.sources.items()):
             digest.update(name.encode() + b"\0" + text.encode("utf-8", "backslashreplace") + b"\0")
@@ -391,56 +387,39 @@ class LazyYara:
 
     def compiled(self) -> Any:
         if self._compiled is _UNSET:
-            self._compiled = load_yara_rules(self.strings)
+            self._compiled = load_yara_rules(self.strings, self.pack_sources)
         return self._compiled
 
 
 _UNSET = object()
 
 
-def yara_sources(strings: list[str]) -> dict[str, str]:
-    """The YARA sources a scan would compile ({} without yara-python): shipped rules and the signature rule."""
-    try:
-        import yara  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
+def yara_sources(strings: list[str], pack_sources: dict[str, str] | None = None) -> dict[str, str]:
+    """The YARA sources a scan would compile ({} without yara-python): the active pack's yara/*.yar and
+    the signature rule."""
+    if yara_module() is None:
         return {}
-    files = sorted(yara_dir().glob("*.yar")) if yara_dir().is_dir() else []
-    sources = {}
-    for i, path in enumerate(files):
-        try:
-            sources[f"shipped_{i}"] = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
+    sources = dict(pack_sources or {})
     if strings:
         sources["signatures"] = signature_rule(strings)
     return sources
 
 
-def load_yara_rules(strings: list[str]) -> Any:
+def load_yara_rules(strings: list[str], sources: dict[str, str] | None = None) -> Any:
     """YARA rules when yara-python is importable: the pack's signature strings as one generated rule
-    (so matching means exactly what the built-in scanner means) plus the shipped rules/yara/*.yar.
-    None without yara-python, or when the rules do not compile (the built-in scanner takes over)."""
-    try:
-        import yara
-    except ImportError:
+    (so matching means exactly what the built-in scanner means) plus the active pack's yara/*.yar
+    (`sources`, read and checked by the pack loader). None without yara-python. A set that does not
+    compile raises: the pack loader has already refused a broken file, and a silent fall-back would
+    hide that the pack's YARA rules are not in use."""
+    from audit_agent.rules.yara_files import compile_for_scan
+    if yara_module() is None:
         return None
-    files = sorted(yara_dir().glob("*.yar")) if yara_dir().is_dir() else []
-    key = (tuple(strings), tuple(str(f) for f in files))
+    sources = sources or {}
+    key = (tuple(strings), tuple((name, hash(text)) for name, text in sources.items()))
     if key not in _YARA_CACHE:
-        try:
-            sources = {f"shipped_{i}": path.read_text(encoding="utf-8") for i, path in enumerate(files)}
-            if strings:
-                sources["signatures"] = signature_rule(strings)
-            _YARA_CACHE[key] = yara.compile(sources=sources) if sources else None
-        except Exception:       # a broken .yar must not stop the audit: fall back to the built-in scanner
-            _YARA_CACHE[key] = None
+        _YARA_CACHE.clear()                 # one pack at a time: a reloaded pack replaces the old set
+        _YARA_CACHE[key] = compile_for_scan(sources, strings)
     return _YARA_CACHE[key]
-
-
-def signature_rule(strings: list[str]) -> str:
-    """One YARA rule holding every signature string as hex (no escaping questions), matching any of them."""
-    lines = [f"    $s{i} = {{ {text.encode('utf-8').hex(' ')} }}" for i, text in enumerate(strings) if text]
-    return "rule " + SIGNATURE_RULE + " {\n  strings:\n" + "\n".join(lines) + "\n  condition:\n    any of them\n}\n"
 
 
 def yara_matches(rules: Any, target: dict[str, Any], strings: list[str]) -> list[str]:

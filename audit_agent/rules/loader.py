@@ -9,6 +9,7 @@ from typing import Any
 
 from audit_agent.model import CATEGORIES, Severity
 from audit_agent.paths import data_dir
+from audit_agent.rules.yara_files import check_yara, read_yara_files
 from audit_agent.yamlfile import ConfigError, line_of, parse_yaml
 
 KINDS = ("names", "cmdline", "wallet", "domains", "ports", "strings", "persistence", "frameworks", "research",
@@ -54,6 +55,7 @@ class RulePack:
     files: list[str]
     rules: list[Rule] = field(default_factory=list)
     families: list[Any] = field(default_factory=list)       # rules.families.Family, one per families/*.yaml
+    yara_sources: dict[str, str] = field(default_factory=dict)    # "yara/<file>" -> text, the pack's own
 
     def by_kind(self, kind: str) -> list[Rule]:
         return [rule for rule in self.rules if rule.kind == kind]
@@ -100,8 +102,11 @@ def load_pack(path: str | Path | None = None) -> RulePack:
     for family in families:
         rules.extend(family_rules(family))
     _check_unique_ids(rules)
+    yara_sources = read_yara_files(root, digest) if root.is_dir() else {}
+    check_yara(yara_sources, root)
     return RulePack(name=name, version=version, description=description, sha256=digest.hexdigest(),
-                    files=[f.name for f in files] + family_files, rules=rules, families=families)
+                    files=[f.name for f in files] + family_files + list(yara_sources), rules=rules, families=families,
+                    yara_sources=yara_sources)
 
 
 def load_families(directory: Path | None, digest: Any) -> tuple[list[Any], list[str]]:
