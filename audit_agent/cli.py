@@ -78,11 +78,29 @@ def build_parser() -> argparse.ArgumentParser:
     listing = rule_commands.add_parser("list", help="list the rules of a pack")
     listing.add_argument("--rules", metavar="DIR")
     listing.set_defaults(handler=cmd_rules_list)
-    update = rule_commands.add_parser("update", help="download, verify and install a rule pack")
-    update.add_argument("--url", required=True)
-    update.add_argument("--sha256", required=True, help="expected SHA-256 of the downloaded file")
+    update = rule_commands.add_parser("update", help="verify a signed rule pack (URL or file) and install it")
+    update.add_argument("source", nargs="?", metavar="URL_OR_FILE", help="the pack archive (.tar.gz)")
+    update.add_argument("--url", help=argparse.SUPPRESS)          # older spelling of the source
+    update.add_argument("--signature", metavar="URL_OR_FILE", help="its signature (default: SOURCE.sig)")
+    update.add_argument("--key", metavar="FILE", help="pinned public key (default: $AUDIT_AGENT_UPDATE_KEY, "
+                        "else /etc/audit-agent/update-key.pub)")
+    update.add_argument("--sha256", help="also require this SHA-256 of the archive")
     update.add_argument("--rules-dir", metavar="DIR", help="where the active pack lives (default: state dir)")
+    update.add_argument("--force", action="store_true",
+                        help="install even below the pack's rule floor, past its version jump limit, or a held-back version")
     update.set_defaults(handler=cmd_rules_update)
+    rollback = rule_commands.add_parser("rollback", help="go back to the previous rule pack")
+    rollback.add_argument("--rules-dir", metavar="DIR", help="where the active pack lives (default: state dir)")
+    rollback.set_defaults(handler=cmd_rules_rollback)
+    keygen = rule_commands.add_parser("keygen", help="make the institution's pack signing key pair")
+    keygen.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX.key (secret) and PREFIX.pub")
+    keygen.add_argument("--comment", default="", help="text after the public key (e.g. the institution)")
+    keygen.set_defaults(handler=cmd_rules_keygen)
+    sign = rule_commands.add_parser("sign", help="validate a pack directory, archive and sign it")
+    sign.add_argument("pack", metavar="DIR_OR_ARCHIVE", help="a pack directory, or an existing .tar.gz to sign")
+    sign.add_argument("--key", required=True, metavar="FILE", help="the secret key from `rules keygen`")
+    sign.add_argument("-o", "--output", metavar="FILE", help="archive to write (default: NAME-VERSION.tar.gz)")
+    sign.set_defaults(handler=cmd_rules_sign)
 
     watch = commands.add_parser("watch", help="scan repeatedly and report changes")
     add_collect_options(watch)
@@ -261,7 +279,48 @@ def family_signals(family) -> str:  # type: ignore[no-untyped-def]
 
 def cmd_rules_update(args: argparse.Namespace) -> int:
     from audit_agent.rules.update import update_pack
-    print(update_pack(args.url, args.sha256, args.rules_dir))
+    source = args.source or args.url
+    if not source:
+        raise UsageError("rules update needs the pack archive: a URL or a file")
+    print(update_pack(source, signature=args.signature, key=args.key, rules_dir=args.rules_dir,
+                      sha256=args.sha256, force=args.force))
+    return EXIT_OK
+
+
+def cmd_rules_rollback(args: argparse.Namespace) -> int:
+    from audit_agent.rules.update import rollback
+    print(rollback(args.rules_dir))
+    return EXIT_OK
+
+
+def cmd_rules_keygen(args: argparse.Namespace) -> int:
+    from audit_agent.rules.signing import generate_keys
+    secret, public = generate_keys(Path(args.out), args.comment)
+    print(f"secret key: {secret} (keep it off the hosts)\npublic key: {public} "
+          "(pin it on every host as /etc/audit-agent/update-key.pub)")
+    return EXIT_OK
+
+
+def cmd_rules_sign(args: argparse.Namespace) -> int:
+    from audit_agent.rules.signing import read_secret_key, sign
+    from audit_agent.output import write_atomic
+    from audit_agent.rules.update import build_archive, validate
+
+    key = read_secret_key(args.key)
+    source = Path(args.pack)
+    if source.is_dir():
+        pack = validate(source)                 # never sign a pack that would be refused
+        data = build_archive(source)
+        output = Path(args.output or f"{pack.name}-{pack.version}.tar.gz")
+        write_atomic(output, data, mode=0o644)
+    else:
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{source}: cannot read: {exc.strerror or exc}") from None
+        output = source
+    write_atomic(f"{output}.sig", sign(data, key), mode=0o644)
+    print(f"signed {output} -> {output}.sig")
     return EXIT_OK
 
 

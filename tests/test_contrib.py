@@ -42,16 +42,30 @@ def test_service_has_the_expected_hardening_and_priorities():
     assert timer["RandomizedDelaySec"] and timer["OnCalendar"] and timer["Persistent"] == ["true"]
 
 
+def test_rules_update_units_pin_the_key_and_are_locked_down():
+    unit = directives(CONTRIB / "systemd" / "audit-agent-rules-update.service")
+    command = unit["ExecStart"][0]
+    assert unit["Type"] == ["oneshot"] and " rules update ${AUDIT_AGENT_RULES_URL} " in command
+    assert "--key /etc/audit-agent/update-key.pub" in command and "--force" not in command
+    assert unit["EnvironmentFile"] == ["/etc/audit-agent/rules-update.env"]
+    assert unit["ProtectSystem"] == ["strict"] and unit["ReadWritePaths"] == ["/var/lib/audit-agent"]
+    assert unit["ProtectHome"] == ["yes"] and unit["NoNewPrivileges"] == ["yes"]
+    timer = directives(CONTRIB / "systemd" / "audit-agent-rules-update.timer")
+    assert timer["RandomizedDelaySec"] and timer["OnCalendar"] and timer["Persistent"] == ["true"]
+
+
 def test_systemd_analyze_verify(tmp_path):
     tool = shutil.which("systemd-analyze")
     if not tool:
         pytest.skip("systemd-analyze is not installed")
     # ExecStart must name an existing executable for verify: point it at this checkout's agent.
     agent = agent_command()[0]
-    for name in ("audit-agent.service", "audit-agent.timer"):
+    names = ("audit-agent.service", "audit-agent.timer", "audit-agent-rules-update.service",
+             "audit-agent-rules-update.timer")
+    for name in names:
         text = (CONTRIB / "systemd" / name).read_text().replace(INSTALLED, agent)
         (tmp_path / name).write_text(text)
-    result = subprocess.run([tool, "verify", "audit-agent.service", "audit-agent.timer"], cwd=tmp_path,
+    result = subprocess.run([tool, "verify", *names], cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)
     output = result.stdout + result.stderr
     if result.returncode != 0 and re.search(r"Failed to (initialize|connect|create)|Permission denied|not booted", output):

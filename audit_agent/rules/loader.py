@@ -47,6 +47,13 @@ class Rule:
 
 
 @dataclass
+class UpdatePolicy:
+    """What the installed pack lets an update do without --force (pack.yaml `update:`)."""
+    min_rules: int = 0                  # a new pack with fewer rules is refused (truncated or hollowed out)
+    max_version_jump: int | None = None     # how far the first version component may grow in one update
+
+
+@dataclass
 class RulePack:
     name: str
     version: str
@@ -56,6 +63,7 @@ class RulePack:
     rules: list[Rule] = field(default_factory=list)
     families: list[Any] = field(default_factory=list)       # rules.families.Family, one per families/*.yaml
     yara_sources: dict[str, str] = field(default_factory=dict)    # "yara/<file>" -> text, the pack's own
+    update: UpdatePolicy = field(default_factory=UpdatePolicy)
 
     def by_kind(self, kind: str) -> list[Rule]:
         return [rule for rule in self.rules if rule.kind == kind]
@@ -78,6 +86,7 @@ def load_pack(path: str | Path | None = None) -> RulePack:
         raise ConfigError(f"{root}: no *.yaml rule files")
     digest = hashlib.sha256()
     name, version, description = root.name, "0", ""
+    update = UpdatePolicy()
     rules: list[Rule] = []
     for file in files:
         data = read_rule_file(file, digest)
@@ -89,6 +98,7 @@ def load_pack(path: str | Path | None = None) -> RulePack:
             name = _text(data, "name", file)
             version = str(data.get("version", "0"))
             description = str(data.get("description", ""))
+            update = parse_update_policy(data.get("update"), file)
             continue
         unknown = set(data) - {"rules"}
         if unknown:
@@ -106,7 +116,7 @@ def load_pack(path: str | Path | None = None) -> RulePack:
     check_yara(yara_sources, root)
     return RulePack(name=name, version=version, description=description, sha256=digest.hexdigest(),
                     files=[f.name for f in files] + family_files + list(yara_sources), rules=rules, families=families,
-                    yara_sources=yara_sources)
+                    yara_sources=yara_sources, update=update)
 
 
 def load_families(directory: Path | None, digest: Any) -> tuple[list[Any], list[str]]:
@@ -122,6 +132,19 @@ def load_families(directory: Path | None, digest: Any) -> tuple[list[Any], list[
             raise ConfigError(f"{family.origin}: duplicate family id {family.id} (first at {seen[family.id]})")
         seen[family.id] = family.origin
     return families, [f"families/{f.name}" for f in files]
+
+
+def parse_update_policy(data: Any, file: Path) -> UpdatePolicy:
+    if data is None:
+        return UpdatePolicy()
+    where = f"{file}:{line_of(data, 1)}"
+    if not isinstance(data, dict) or set(data) - {"min_rules", "max_version_jump"}:
+        raise ConfigError(f"{where}: update: takes only min_rules and max_version_jump")
+    for key in ("min_rules", "max_version_jump"):
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ConfigError(f"{where}: update.{key} must be a whole number >= 0")
+    return UpdatePolicy(min_rules=data.get("min_rules") or 0, max_version_jump=data.get("max_version_jump"))
 
 
 def read_rule_file(file: Path, digest: Any) -> Any:
