@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     rule_commands = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
     validate = rule_commands.add_parser("validate", help="validate a pack and run every rule's examples")
     validate.add_argument("path", nargs="?", help="pack directory or YAML file (default: the installed pack)")
+    validate.add_argument("--tuning", metavar="DIR", help="also validate this rules.d overlay (default: "
+                          "$AUDIT_AGENT_TUNING_DIR, else /etc/audit-agent/rules.d, when it exists)")
     validate.set_defaults(handler=cmd_rules_validate)
     listing = rule_commands.add_parser("list", help="list the rules of a pack")
     listing.add_argument("--rules", metavar="DIR")
@@ -252,7 +254,19 @@ def cmd_rules_validate(args: argparse.Namespace) -> int:
     print(f"{pack.name} {pack.version}: {len(pack.rules)} rules, {examples} examples, "
           f"{len(pack.yara_sources)} YARA file(s) compiled, {len(problems)} failing",
           file=sys.stderr if problems else sys.stdout)
-    return EXIT_ERROR if problems else EXIT_OK
+    if problems:
+        return EXIT_ERROR
+    from audit_agent.pipeline import load_tuned_rules, tuning_dir
+    from audit_agent.policy import Policy
+    overlay = args.tuning or tuning_dir(Policy())
+    if args.tuning and not Path(args.tuning).is_dir():
+        raise UsageError(f"{args.tuning}: no such tuning folder")
+    changes = load_tuned_rules(args.path, overlay).tuning.changes     # ConfigError (exit 2) with file:line
+    if changes:
+        print(f"tuning {overlay}: {len(changes)} change(s) valid")
+        for change in changes:
+            print(f"  {change.origin}: {change.action} {', '.join(change.rule_ids)} {change.detail}".rstrip())
+    return EXIT_OK
 
 
 def cmd_rules_list(args: argparse.Namespace) -> int:

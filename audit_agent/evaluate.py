@@ -6,6 +6,7 @@ confidence rises as independent signals agree (noisy-OR over distinct rules).
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import hashlib
 import time
@@ -38,11 +39,13 @@ from audit_agent.model import (
     RulePackInfo,
     Severity,
     Snapshot,
+    Subject,
     Verdict,
 )
 from audit_agent.policy import AllowEntry, Policy
 from audit_agent.rules.compiler import CompiledRules
 from audit_agent.timezone import institution_zone, zone_label
+from audit_agent.rules.tuning import ScopedAllow, Tuning
 
 PRODUCERS: list[Callable[[Context], list[Signal]]] = [
     process.signals, content.signals, stealth.signals, persistence.signals, gpu.signals, load.signals,
@@ -64,9 +67,11 @@ def evaluate(snapshot: Snapshot, rules: CompiledRules, policy: Policy | None = N
     collected: list[Signal] = []
     for producer in PRODUCERS:
         collected.extend(producer(ctx))
-    findings = fold(collected, rules.kind_of)
+    kept, tuned_away = apply_tuning(collected, rules.tuning, snapshot.host.hostname)
+    findings = fold(kept, rules.kind_of) + allowed_by_tuning(tuned_away, {s.subject_key for s in kept}, rules.kind_of)
     for finding in findings:
-        apply_allowlist(finding, policy.allowlist, snapshot.host.hostname)
+        if finding.status == FindingStatus.OPEN:
+            apply_allowlist(finding, policy.allowlist, snapshot.host.hostname)
     zone = institution_zone(policy.timezone)
     matched_filings = apply_filings(findings, filings or [], snapshot,
                                     now if now is not None else snapshot.collected_at, zone)
@@ -79,7 +84,7 @@ def evaluate(snapshot: Snapshot, rules: CompiledRules, policy: Policy | None = N
                                files=list(rules.pack.files)),
         coverage=list(snapshot.coverage), findings=findings, fail_on=fail_on,
         process_count=len(snapshot.processes), connection_count=len(snapshot.connections),
-        load=list(snapshot.load), filings=matched_filings, timezone=zone_label(zone),
+        load=list(snapshot.load), filings=matched_filings, timezone=zone_label(zone), tuning=list(rules.tuning.changes),
         research_systems=research_systems(findings, snapshot, {r.id: r for r in rules.pack.rules}, filings or []))
     report.verdict, report.verdict_reasons = verdict(report)
     return report
@@ -174,8 +179,47 @@ def apply_allowlist(finding: Finding, allowlist: list[AllowEntry], hostname: str
             return
 
 
+def apply_tuning(signals: list[Signal], tuning: Tuning,
+                 hostname: str) -> tuple[list[Signal], dict[str, tuple[list[Signal], ScopedAllow]]]:
+    """Drop disabled rules' signals (coded checks too: pack rules are already left out of the matchers),
+    re-grade by rule id, and set aside the signals a rule-scoped allow entry covers."""
+    kept: list[Signal] = []
+    set_aside: dict[str, tuple[list[Signal], ScopedAllow]] = {}
+    for signal in signals:
+        if signal.rule_id in tuning.disabled:
+            continue
+        if signal.rule_id in tuning.severity:
+            signal = dataclasses.replace(signal, severity=tuning.severity[signal.rule_id])
+        scoped = next((a for a in tuning.allows if signal.rule_id in a.rule_ids
+                       and subject_allowed(a.entry, signal.subject, hostname)), None)
+        if scoped is None:
+            kept.append(signal)
+        else:
+            set_aside.setdefault(signal.subject_key, ([], scoped))[0].append(signal)
+    return kept, set_aside
+
+
+def allowed_by_tuning(set_aside: dict[str, tuple[list[Signal], ScopedAllow]], kept_subjects: set[str],
+                      kind_of: dict[str, str] | None = None) -> list[Finding]:
+    """A subject that only the allowed rules flagged is still listed, as allowlisted with the tuning reason;
+    one that other rules flag too stays open, with only those rules' reasons."""
+    findings = []
+    for key, (group, scoped) in set_aside.items():
+        group = research.settle(group, kind_of or {})
+        if key in kept_subjects or only_context(group):
+            continue
+        finding = finding_from(group)
+        finding.status = FindingStatus.ALLOWLISTED
+        finding.status_reason = f"{scoped.entry.reason} (tuning {scoped.entry.origin})"
+        findings.append(finding)
+    return findings
+
+
 def allow_entry_matches(entry: AllowEntry, finding: Finding, hostname: str) -> bool:
-    subject = finding.subject
+    return subject_allowed(entry, finding.subject, hostname)
+
+
+def subject_allowed(entry: AllowEntry, subject: Subject, hostname: str) -> bool:
     if entry.exe and not (subject.exe and fnmatch.fnmatchcase(subject.exe, entry.exe)):
         return False
     if entry.user and entry.user != subject.username:

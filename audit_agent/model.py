@@ -399,6 +399,16 @@ class Finding:
 
 
 @dataclass
+class TuningChange:
+    """One local change to the rule pack (rules.d overlay), listed in the report as "tuning in effect"."""
+    action: str                 # disable | severity | allow | add
+    rule_ids: list[str]
+    detail: str                 # the new severity, the allowed workload (exe=..., user=...), the added rule's title
+    reason: str                 # why: mandatory
+    origin: str                 # file:line
+
+
+@dataclass
 class RulePackInfo:
     name: str = ""
     version: str = ""
@@ -427,6 +437,7 @@ class AuditReport:
     filings: list[dict[str, Any]] = field(default_factory=list)   # filings that matched, expire soon or lie unused
     research_systems: list[dict[str, Any]] = field(default_factory=list)   # per research system: use vs filed scale
     timezone: str = ""          # the institution's zone filings were judged in
+    tuning: list[TuningChange] = field(default_factory=list)     # local rule changes in effect (rules.d)
 
     @property
     def open_findings(self) -> list[Finding]:

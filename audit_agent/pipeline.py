@@ -4,6 +4,8 @@ Shared by `scan`, `watch` and the tests, so a live scan is exactly collect + eva
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +13,10 @@ from audit_agent.filing import Filing, load_registry
 from audit_agent.model import AuditReport, Severity, Snapshot
 from audit_agent.policy import Policy, load_policy
 from audit_agent.rules.compiler import CompiledRules
+from audit_agent.rules.examples import check_examples
 from audit_agent.rules.loader import load_pack
+from audit_agent.rules.tuning import DEFAULT_TUNING_DIR, load_tuning
+from audit_agent.yamlfile import ConfigError
 
 
 @dataclass
@@ -34,7 +39,25 @@ def load_rules(path: str | None = None) -> CompiledRules:
 def load_inputs(rules_path: str | None = None, config_path: str | None = None) -> Inputs:
     policy = load_policy(config_path)
     filings = load_registry(policy.filings_path) if policy.filings_path else []
-    return Inputs(rules=load_rules(rules_path), policy=policy, filings=filings)
+    return Inputs(rules=load_tuned_rules(rules_path, tuning_dir(policy)), policy=policy, filings=filings)
+
+
+def tuning_dir(policy: Policy) -> str:
+    """The rules.d overlay: the config's tuning_dir, else $AUDIT_AGENT_TUNING_DIR, else /etc/audit-agent/rules.d."""
+    return policy.tuning_dir or os.environ.get("AUDIT_AGENT_TUNING_DIR") or DEFAULT_TUNING_DIR
+
+
+def load_tuned_rules(path: str | None, overlay: str | None) -> CompiledRules:
+    """The active pack with the local overlay applied; the overlay's own rules must pass their examples."""
+    from audit_agent.i18n import load_rule_texts
+    from audit_agent.rules.active import active_rules_path
+    pack = load_pack(active_rules_path(path))
+    tuning = load_tuning(overlay, pack, set(load_rule_texts("en")))
+    if tuning.added:
+        problems = check_examples(dataclasses.replace(pack, rules=tuning.added))
+        if problems:
+            raise ConfigError(f"tuning: {len(problems)} rule example(s) fail, first: {problems[0]}")
+    return CompiledRules(pack, tuning)
 
 
 def run_scan(snapshot: Snapshot, inputs: Inputs, fail_on: Severity | None = Severity.HIGH) -> AuditReport:

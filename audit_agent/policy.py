@@ -46,6 +46,7 @@ class Policy:
     allowlist: list[AllowEntry] = field(default_factory=list)
     profile: dict[str, str] = field(default_factory=dict)
     filings_path: str = ""
+    tuning_dir: str = ""            # rules.d overlay; "" = $AUDIT_AGENT_TUNING_DIR, else /etc/audit-agent/rules.d
     fail_on: Severity | None = None
     timezone: str = ""          # the institution's IANA zone; "" = the host's (audit_agent/timezone.py)
     research_severity: Severity = Severity.MEDIUM   # an unfiled mining-related research system
@@ -61,7 +62,7 @@ def load_policy(path: str | Path | None) -> Policy:
         return Policy(source=str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping")
-    known = {"thresholds", "allowlist", "profile", "filings", "fail_on", "timezone", "research_severity"}
+    known = {"thresholds", "allowlist", "profile", "filings", "fail_on", "timezone", "research_severity", "tuning_dir"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{path}:{line_of(data, 1)}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
@@ -75,6 +76,11 @@ def load_policy(path: str | Path | None) -> Policy:
         raise ConfigError(f"{path}:{line_of(data)}: filings must be a path to the registry YAML")
     if filings:
         policy.filings_path = str((path.parent / filings) if not Path(filings).is_absolute() else Path(filings))
+    tuning_dir = data.get("tuning_dir", "")
+    if tuning_dir and not isinstance(tuning_dir, str):
+        raise ConfigError(f"{path}:{line_of(data)}: tuning_dir must be a path to the rules.d folder")
+    if tuning_dir:
+        policy.tuning_dir = str(path.parent / tuning_dir)
     if "fail_on" in data:
         try:
             policy.fail_on = Severity(data["fail_on"])

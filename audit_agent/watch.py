@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from audit_agent.model import AuditReport, Finding, Severity, Snapshot
-from audit_agent.pipeline import Inputs, load_inputs, run_scan
+from audit_agent.pipeline import Inputs, load_inputs, run_scan, tuning_dir
 from audit_agent.render.json_report import dumps
 from audit_agent.rules.active import active_rules_path, state_dir
 from audit_agent.rules.loader import default_rules_dir
@@ -282,6 +282,7 @@ class Watcher:
             paths.append(Path(self.options.config))
         if self.inputs.policy.filings_path:
             paths.append(Path(self.inputs.policy.filings_path))
+        paths.append(Path(tuning_dir(self.inputs.policy)))     # a rules.d change takes effect next cycle
         return tuple((str(p), *file_signature(p)) for p in paths)
 
     def maybe_reload(self) -> None:

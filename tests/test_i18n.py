@@ -34,6 +34,7 @@ def dynamic_keys() -> set[str]:
                                           "persistence", "family_configs", "artefacts")}
     keys |= {f"kind.{name}" for name in ("process", "gpu", "host", "persistence", "connection")}
     keys |= {f"category.{name}" for name in CATEGORIES}
+    keys |= {f"tuning_action.{name}" for name in ("disable", "severity", "allow", "add")}
     keys |= {"format.date", "format.datetime", "format.months", "format.seconds", "format.none"}
     keys |= {f"field.{name}" for name in ("name", "exe", "argv0", "cmdline", "login", "host", "port", "binary",
                                           "persistence", "config", "connection", "gpu", "load", "memory", "pid",

@@ -45,6 +45,9 @@ def write(console: Console, report: AuditReport) -> None:
                   f"{report.connection_count} connections  rules {cap(report.rule_pack.name, 60)} "
                   f"{cap(report.rule_pack.version, 30)}")
     console.print(header)
+    for change in report.tuning:                 # an auditor must see what the institution changed
+        console.print(Text(f"  tuning: {cap(change.action, 20)} {cap(', '.join(change.rule_ids), 100)} "
+                           f"{cap(change.detail, 100)} - {cap(change.reason, 200)} ({cap(change.origin, 200)})"))
     console.print(verdict_line(report))
     for reason in report.verdict_reasons:
         console.print(Text(f"  - {cap(reason, 300)}"))

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from audit_agent.redact import redact_flat
 from audit_agent.rules.loader import DomainEntry, Rule, RulePack, domain_entries
 from audit_agent.rules.research import ResearchMatcher
+from audit_agent.rules.tuning import Tuning, tuned_pack
 
 HOST_PATTERN = re.compile(r"(?<![\w.@-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62})(?![\w-])",
                           re.IGNORECASE)
@@ -47,7 +48,9 @@ def basename(path: str) -> str:
 class CompiledRules:
     """The pack's rules turned into lookups; build once per scan (or once per watch cycle)."""
 
-    def __init__(self, pack: RulePack) -> None:
+    def __init__(self, pack: RulePack, tuning: Tuning | None = None) -> None:
+        self.tuning = tuning or Tuning()
+        pack = tuned_pack(pack, self.tuning) if tuning else pack
         self.pack = pack
         self.names: dict[str, Rule] = {}
         for rule in pack.by_kind("names"):
