@@ -81,13 +81,20 @@ def evaluate(snapshot: Snapshot, rules: CompiledRules, policy: Policy | None = N
         collected_at=snapshot.collected_at, window_seconds=snapshot.window_seconds, host=snapshot.host,
         profile=dict(policy.profile),
         rule_pack=RulePackInfo(name=rules.pack.name, version=rules.pack.version, sha256=rules.pack.sha256,
-                               files=list(rules.pack.files)),
+                               files=list(rules.pack.files), references=references(rules, findings)),
         coverage=list(snapshot.coverage), findings=findings, fail_on=fail_on,
         process_count=len(snapshot.processes), connection_count=len(snapshot.connections),
         load=list(snapshot.load), filings=matched_filings, timezone=zone_label(zone), tuning=list(rules.tuning.changes),
         research_systems=research_systems(findings, snapshot, {r.id: r for r in rules.pack.rules}, filings or []))
     report.verdict, report.verdict_reasons = verdict(report)
     return report
+
+
+def references(rules: CompiledRules, findings: list[Finding]) -> dict[str, str]:
+    """Reference URLs of the pack rules that fired (SARIF helpUri; the report carries them, renderers read only it)."""
+    fired = {rule_id for finding in findings for rule_id in finding.rule_ids}
+    return {rule.id: rule.reference for rule in rules.pack.rules
+            if rule.id in fired and rule.reference.startswith(("https://", "http://"))}
 
 
 def fold(signals: list[Signal], kind_of: dict[str, str] | None = None) -> list[Finding]:

@@ -414,6 +414,7 @@ class RulePackInfo:
     version: str = ""
     sha256: str = ""
     files: list[str] = field(default_factory=list)
+    references: dict[str, str] = field(default_factory=dict)     # rule id -> reference URL, for the rules that fired
 
 
 @dataclass

@@ -122,6 +122,38 @@ def test_sarif_fingerprints_are_stable_across_scans(demo_reports):
     assert first == second
 
 
+def test_sarif_has_what_github_code_scanning_reads(demo_reports, hostile_report):
+    """security-severity on every rule, help in text and Markdown, a reference URL, a category per host."""
+    report = demo_reports["login-02"]
+    run = json.loads(render("sarif", report, RenderOptions()))["runs"][0]
+    assert run["automationDetails"]["id"].startswith(f"audit-agent/{report.host.hostname}/")
+    scores = {"critical": 9.0, "high": 7.0, "medium": 4.0, "low": 0.1}
+    for rule in run["tool"]["driver"]["rules"]:
+        score = float(rule["properties"]["security-severity"])
+        worst = max((f.severity for f in report.findings if rule["id"] in f.rule_ids), key=lambda s: s.rank)
+        assert score >= scores.get(worst.value, 0.0)
+        assert rule["helpUri"].startswith("https://")
+        assert rule["help"]["text"] and rule["help"]["markdown"].startswith("**")
+    xmrig = next(r for r in run["tool"]["driver"]["rules"] if r["id"] == "AA-BIN-001")
+    assert "**Action:**" in xmrig["help"]["markdown"] and xmrig["helpUri"] != "https://attack.mitre.org/techniques/T1496/"
+    other = json.loads(render("sarif", demo_reports["gpu-lab-03"], RenderOptions()))["runs"][0]
+    assert other["automationDetails"]["id"].split("/")[1] != run["automationDetails"]["id"].split("/")[1]
+    hostile = json.loads(render("sarif", hostile_report, RenderOptions()))["runs"][0]
+    for rule in hostile["tool"]["driver"]["rules"]:
+        assert "<script" not in rule["help"]["markdown"].lower()
+
+
+def test_junit_names_carry_the_fingerprint_not_the_pid(demo_reports):
+    report = demo_reports["login-02"]
+    root = ET.fromstring(render("junit", report, RenderOptions()).encode("utf-8"))
+    names = [case.get("name") for case in root.iter("testcase") if ".findings." in case.get("classname")]
+    assert len(names) == len(report.findings)
+    for finding in report.findings:
+        [name] = [n for n in names if f"[{finding.fingerprint}]" in n]
+        if finding.subject.pid is not None:
+            assert f"pid {finding.subject.pid}" not in name and not re.search(rf"\b{finding.subject.pid}\b", name)
+
+
 def test_severity_levels_in_one_function():
     assert [level(s) for s in (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO)] == \
         ["error", "error", "warning", "note", "note"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from audit_agent.model import FindingStatus, Severity
 from audit_agent.pipeline import Inputs, load_tuned_rules, run_scan
 from audit_agent.policy import Policy
 from audit_agent.render import RenderOptions, render
+from audit_agent.schemas import published_schema
 from audit_agent.yamlfile import ConfigError
 from tests.conftest import MONERO_WALLET
 from tests.factories import conn, proc, snapshot
@@ -152,6 +154,7 @@ def test_every_report_lists_the_tuning_in_effect(tmp_path, lang, label):
     report = scan_with(folder, [proc(10, XMRIG)])
     data = json.loads(render("json", report))
     assert data["tuning"][0]["reason"] == "<b>benchmark</b> cluster" and data["tuning"][0]["rule_ids"] == ["AA-NAME-001"]
+    jsonschema.validate(data, published_schema("report.schema.json"))
     html = render("html", report, RenderOptions(lang=lang))
     assert label in html and "&lt;b&gt;benchmark&lt;/b&gt; cluster" in html and "<b>benchmark" not in html
     markdown = render("markdown", report, RenderOptions(lang=lang))

@@ -66,7 +66,8 @@ def check_case(entry: Coverage, host: str) -> ET.Element:
 
 def finding_case(finding: Finding, host: str) -> ET.Element:
     subject = finding.subject
-    who = f"pid {subject.pid}" if subject.pid is not None else (subject.path or subject.name or subject.kind)
+    # Named from what the fingerprint holds (no PID): CI keeps one history per finding across scans.
+    who = subject.exe or subject.path or subject.name or subject.kind
     rule = finding.rule_ids[0] if finding.rule_ids else "finding"
     case = ET.Element("testcase", {"classname": f"audit_agent.{host}.findings.{xml_text(finding.category)}",
                                    "name": xml_text(f"{rule} {finding.title} ({who}) [{finding.fingerprint}]"),

@@ -1,6 +1,8 @@
 """SARIF 2.1.0: one run per report, rules listed once in tool.driver.rules.
 
-Severity maps to a SARIF level in `level()` only. partialFingerprints carry the
+Severity maps to a SARIF level in `level()` only, and to GitHub's security-severity score
+in SECURITY_SEVERITY. Each rule carries help (what it means, what to do) in text and
+Markdown and its reference URL; automationDetails.id gives each host its own category. partialFingerprints carry the
 finding's fingerprint (rule + executable + user + indicator, no PID), so code
 scanning dashboards track a finding across scans. A finding about a file (an
 executable, a cron file) points at its file:// URI; anything else (a GPU, the
@@ -11,15 +13,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 from urllib.parse import quote
 
+from audit_agent.i18n import load_rule_texts
 from audit_agent.model import AuditReport, Finding, FindingStatus, Severity
 from audit_agent.render.view import clean
 
 SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 FINGERPRINT_KEY = "auditAgentFinding/v1"
 DELETED_SUFFIX = " (deleted)"
+
+
+# GitHub code scanning reads rules[].properties["security-severity"] (a CVSS-like score as a string):
+# over 9.0 critical, 7.0-8.9 high, 4.0-6.9 medium, 0.1-3.9 low.
+SECURITY_SEVERITY = {Severity.CRITICAL: "9.5", Severity.HIGH: "8.0", Severity.MEDIUM: "5.5", Severity.LOW: "3.0",
+                     Severity.INFO: "1.0"}
+ATTACK_URI = "https://attack.mitre.org/techniques/T1496/"
 
 
 def level(severity: Severity) -> str:
@@ -32,8 +43,11 @@ def level(severity: Severity) -> str:
 
 
 def render(report: AuditReport, options: object = None) -> str:
-    rules, index = rule_descriptors(report.findings)
+    rules, index = rule_descriptors(report.findings, report.rule_pack.references)
     run: dict[str, Any] = {
+        # One category per host: code scanning keeps each host's alerts apart in one repository.
+        "automationDetails": {"id": clean(f"audit-agent/{report.host.hostname or 'unknown-host'}/"
+                                          f"{utc(report.collected_at or report.generated_at)}")},
         "tool": {"driver": {"name": "audit-agent", "version": clean(report.agent_version) or "0",
                             "semanticVersion": clean(report.agent_version) or "0.0.0",
                             "rules": rules,
@@ -50,8 +64,12 @@ def render(report: AuditReport, options: object = None) -> str:
     return json.dumps({"$schema": SCHEMA, "version": "2.1.0", "runs": [run]}, indent=1, ensure_ascii=False) + "\n"
 
 
-def rule_descriptors(findings: list[Finding]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Each rule once: its title where it led a finding (else the indicator it matched) and its worst level."""
+def rule_descriptors(findings: list[Finding],
+                     references: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Each rule once: its title where it led a finding (else the indicator it matched), its worst level,
+    help (what it means and what to do, in Markdown) and its reference URL."""
+    texts = load_rule_texts("en")
+    references = references or {}
     titles: dict[str, str] = {}
     worst: dict[str, Severity] = {}
     categories: dict[str, str] = {}
@@ -68,12 +86,34 @@ def rule_descriptors(findings: list[Finding]) -> tuple[list[dict[str, Any]], dic
     rules, index = [], {}
     for position, rule_id in enumerate(sorted(worst)):
         index[rule_id] = position
+        text = texts.get(rule_id, {})
+        title = clean(titles[rule_id]) or clean(rule_id)
+        uri = references.get(rule_id) or ATTACK_URI
         rules.append({"id": clean(rule_id), "name": clean(rule_id.replace("-", "")),
-                      "shortDescription": {"text": clean(titles[rule_id]) or clean(rule_id)},
+                      "shortDescription": {"text": title},
+                      "fullDescription": {"text": clean(str(text.get("meaning") or title))},
+                      "help": help_text(title, str(text.get("meaning", "")), str(text.get("action", "")), uri),
+                      "helpUri": clean(uri),
                       "defaultConfiguration": {"level": level(worst[rule_id])},
                       "properties": {"category": clean(categories[rule_id]),
+                                     "security-severity": SECURITY_SEVERITY[worst[rule_id]],
                                      "tags": ["security", "cryptomining", "T1496"]}})
     return rules, index
+
+
+def help_text(title: str, meaning: str, action: str, uri: str) -> dict[str, str]:
+    """Plain text and Markdown help; every piece goes through clean() (redacted, no controls, capped)."""
+    parts = [clean(meaning), f"Action: {clean(action)}" if action else "", f"Reference: {clean(uri)}"]
+    plain = "\n\n".join(p for p in [title, *parts] if p)
+    markdown = "\n\n".join(p for p in [f"**{markdown_escape(title)}**", markdown_escape(clean(meaning)),
+                                          f"**Action:** {markdown_escape(clean(action))}" if action else "",
+                                          f"[Reference]({quote(clean(uri), safe=':/?&=#%~.-_')})"] if p)
+    return {"text": plain, "markdown": markdown}
+
+
+def markdown_escape(text: str) -> str:
+    """No Markdown structure from data: backslash-escape the characters that make links, emphasis or HTML."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+!|])", r"\\\1", text)
 
 
 def invocation(report: AuditReport) -> dict[str, Any]:
