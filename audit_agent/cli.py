@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--filing-drafts", metavar="DIR",
                       help="write a pre-filled filing draft (YAML + en/zh-CN HTML) per unfiled research system here")
     scan.add_argument("-q", "--quiet", action="store_true", help="no terminal summary or progress (for cron)")
+    add_event_outputs(scan)
     scan.set_defaults(handler=cmd_scan)
 
     collect = commands.add_parser("collect", help="collect a snapshot of this host's raw evidence")
@@ -116,8 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--spool-dir", metavar="DIR", help="where undelivered reports wait")
     watch.add_argument("--max-spool", type=int, default=100, metavar="N",
                        help="keep at most N undelivered reports; the oldest is dropped (default 100)")
-    watch.add_argument("--events", choices=("text", "json"), default="text",
-                       help="print change events as one-line text or JSON lines")
+    watch.add_argument("--events", default="text", metavar="text|json|FILE",
+                       help="print change events as one-line text or JSON lines; a FILE gets them as ECS JSON "
+                            "lines (one per finding change and per verdict change)")
+    watch.add_argument("--syslog", metavar="TARGET", help="also send each change as RFC 5424 syslog: unix:/dev/log "
+                       "(or a socket path) or udp:127.0.0.1:PORT")
     watch.add_argument("--json", metavar="PATH", help="write the latest JSON report here")
     watch.add_argument("--full-every", type=int, default=10, metavar="N",
                        help="re-read every process in full every N cycles; between them only processes the "
@@ -148,6 +152,12 @@ def add_collect_options(parser: argparse.ArgumentParser) -> None:
 def add_evaluate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", metavar="DIR", help="rule pack directory (default: the installed pack)")
     parser.add_argument("--config", metavar="FILE", help="YAML config: allowlist, thresholds, profile, filings")
+
+
+def add_event_outputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", metavar="FILE", help="append one ECS JSON line per finding (for SIEMs)")
+    parser.add_argument("--syslog", metavar="TARGET", help="send one RFC 5424 message per finding: unix:/dev/log "
+                        "(or a socket path) or udp:127.0.0.1:PORT")
 
 
 def add_report_outputs(parser: argparse.ArgumentParser, json_output: bool = True) -> None:
@@ -184,6 +194,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     else:
         with progress_display(args.quiet) as progress:
             snapshot = collect_with(args, inputs.rules, progress)
+    if args.syslog:
+        from audit_agent.export.syslog import parse_target
+        parse_target(args.syslog)                   # a bad target is an error before the scan, not after
     report = run_scan(snapshot, inputs, fail_on)
     if args.filing_drafts:
         from audit_agent.filing.draft import write_drafts
@@ -191,6 +204,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"wrote {len(drafts)} filing draft file(s) to {args.filing_drafts}", file=sys.stderr)
     write_reports(report, args)
+    export_events(report, args)
     if not args.quiet:
         print_summary(report)
     return exit_code(report, fail_on, args.fail_on_incomplete)
@@ -376,6 +390,21 @@ def write_reports(report, args: argparse.Namespace) -> None:  # type: ignore[no-
     rendered = [(path, render(fmt, report, options)) for fmt, path in outputs if path]   # render all, then write
     for path, data in rendered:
         write_atomic(path, data)
+
+
+def export_events(report, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    """--events FILE and --syslog: one event per finding. A syslog receiver that is down is a warning: the
+    report is written and the exit code still says what the audit found."""
+    from audit_agent.export.events import append_events, scan_events
+    events = scan_events(report)
+    if args.events:
+        append_events(args.events, events)
+    if args.syslog:
+        from audit_agent.export.syslog import send
+        try:
+            send(args.syslog, events, report.host.hostname)
+        except OSError as exc:
+            print(f"audit-agent: warning: syslog {args.syslog}: {exc.strerror or exc}; events not sent", file=sys.stderr)
 
 
 def print_summary(report) -> None:  # type: ignore[no-untyped-def]

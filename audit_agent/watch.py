@@ -58,7 +58,9 @@ class WatchOptions:
     push_token_file: str | None = None
     spool_dir: Path | None = None
     max_spool: int = 100
-    events: str = "text"                # text | json
+    events: str = "text"                # text | json (the terminal)
+    events_file: str | None = None      # ECS JSON lines
+    syslog: str | None = None           # RFC 5424 target
     quiet: bool = False
     full_every: int = 10                # cycles between full process rescans (events catch the rest)
     slow_every: int = 10                # cycles between hidden-process and persistence checks
@@ -66,13 +68,18 @@ class WatchOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "WatchOptions":
         state_path = Path(args.state) if args.state else state_dir() / "state.json"
+        if getattr(args, "syslog", None):
+            from audit_agent.export.syslog import parse_target
+            parse_target(args.syslog)           # ConfigError: exit 2 before the first cycle
         spool = getattr(args, "spool_dir", None)
+        style = getattr(args, "events", "text") or "text"
         return cls(interval=max(0.0, args.interval), once=args.once, state_path=state_path, rules=args.rules,
                    config=args.config, window=args.window, proc_root=args.proc_root, sys_root=args.sys_root,
                    etc_root=args.etc_root, textfile_dir=args.textfile_dir, json_path=args.json,
                    push_url=args.push, push_token_file=args.push_token_file,
                    spool_dir=Path(spool) if spool else state_path.parent / "spool",
-                   max_spool=getattr(args, "max_spool", 100), events=getattr(args, "events", "text") or "text",
+                   max_spool=getattr(args, "max_spool", 100), events=style if style in ("text", "json") else "text",
+                   events_file=None if style in ("text", "json") else style, syslog=getattr(args, "syslog", None),
                    quiet=args.quiet, full_every=max(1, getattr(args, "full_every", 10)),
                    slow_every=max(1, getattr(args, "slow_every", 10)))
 
@@ -348,8 +355,11 @@ class Watcher:
         duration = time.monotonic() - started
         now = time.time()
         self.state.counters.scans_total += 1
-        for item in diff(self.state, report, now):
+        changes = diff(self.state, report, now)
+        for item in changes:
             print(format_event(item, self.options.events), file=self.out, flush=True)
+        if changes and (self.options.events_file or self.options.syslog):
+            self.guarded("events", lambda: self.export_events(report, changes))
         self.state.updated_at = now
         self.last_report = report
         json_path, push_url, textfile_dir = self.options.json_path, self.options.push_url, self.options.textfile_dir
@@ -364,6 +374,15 @@ class Watcher:
         self._state_writable = True
         self.guarded("state", self.save_state)
         return report
+
+    def export_events(self, report: AuditReport, changes: list[dict[str, Any]]) -> None:
+        from audit_agent.export.events import append_events, change_events
+        events = change_events(report, changes)
+        if self.options.events_file:
+            append_events(self.options.events_file, events)
+        if self.options.syslog:
+            from audit_agent.export.syslog import send
+            send(self.options.syslog, events, report.host.hostname)
 
     def push(self, payload: bytes, url: str) -> None:
         from audit_agent.export.push import PushConfig, deliver
