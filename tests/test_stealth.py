@@ -1,6 +1,7 @@
 """Stealth readers on fake /proc, /sys and /etc trees, the hidden-process search, and the stealth/content signals."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -285,16 +286,46 @@ def test_cpu_accounting_never_goes_negative_and_unreadable_stat_measures_nothing
     assert stealth.system_busy_ticks(str(tmp_path / "missing")) is None
 
 
+@pytest.fixture
+def cpu_load():
+    """Load this test creates and ends by PID: stress-ng on every CPU (busy Python loops where stress-ng is
+    missing), so the measurement below is checked on a machine with no free core."""
+    import shutil
+    import subprocess
+
+    def start() -> list[subprocess.Popen]:
+        cpus = os.cpu_count() or 2
+        if shutil.which("stress-ng"):
+            command = [["stress-ng", "--cpu", str(cpus), "--timeout", "300s", "--quiet"]]
+        else:
+            command = [[sys.executable, "-c", "while True: pass"]] * cpus
+        started.extend(subprocess.Popen(c, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True) for c in command)
+        return started
+    started: list[subprocess.Popen] = []
+    yield start
+    for process in started:
+        try:
+            os.killpg(process.pid, 15)          # stress-ng's workers are in its own session
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=30)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
-def test_a_real_busy_child_left_out_of_the_list_is_unexplained_cpu():
+@pytest.mark.parametrize("loaded", [False, True], ids=["idle", "under-stress-ng"])
+def test_a_real_busy_child_left_out_of_the_list_is_unexplained_cpu(cpu_load, loaded):
     """A real busy child, left out of the process list as a hider would. Written to hold on a loaded
-    machine: it waits until the child has really run (however slowly), and compares the two accounts
-    with the child's own CPU time instead of a fixed share of a core."""
+    machine (and run once under load the test creates): it waits until the child has really run,
+    however slowly, and compares the two accounts with the child's own CPU time instead of a fixed
+    share of a core."""
     import subprocess
     import time as clock
 
     from audit_agent.collect.processes import first_reading, read_processes
 
+    if loaded:
+        cpu_load()
     account = stealth.CpuAccount.start()
     first = first_reading()
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
