@@ -106,5 +106,5 @@ def _filing_status(findings: list[Finding]) -> str:
     statuses = {f.status for f in findings}
     for status in (FindingStatus.REGISTRATION_EXPIRED, FindingStatus.OUTSIDE_REGISTRATION):
         if status in statuses:
-            return status.value
-    return FindingStatus.REGISTERED.value
+            return str(status.value)
+    return str(FindingStatus.REGISTERED.value)

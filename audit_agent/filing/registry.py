@@ -109,14 +109,14 @@ def parse_filing(item: Any, path: Path) -> Filing:
                   kind=str(item.get("kind") or ""), software=str(item.get("software") or ""), origin=where)
 
 
-def _strings(item: dict, key: str, where: str) -> list[str]:
+def _strings(item: dict[str, Any], key: str, where: str) -> list[str]:
     value = item.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where}: {key} must be a list of strings")
     return value
 
 
-def _date(item: dict, key: str, where: str) -> dt.date:
+def _date(item: dict[str, Any], key: str, where: str) -> dt.date:
     value = item.get(key)
     if isinstance(value, dt.datetime):
         return value.date()

@@ -278,7 +278,7 @@ def _check_params(kind: str, params: dict[str, Any], where: str, rule_id: str) -
             raise ConfigError(f"{where}: {rule_id}: min_matches must be between 1 and the number of strings")
 
 
-def _check_research(params: dict, where: str, rule_id: str) -> None:
+def _check_research(params: dict[str, Any], where: str, rule_id: str) -> None:
     if params.get("system") not in RESEARCH_SYSTEMS:
         raise ConfigError(f"{where}: {rule_id}: match.system must be one of {', '.join(RESEARCH_SYSTEMS)}")
     if not isinstance(params.get("software"), str) or not params["software"].strip():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from audit_agent.rules.loader import Rule
 
@@ -36,7 +37,7 @@ class _Compiled:
     unless: list[re.Pattern[str]]
 
 
-def _regexes(values: list) -> list[re.Pattern[str]]:
+def _regexes(values: list[Any]) -> list[re.Pattern[str]]:
     from audit_agent.rules.compiler import LazyRegex     # compiled when first reached, pickled as source
     return [LazyRegex(str(v), re.IGNORECASE) for v in values or []]  # type: ignore[misc]
 
