@@ -48,10 +48,20 @@ def tuning_dir(policy: Policy) -> str:
 
 
 def load_tuned_rules(path: str | None, overlay: str | None) -> CompiledRules:
-    """The active pack with the local overlay applied; the overlay's own rules must pass their examples."""
+    """The active pack with the local overlay applied, cached like load_rules (keyed by the pack's and the
+    overlay's files)."""
+    from audit_agent.rules.active import active_rules_path, state_dir
+    from audit_agent.rules.loader import default_rules_dir
+    from audit_agent.rules.pack_cache import cached
+    root = active_rules_path(path) or default_rules_dir()
+    roots = [Path(root)] + ([Path(overlay)] if overlay else [])
+    return cached(roots, state_dir(), lambda: build_tuned_rules(root, overlay))
+
+
+def build_tuned_rules(root: str | Path, overlay: str | None) -> CompiledRules:
+    """Load the pack and the overlay; the overlay's own rules must pass their examples."""
     from audit_agent.i18n import load_rule_texts
-    from audit_agent.rules.active import active_rules_path
-    pack = load_pack(active_rules_path(path))
+    pack = load_pack(root)
     tuning = load_tuning(overlay, pack, set(load_rule_texts("en")))
     if tuning.added:
         problems = check_examples(dataclasses.replace(pack, rules=tuning.added))

@@ -175,7 +175,7 @@ def scan_pids(pids: Iterable[int], snapshot: Snapshot, options: Any, strings: li
     `seen` collects the cache keys used, for prune_cache."""
     proc_root = getattr(options, "proc_root", "/proc")
     by_pid = {p.pid: p for p in snapshot.processes}
-    targets: dict[tuple[int, int, int, int], _Target] = {}
+    targets: dict[tuple[int, int, int, int, int], _Target] = {}
     denied = 0
     for pid in pids:
         proc = by_pid.get(pid)
@@ -232,7 +232,7 @@ def locate(pid: int, known_exe: str, proc_root: str) -> tuple[_Target | None, in
     return _Target(path=path or known_exe, open_path=open_path, key=key, size=info.st_size), 0
 
 
-def scan_target(target: _Target, signature_id: tuple[Any, ...], strings: list[str], encoded: list[bytes],
+def scan_target(target: _Target, signature_id: Any, strings: list[str], encoded: list[bytes],
                 yara_rules: Any) -> _Cached:
     cache_key = (*target.key, signature_id)
     cached = _CACHE.get(cache_key)

@@ -58,7 +58,7 @@ class CompiledRules:
                 self.names.setdefault(basename(str(value)), rule)
         self.cmdline = _PatternSet(pack.by_kind("cmdline"))
         self.persistence = _PatternSet(pack.by_kind("persistence"))
-        self.wallets: list[tuple[Rule, str, re.Pattern[str]]] = [
+        self.wallets: list[tuple[Rule, str, LazyRegex]] = [
             (rule, entry["coin"], LazyRegex(entry["regex"]))
             for rule in pack.by_kind("wallet") for entry in rule.params["patterns"]]
         self.domain_suffix: dict[str, tuple[Rule, DomainEntry]] = {}

@@ -28,6 +28,13 @@ def fingerprint(roots: list[Path]) -> str | None:
     """sha256 over the relative names and bytes of every file under `roots` (and the agent's version);
     None when a root cannot be read whole (then nothing is cached)."""
     digest = hashlib.sha256(f"audit-agent {__version__}\0".encode())
+    # The pickled classes are defined here (rules/*.py): a changed definition under an unchanged version
+    # number (a development install, a patched package) must not load an object of the old shape.
+    for source in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        try:
+            digest.update(source.name.encode() + b"\0" + hashlib.sha256(source.read_bytes()).digest())
+        except OSError:
+            return None
     count = 0
     for root in roots:
         digest.update(f"root\0{root}\0".encode("utf-8", "backslashreplace"))
@@ -60,7 +67,8 @@ def cached(roots: list[Path], state: Path | None, build: Callable[[], T]) -> T:
     if private_file(path, MAX_FILE_BYTES):
         try:
             with open(path, "rb") as handle:
-                return pickle.load(handle)      # noqa: S301 - our own file, trusted as above
+                loaded: T = pickle.load(handle)      # noqa: S301 - our own file, trusted as above
+                return loaded
         except Exception:                      # noqa: BLE001 - a stale or torn cache is rebuilt, never fatal
             pass
     built = build()

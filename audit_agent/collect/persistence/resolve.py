@@ -211,7 +211,8 @@ class Resolver:
     def scan(self, program: StartedProgram, fd: int, info: Any) -> None:
         """The executable scanner's hits (shared cache with the running-process scan)."""
         target = binaries._Target(path=program.path, open_path=f"/proc/self/fd/{fd}",
-                                  key=(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns), size=info.st_size)
+                                  key=(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns),
+                                  size=info.st_size)
         result = binaries.scan_target(target, self.signature_id, self.strings, self.encoded, self.yara)
         self.scope.bytes += result.scanned
         program.matched_strings = list(result.matched)
