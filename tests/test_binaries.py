@@ -26,9 +26,11 @@ def yara_available() -> bool:
 
 
 @pytest.fixture(autouse=True, params=["builtin", "yara"])
-def engine(request, monkeypatch):
+def engine(request, monkeypatch, tmp_path_factory):
     """Every collector test runs with the built-in scanner and, where yara-python is installed, with YARA
-    (given only the pack's strings, so both must find exactly the same)."""
+    (given only the pack's strings, so both must find exactly the same). Each with a state folder of its
+    own: results another test (or engine) saved must not answer for this one."""
+    monkeypatch.setenv("AUDIT_AGENT_STATE_DIR", str(tmp_path_factory.mktemp("state")))
     if request.param == "yara":
         if not yara_available():
             pytest.skip("yara-python is not installed (the `yara` extra)")
