@@ -103,7 +103,7 @@ class Walk:
         for name in subfolders:
             self.walk(os.path.join(shown, name), os.path.join(access, name), via, depth - 1)
 
-    def consider(self, entry: os.DirEntry, folder: str, via: str) -> None:
+    def consider(self, entry: os.DirEntry[str], folder: str, via: str) -> None:
         try:
             info = entry.stat(follow_symlinks=False)
         except OSError:

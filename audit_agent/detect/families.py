@@ -105,8 +105,8 @@ def says_it_is(proc: ProcessInfo, family: str, ctx: Context) -> bool:
         return True
     if proc.cmdline and any(hit.rule.id.startswith(prefix) for hit in ctx.rules.match_cmdline(" ".join(proc.cmdline))):
         return True
-    return any(l.pid == proc.pid and ctx.rules.families.listen_ports.get(l.port) is not None
-               and ctx.rules.families.listen_ports[l.port].id.startswith(prefix) for l in ctx.snapshot.listeners)
+    return any(listener.pid == proc.pid and ctx.rules.families.listen_ports.get(listener.port) is not None
+               and ctx.rules.families.listen_ports[listener.port].id.startswith(prefix) for listener in ctx.snapshot.listeners)
 
 
 def bare_interpreter(proc: ProcessInfo, ctx: Context) -> bool:

@@ -83,7 +83,7 @@ class Family:
     env: list[str] = field(default_factory=list)
     configs: list[ConfigSpec] = field(default_factory=list)
     artefacts: list[ArtefactSpec] = field(default_factory=list)
-    pools: list[dict] = field(default_factory=list)
+    pools: list[dict[str, Any]] = field(default_factory=list)
     networks: dict[str, list[str]] = field(default_factory=dict)    # mode -> regexes (testnet, devnet, ...)
     examples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
@@ -153,21 +153,21 @@ def parse_family(data: Any, file: Path) -> Family:
     return family
 
 
-def _mapping(item: dict, key: str, at: str, family_id: str) -> dict:
+def _mapping(item: dict[str, Any], key: str, at: str, family_id: str) -> dict[str, Any]:
     value = item.get(key, {})
     if not isinstance(value, dict):
         raise ConfigError(f"{at}: {family_id}: {key} must be a mapping")
     return value
 
 
-def _list(item: dict, key: str, at: str, family_id: str) -> list:
+def _list(item: dict[str, Any], key: str, at: str, family_id: str) -> list[Any]:
     value = item.get(key, [])
     if not isinstance(value, list):
         raise ConfigError(f"{at}: {family_id}: {key} must be a list")
     return value
 
 
-def _ports(ports: dict, key: str, at: str, family_id: str) -> list[int]:
+def _ports(ports: dict[str, Any], key: str, at: str, family_id: str) -> list[int]:
     values = _list(ports, key, at, family_id)
     for port in values:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
@@ -175,7 +175,7 @@ def _ports(ports: dict, key: str, at: str, family_id: str) -> list[int]:
     return values
 
 
-def _strings(item: dict, key: str, at: str, family_id: str) -> list[str]:
+def _strings(item: dict[str, Any], key: str, at: str, family_id: str) -> list[str]:
     values = _list(item, key, at, family_id)
     if not all(isinstance(v, str) and v for v in values):
         raise ConfigError(f"{at}: {family_id}: {key} must be a list of non-empty strings")
@@ -216,7 +216,7 @@ def _artefact(item: Any, at: str, family_id: str) -> ArtefactSpec:
                         max_bytes=maximum, parent=str(item.get("parent", "")))
 
 
-def _examples(item: dict, at: str, family: Family) -> dict[str, dict[str, list[str]]]:
+def _examples(item: dict[str, Any], at: str, family: Family) -> dict[str, dict[str, list[str]]]:
     examples = _mapping(item, "examples", at, family.id)
     unknown = set(examples) - set(EXAMPLE_KINDS)
     if unknown:
