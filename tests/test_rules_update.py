@@ -146,6 +146,7 @@ def test_a_hollowed_out_pack_or_a_wild_version_jump_needs_force(server, tmp_path
     root = pack_dir(tmp_path, "2027.1.0", "small")
     for name in ("miners.yaml", "cmdline.yaml", "pools.yaml"):
         (root / name).unlink()
+    shutil.rmtree(root / "families", ignore_errors=True)       # the coin and storage families' rules too
     url = publish(server, "small.tar.gz", targz(root), keys[0])
     refused(rules, "fewer than the 40 the installed pack requires", url, keys)
     far = publish(server, "far.tar.gz", targz(pack_dir(tmp_path, "2099.1.0", "far")), keys[0])
