@@ -147,6 +147,8 @@ def add_collect_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--proc-root", default="/proc", help=argparse.SUPPRESS)
     parser.add_argument("--sys-root", default="/sys", help=argparse.SUPPRESS)
     parser.add_argument("--etc-root", default="/etc", help=argparse.SUPPRESS)
+    # off only for bench/scan_cost.py, which measures the packing and memory checks' cost in one run
+    parser.add_argument("--no-behaviour-checks", action="store_true", help=argparse.SUPPRESS)
 
 
 def add_evaluate_options(parser: argparse.ArgumentParser) -> None:
@@ -377,7 +379,8 @@ def collect_with(args: argparse.Namespace, rules, progress):  # type: ignore[no-
     from audit_agent.collect import CollectOptions, collect_snapshot
     options = CollectOptions(window=args.window, proc_root=args.proc_root, sys_root=args.sys_root,
                              etc_root=args.etc_root, signature_strings=rules.signature_strings(),
-                             yara_sources=rules.pack.yara_sources, progress=progress, families=rules.pack.families)
+                             yara_sources=rules.pack.yara_sources, progress=progress, families=rules.pack.families,
+                             check_behaviour=not getattr(args, "no_behaviour_checks", False))
     return collect_snapshot(options)
 
 

@@ -18,9 +18,11 @@ from audit_agent import __version__
 from audit_agent.detect import (
     Context,
     Signal,
+    behaviour,
     content,
     families,
     gpu,
+    identity,
     load,
     network,
     persistence,
@@ -52,6 +54,7 @@ PRODUCERS: list[Callable[[Context], list[Signal]]] = [
     research.signals,
     network.signals,
     families.signals,
+    identity.signals, behaviour.signals,
 ]
 CORE_CHECKS = ("processes", "network")
 COUNTED = COUNTED_STATUSES

@@ -138,6 +138,8 @@ class ProcessInfo:
     rss_bytes: int | None = None
     cpu_percent: float | None = None        # over the window, 100 = one core
     cpu_seconds: float | None = None        # user + system over the window
+    lifetime_cpu_seconds: float | None = None   # user + system since it started (pausing or throttling still shows)
+    cmdline_bytes: int | None = None        # length of the whole command line when it was too long to keep whole
     children_cpu_seconds: float | None = None   # CPU of children it reaped during the window (make, shells)
     allowed_cpus: int | None = None         # size of the CPU affinity set
     terminal: str = ""
@@ -179,6 +181,41 @@ class BinaryScan:
     scanned_bytes: int = 0
     matched_strings: list[str] = field(default_factory=list)
     engine: str = "builtin"     # builtin | yara
+    error: str = ""
+
+
+@dataclass
+class Packing:
+    """What an executable's file looks like to a packer check (set only for files outside package paths)."""
+    path: str
+    pids: list[int] = field(default_factory=list)
+    marks: list[str] = field(default_factory=list)      # UPX's own marks found (UPX!, $Info line, UPX0 ...)
+    entropy: float | None = None            # bits per byte over a sample of its loadable segments
+    section_table: bool = True              # False: no section headers (UPX output, crafted droppers)
+    imports: int | None = None              # DT_NEEDED libraries; None when not dynamically linked
+    sampled_bytes: int = 0
+
+
+@dataclass
+class MemoryRegion:
+    """An anonymous mapping whose size tells a hashing algorithm (from /proc/PID/smaps)."""
+    size_bytes: int
+    shape: str                              # randomx-cache, randomx-dataset, scratchpad
+    huge_pages: bool = False
+
+
+@dataclass
+class MemoryScan:
+    """One suspect process's memory, scanned within bounds: strings, algorithm-shaped mappings, threads."""
+    pid: int
+    why: list[str] = field(default_factory=list)           # why it was a suspect
+    scanned_bytes: int = 0
+    seconds: float = 0.0
+    matched_strings: list[str] = field(default_factory=list)   # pack strings and yara:<rule> found in memory
+    regions: list[MemoryRegion] = field(default_factory=list)
+    busy_threads: int = 0                   # threads that used >= 80% of a core over their life
+    lockstep: bool = False                  # those threads used nearly the same CPU (one job split N ways)
+    cut: str = ""                           # why the scan stopped early (bytes or time bound), "" if whole
     error: str = ""
 
 
@@ -331,6 +368,8 @@ class Snapshot:
     gpus: list[GpuDevice] = field(default_factory=list)
     binaries: list[BinaryScan] = field(default_factory=list)
     configs: list[MinerConfig] = field(default_factory=list)
+    packing: list[Packing] = field(default_factory=list)
+    memory: list[MemoryScan] = field(default_factory=list)
     stealth: StealthState = field(default_factory=StealthState)
     persistence: list[PersistenceEntry] = field(default_factory=list)
     persistence_baseline: PersistenceBaseline = field(default_factory=PersistenceBaseline)

@@ -27,6 +27,9 @@ class Thresholds:
     stratum_max_bytes_per_second: float = 4096.0    # above this a connection is bulk data, not a pool
     stratum_count_loopback: float = 1.0         # 1: a 127.0.0.1 pool/proxy counts; 0: ignore loopback
     tls_session_min_cpu_percent: float = 5.0    # a long TLS session of an unknown program asks review above this
+    lifetime_cpu_percent: float = 25.0  # average CPU since start (of one core) that counts as a long busy life
+    lifetime_min_seconds: float = 60.0  # a lifetime average over a shorter life is not judged
+    paused_fraction: float = 0.25       # window CPU below this share of the lifetime average: it slowed for us
 
 
 @dataclass

@@ -68,12 +68,14 @@ def test_empty_file_and_missing_strings(tmp_path):
     assert scan(other).matched == []
 
 
-def test_reading_is_bounded(tmp_path, monkeypatch):
+def test_reading_is_bounded_to_the_head_and_the_tail(tmp_path, monkeypatch):
+    """A file padded past the bound still has its end read: strings appended after padding are seen."""
     monkeypatch.setattr(binaries, "MAX_SCAN_BYTES", 4096)
+    monkeypatch.setattr(binaries, "TAIL_SCAN_BYTES", 1024)
     big = tmp_path / "big"
-    big.write_bytes(b"mining.subscribe" + b"\0" * 8192 + b"donate.v2.xmrig.com")
+    big.write_bytes(b"mining.subscribe" + b"\0" * 8192 + b"XMRig/%s" + b"\0" * 8192 + b"donate.v2.xmrig.com")
     result = scan(big)
-    assert result.matched == ["mining.subscribe"]
+    assert result.matched == ["donate.v2.xmrig.com", "mining.subscribe"], "head and tail read, the middle not"
     assert result.scanned <= 4096
 
 

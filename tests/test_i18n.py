@@ -31,7 +31,7 @@ def dynamic_keys() -> set[str]:
     keys = {f"{group}.{member.value}" for group, enum in ENUM_GROUPS.items() for member in enum}
     keys |= {f"verdict.explain_{v.value}" for v in Verdict}
     keys |= {f"check.{name}" for name in ("host", "processes", "network", "gpu", "binaries", "configs", "stealth",
-                                          "persistence", "family_configs", "artefacts")}
+                                          "persistence", "family_configs", "artefacts", "packing", "memory")}
     keys |= {f"kind.{name}" for name in ("process", "gpu", "host", "persistence", "connection")}
     keys |= {f"category.{name}" for name in CATEGORIES}
     keys |= {f"tuning_action.{name}" for name in ("disable", "severity", "allow", "add")}

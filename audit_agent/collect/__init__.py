@@ -43,6 +43,7 @@ class CollectOptions:
     socket_sample: Any = None       # netns.SocketSample taken when the window starts (connection age)
     families: Any = None            # rules.families.Family list; None: the default pack's
     check_families: bool = True     # family configs and the artefact search (watch: on its slow cycles)
+    check_behaviour: bool = True        # packing and the memory of suspects (off only to measure their cost)
 
 
 def collect_snapshot(options: CollectOptions) -> Snapshot:
@@ -149,7 +150,11 @@ def extra_steps(options: CollectOptions) -> list[Callable[[Snapshot, CollectOpti
     if options.scan_binaries:
         from audit_agent.collect.binaries import collect_binaries
         from audit_agent.collect.configs import collect_configs
+        from audit_agent.collect.memscan import collect_memory
+        from audit_agent.collect.packing import collect_packing
         steps += [collect_binaries, collect_configs]
+        if options.check_behaviour:
+            steps += [collect_packing, collect_memory]      # memory: suspects only
     from audit_agent.collect.libraries import collect_libraries
     steps.append(collect_libraries)
     if options.check_families:

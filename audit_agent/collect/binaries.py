@@ -46,7 +46,8 @@ from audit_agent.model import BinaryScan, Coverage, CoverageStatus, Snapshot
 from audit_agent.rules.yara_files import SIGNATURE_RULE, signature_rule, yara_module
 
 CHECK = "binaries"
-MAX_SCAN_BYTES = 64 * 1024 * 1024       # per executable; a miner is a few MB, a bigger tail is not worth the time
+MAX_SCAN_BYTES = 64 * 1024 * 1024       # per executable: the head and the tail of a bigger file (strings
+TAIL_SCAN_BYTES = 16 * 1024 * 1024      # appended after padding past a fixed cut are still seen)
 HASH_MAX_BYTES = 32 * 1024 * 1024       # sha256 only where cheap (~20 ms at this size)
 ON_LINUX = sys.platform.startswith("linux")
 MAX_CACHED = 4096                       # scan results kept between watch-mode cycles (least recently used go)
@@ -260,22 +261,24 @@ def scan_file(path: str, strings: list[str], encoded: list[bytes], yara_rules: A
     """Map the file (bounded) and look for the signature strings; optionally also run YARA."""
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
-        limit = min(size, MAX_SCAN_BYTES)
-        if limit == 0:
+        if size == 0:
             return _Cached("", size, 0, [], "builtin")
-        with mmap.mmap(handle.fileno(), limit, access=mmap.ACCESS_READ) as data:
+        head = size if size <= MAX_SCAN_BYTES else MAX_SCAN_BYTES - TAIL_SCAN_BYTES
+        with mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ) as data:
             error = ""
             matched = None
             if yara_rules is not None:      # one Aho-Corasick pass in C for every string and shipped rule
-                # A whole file YARA maps itself; only an oversized one is cut to the bound (one copy).
-                target = {"filepath": path} if size <= limit else {"data": data[:limit]}
+                # A whole file YARA maps itself; an oversized one is cut to its head and tail (one copy).
+                target = {"filepath": path} if size == head else {"data": data[:head] + data[size - TAIL_SCAN_BYTES:]}
                 try:
-                    matched, engine, scanned = yara_matches(yara_rules, target, strings), "yara", limit
+                    matched, engine, scanned = yara_matches(yara_rules, target, strings), "yara", min(size, MAX_SCAN_BYTES)
                 except Exception as exc:    # yara.Error, yara.TimeoutError: not "scanned and clean"
                     error = (f"YARA scan failed ({type(exc).__name__}: {str(exc)[:200]}); "
                              "only the built-in string search ran")
             if matched is None:
-                ranges = content_ranges(data, limit)
+                ranges = content_ranges(data, head)
+                if head < size:
+                    ranges.append((size - TAIL_SCAN_BYTES, size))
                 matched = scan_ranges(data, ranges, strings, encoded)
                 scanned, engine = sum(end - start for start, end in ranges), "builtin"
             # The hash is evidence for what matched; hashing every clean binary would double the cost.

@@ -38,8 +38,11 @@ ENV_KEYS = ("LD_PRELOAD", "LD_AOUT_PRELOAD", "LD_ELF_PRELOAD", "LD_LIBRARY_PATH"
             "SLURM_JOB_USER", "CUDA_VISIBLE_DEVICES", "KUBERNETES_SERVICE_HOST", "container",
             # a Filecoin local devnet (Lotus docs: export LOTUS_SKIP_GENESIS_CHECK=_yes_), a Chia testnet root
             "LOTUS_SKIP_GENESIS_CHECK", "CHIA_ROOT")
-MAX_ARG_CHARS = 4096        # one argument; a longer one is cut and marked
-MAX_ARGS = 256
+# A command line is bounded by bytes, never by a fixed count an attacker can pad past: the head AND the tail
+# are kept (a pool URL hidden after 300 padding arguments, or after 100 kB of padding inside one argument,
+# is still seen) and ProcessInfo.cmdline_bytes says how long it really was.
+MAX_CMDLINE_CHARS = 65536   # whole command line kept: 3/4 from the head, 1/4 from the tail
+MAX_ARG_CHARS = 8192        # one argument: its head and its tail
 ON_LINUX = sys.platform.startswith("linux")
 
 
@@ -124,6 +127,7 @@ def build_process(raw: dict[str, Any], first: FirstReading, elapsed: float, proc
         name=clean_text(value.get("name") or ""),
         exe=clean_text(value.get("exe") or ""),
         cmdline=cap_cmdline([clean_text(arg) for arg in value.get("cmdline") or []]),
+        cmdline_bytes=cmdline_length(value.get("cmdline") or []),
         username=clean_text(value.get("username") or ""),
         uid=uids.real if uids is not None else None,
         cwd=clean_text(value.get("cwd") or ""),
@@ -136,6 +140,7 @@ def build_process(raw: dict[str, Any], first: FirstReading, elapsed: float, proc
         denied=denied,
     )
     if times is not None:
+        info.lifetime_cpu_seconds = round(times.user + times.system, 3)
         set_cpu_use(info, times.user + times.system, first, elapsed,
                     getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0))
     info.allowed_cpus = allowed_cpus(proc)
@@ -177,11 +182,32 @@ def clean_text(text: str) -> str:
 
 
 def cap_cmdline(argv: list[str]) -> list[str]:
-    """Bound what one hostile command line can cost us: at most 256 args of 4 kB each."""
-    capped = [arg if len(arg) <= MAX_ARG_CHARS else arg[:MAX_ARG_CHARS] + "…[cut]" for arg in argv[:MAX_ARGS]]
-    if len(argv) > MAX_ARGS:
-        capped.append(f"…[{len(argv) - MAX_ARGS} more arguments cut]")
-    return capped
+    """Bound what one hostile command line can cost us by characters, keeping its head and its tail."""
+    args = [cap_arg(arg) for arg in argv]
+    if sum(len(arg) + 1 for arg in args) <= MAX_CMDLINE_CHARS:
+        return args
+    head, used = 0, 0
+    while head < len(args) and used + len(args[head]) + 1 <= MAX_CMDLINE_CHARS * 3 // 4:
+        used += len(args[head]) + 1
+        head += 1
+    tail, used = len(args), 0
+    while tail > head and used + len(args[tail - 1]) + 1 <= MAX_CMDLINE_CHARS // 4:
+        tail -= 1
+        used += len(args[tail]) + 1
+    return [*args[:head], f"…[{tail - head} arguments cut]…", *args[tail:]]
+
+
+def cap_arg(arg: str) -> str:
+    if len(arg) <= MAX_ARG_CHARS:
+        return arg
+    keep = MAX_ARG_CHARS // 2
+    return f"{arg[:keep]}…[{len(arg) - 2 * keep} characters cut]…{arg[-keep:]}"
+
+
+def cmdline_length(argv: list[str]) -> int | None:
+    """The whole command line's length when cap_cmdline had to cut it, else None."""
+    total = sum(len(arg) + 1 for arg in argv)
+    return total if total > MAX_CMDLINE_CHARS or any(len(arg) > MAX_ARG_CHARS for arg in argv) else None
 
 
 def allowed_cpus(proc: psutil.Process | None) -> int | None:
@@ -415,12 +441,14 @@ class ProcReader:
         cpus = status_field(status, b"Cpus_allowed_list")
         info = ProcessInfo(
             pid=pid, ppid=int(fields[1]), name=name, exe=exe, cmdline=cap_cmdline(cmdline),
+            cmdline_bytes=cmdline_length(cmdline),
             username=self.username(uid) if uid is not None else "", uid=uid, cwd=cwd,
             create_time=int(fields[19]) / CLOCK_TICKS + self.boot_time,
             status=PROC_STATES.get(state, "?"), nice=int(fields[16]), num_threads=int(fields[17]),
             rss_bytes=int(fields[21]) * PAGE_SIZE,   # = statm's resident (get_mm_rss), one read fewer terminal=self.terminal(int(fields[4])),
             denied=sorted(denied))
-        set_cpu_use(info, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, first, elapsed,
+        info.lifetime_cpu_seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        set_cpu_use(info, info.lifetime_cpu_seconds, first, elapsed,
                     (int(fields[13]) + int(fields[14])) / CLOCK_TICKS)
         try:
             info.allowed_cpus = count_cpu_list(cpus[0]) if cpus else self.host_cpus

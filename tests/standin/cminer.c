@@ -9,8 +9,9 @@
    * it speaks Stratum (JSON-RPC login, then submit) to the pool, over TLS with --tls (OpenSSL; the
      loopback pool's self-signed certificate is not verified, as miners do not verify pools);
    * options: --name NAME (prctl PR_SET_NAME), --blank-argv (wipe argv; only NAME is left in it),
-     --throttle PCT (duty cycle: ~PCT% of a core per thread), --pause-on-agent (stop hashing while a process
-     named like the auditor runs), --memfd (re-exec itself from an anonymous memfd via fexecve),
+     --throttle PCT (duty cycle: ~PCT% of a core per thread), --pause-on-agent[=MARK] (stop hashing while a
+     process named like the auditor runs; with MARK, only one whose command line also holds MARK, so a test on
+     a shared host reacts to its own audit only), --memfd (re-exec itself from an anonymous memfd via fexecve),
      --randomx (RandomX light-mode layout: a 256 MiB cache, MAP_HUGETLB when available),
      --threads N, --seconds S.
    The pool defaults to the one compiled in; CMINER_POOL=host:port overrides it (tests in namespaces).
@@ -65,6 +66,7 @@ static int throttle_pct = 100;
 static uint8_t *rx_cache;
 static size_t rx_cache_used;
 static volatile uint64_t shares;
+static const char *auditor_mark;        /* --pause-on-agent=MARK: only an auditor whose command line has MARK */
 
 /* ------------------------------------------------------------------ strings decoded only in memory */
 
@@ -167,7 +169,8 @@ PK static int auditor_running(void) {
         for (ssize_t i = 0; i < n; i++)
             if (buf[i] == 0) buf[i] = ' ';
         buf[n > 0 ? n : 0] = 0;
-        found = strstr(buf, needle1) != NULL || strstr(buf, needle2) != NULL;
+        found = (strstr(buf, needle1) != NULL || strstr(buf, needle2) != NULL)
+                && (!auditor_mark || strstr(buf, auditor_mark) != NULL);
     }
     if (proc)
         closedir(proc);
@@ -180,7 +183,7 @@ PK static void *watch_auditor(void *unused) {
     (void)unused;
     while (!stopping) {
         paused = auditor_running();
-        sleep_for(0.1);
+        sleep_for(0.5);
     }
     return NULL;
 }
@@ -274,7 +277,7 @@ PK static void blank_argv(int argc, char **argv, const char *name) {
 PK __attribute__((noinline)) static int real_main(int argc, char **argv) {
     static struct option options[] = {
         {"tls", no_argument, 0, 't'}, {"name", required_argument, 0, 'n'}, {"blank-argv", no_argument, 0, 'b'},
-        {"throttle", required_argument, 0, 'T'}, {"pause-on-agent", no_argument, 0, 'P'},
+        {"throttle", required_argument, 0, 'T'}, {"pause-on-agent", optional_argument, 0, 'P'},
         {"memfd", no_argument, 0, 'm'}, {"randomx", no_argument, 0, 'r'}, {"threads", required_argument, 0, 'j'},
         {"seconds", required_argument, 0, 's'}, {0, 0, 0, 0}};
     int tls = 0, blank = 0, pause_on_agent = 0, memfd = 0, randomx = 0, threads = 1, opt;
@@ -286,13 +289,13 @@ PK __attribute__((noinline)) static int real_main(int argc, char **argv) {
         case 'n': name = strdup(optarg); break;     /* optarg points into argv, which may be blanked */
         case 'b': blank = 1; break;
         case 'T': throttle_pct = atoi(optarg); break;
-        case 'P': pause_on_agent = 1; break;
+        case 'P': pause_on_agent = 1; auditor_mark = optarg ? strdup(optarg) : NULL; break;
         case 'm': memfd = 1; break;
         case 'r': randomx = 1; break;
         case 'j': threads = atoi(optarg); break;
         case 's': seconds = atof(optarg); break;
         default: fprintf(stderr, "usage: cminer [--tls] [--name N] [--blank-argv] [--throttle PCT] "
-                                 "[--pause-on-agent] [--memfd] [--randomx] [--threads N] [--seconds S]\n");
+                                 "[--pause-on-agent[=MARK]] [--memfd] [--randomx] [--threads N] [--seconds S]\n");
             return 2;
         }
     }

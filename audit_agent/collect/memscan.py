@@ -1,0 +1,291 @@
+"""The memory of suspect processes: miner strings decoded at run time, algorithm-shaped mappings, threads.
+
+A miner that keeps its pool, wallet and algorithm names encrypted on disk has
+to decode them to use them: they are in its heap while it runs. Only suspects
+(audit_agent.collect.suspects) are read, and every read is bounded:
+  * per process: PROCESS_BYTES of its private readable memory (heap first, then
+    anonymous mappings smallest first, then its stack and its own executable's
+    mappings), and PROCESS_SECONDS;
+  * per scan: TOTAL_BYTES and TOTAL_SECONDS over all suspects; the suspects left
+    over are named in the coverage with why they were skipped.
+Memory is read from /proc/PID/mem (root, or the same user under ptrace rules),
+never with ptrace-stop, so the process is not paused. Strings are matched with
+the pack's executable signature strings and, when yara-python is present, the
+shipped YARA rules (the same engine as the executable scan).
+
+The algorithm fingerprint needs no string at all: RandomX needs its 256 MiB
+cache (light mode) or its 2080 MiB dataset (fast mode), and a 2 MiB scratchpad
+per hashing thread (RANDOMX_CACHE_MAX_SIZE 268435456, RANDOMX_DATASET_MAX_SIZE
+2181038080, RANDOMX_SCRATCHPAD_L3 2097152 in xmrig/src/crypto/randomx/
+configuration.h; tevador/RandomX doc/dataset.md), CryptoNight a 2 MiB
+scratchpad per thread (1 MiB -lite, 256 KiB -pico, 4 MiB -heavy), and miners ask
+for huge pages for all of them. Sizes and page use come from /proc/PID/smaps;
+the kernel merges neighbouring mappings, so a cache followed by scratchpads is
+recognised by size modulo 2 MiB. Threads come from /proc/PID/task/*/stat.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from audit_agent.collect import linux_only
+from audit_agent.collect.binaries import load_yara_rules, scan_ranges, yara_matches
+from audit_agent.collect.processes import CLOCK_TICKS, split_stat
+from audit_agent.collect.suspects import find_suspects
+from audit_agent.model import Coverage, CoverageStatus, MemoryRegion, MemoryScan, Snapshot
+
+CHECK = "memory"
+PROCESS_BYTES = 16 << 20        # heap first: decoded strings sit in the first few MiB
+PROCESS_SECONDS = 1.0
+TOTAL_BYTES = 128 << 20
+TOTAL_SECONDS = 6.0
+MAX_SUSPECTS = 64
+MAX_SMAPS_BYTES = 8 << 20
+MAX_THREADS = 512
+CHUNK = 1 << 20
+MiB = 1 << 20
+RX_CACHE = 268435456
+RX_DATASET = 2181038080
+SCRATCHPAD = 2 * MiB
+SLACK = 64 * 1024               # allocator headers and alignment around one mapping
+THREAD_BUSY_PERCENT = 20.0      # of one core over the thread's life
+LOCKSTEP_SPREAD = 0.15          # busy threads within 15% of their mean: one job split N ways
+
+
+def collect_memory(snapshot: Snapshot, options: Any) -> list[Coverage]:
+    """scanning the memory of suspect processes"""
+    not_linux = linux_only(CHECK)
+    if not_linux:
+        return [not_linux]
+    proc_root = getattr(options, "proc_root", "/proc")
+    strings = list(getattr(options, "signature_strings", []) or [])
+    try:        # the same set as the executable scan (the pack's own yara/*.yar too), compiled once for both
+        yara_rules = load_yara_rules(strings, getattr(options, "yara_sources", None))
+    except Exception:       # noqa: BLE001 - the executable scan reports a broken set; here the built-in search runs
+        yara_rules = None
+    encoded = [s.encode("utf-8") for s in strings]
+    suspects = find_suspects(snapshot)
+    started = time.monotonic()
+    budget = TOTAL_BYTES
+    skipped: list[str] = []
+    denied = 0
+    for index, (proc, why) in enumerate(suspects):
+        if index >= MAX_SUSPECTS or budget <= 0 or time.monotonic() - started >= TOTAL_SECONDS:
+            skipped.append(str(proc.pid))
+            continue
+        scan = scan_process(proc.pid, why, proc_root, min(PROCESS_BYTES, budget), proc.exe, strings, encoded,
+                            yara_rules)
+        if scan.error.startswith("access denied"):
+            denied += 1
+        if scan.libraries is not None and not proc.libraries:
+            proc.libraries = scan.libraries
+        budget -= scan.record.scanned_bytes
+        snapshot.memory.append(scan.record)
+    return [memory_coverage(snapshot.memory, len(suspects), skipped, denied, time.monotonic() - started)]
+
+
+def memory_coverage(scans: list[MemoryScan], suspects: int, skipped: list[str], denied: int,
+                    seconds: float) -> Coverage:
+    spent = f"{len(scans)} suspect process(es), {sum(s.scanned_bytes for s in scans) / MiB:.1f} MiB in {seconds:.2f} s"
+    cut = [s for s in scans if s.cut]
+    problems = []
+    if skipped:
+        problems.append(f"{len(skipped)} suspect(s) not scanned, scan budget spent (pids {', '.join(skipped[:10])})")
+    if denied:
+        problems.append(f"{denied} suspect(s) unreadable: access denied; run as root for full coverage")
+    if cut:
+        problems.append(f"{len(cut)} scanned only in part ({cut[0].pid}: {cut[0].cut})")
+    if problems:
+        return Coverage(CHECK, CoverageStatus.PARTIAL, f"{spent}; " + "; ".join(problems),
+                        inspected=len(scans) - denied, denied=denied)
+    return Coverage(CHECK, CoverageStatus.OK, spent if suspects else "no suspect process", inspected=len(scans))
+
+
+class _Result:
+    def __init__(self, record: MemoryScan) -> None:
+        self.record = record
+        self.libraries: list[str] | None = None
+
+    @property
+    def error(self) -> str:
+        return self.record.error
+
+
+def scan_process(pid: int, why: list[str], proc_root: str, limit: int, exe: str, strings: list[str],
+                 encoded: list[bytes], yara_rules: Any) -> _Result:
+    started = time.monotonic()
+    result = _Result(MemoryScan(pid=pid, why=list(why)))
+    record = result.record
+    base = os.path.join(proc_root, str(pid))
+    try:
+        with open(os.path.join(base, "smaps"), "rb") as handle:
+            smaps = handle.read(MAX_SMAPS_BYTES)
+    except PermissionError:
+        record.error = "access denied (smaps)"
+        return result
+    except OSError as exc:
+        record.error = f"vanished or unreadable: {exc.strerror or exc}"
+        return result
+    mappings = parse_smaps(smaps)
+    result.libraries = mapped_library_names(mappings)
+    busy, lockstep = thread_shape(base)
+    record.busy_threads, record.lockstep = busy, lockstep
+    record.regions = algorithm_regions(mappings, max(busy, 1))
+    data, record.cut = read_memory(base, scan_order(mappings, exe), limit, started)
+    record.scanned_bytes = len(data)
+    if record.cut.startswith(("access denied", "unreadable")):
+        record.error, record.cut = record.cut, ""
+    elif not data:
+        record.error = "no readable private memory"
+    else:
+        record.matched_strings = match(data, strings, encoded, yara_rules)
+    record.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def parse_smaps(text: bytes) -> list[dict[str, Any]]:
+    """Each mapping: start, end, perms, path, kernel_page_kb, anon_huge_kb, flags."""
+    mappings: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        head = line.split(None, 5)
+        if not head:
+            continue
+        if b"-" in head[0] and len(head) >= 5 and not head[0].endswith(b":"):
+            try:
+                start, end = (int(part, 16) for part in head[0].split(b"-"))
+            except ValueError:
+                continue
+            mappings.append({"start": start, "end": end, "perms": head[1].decode("ascii", "replace"),
+                             "path": head[5].decode("utf-8", "replace").strip() if len(head) == 6 else "",
+                             "kernel_page_kb": 4, "anon_huge_kb": 0, "flags": ""})
+        elif mappings and head[0] == b"KernelPageSize:" and len(head) > 1 and head[1].isdigit():
+            mappings[-1]["kernel_page_kb"] = int(head[1])
+        elif mappings and head[0] == b"AnonHugePages:" and len(head) > 1 and head[1].isdigit():
+            mappings[-1]["anon_huge_kb"] = int(head[1])
+        elif mappings and head[0] == b"VmFlags:":
+            mappings[-1]["flags"] = " ".join(part.decode("ascii", "replace") for part in head[1:])
+    return mappings
+
+
+def mapped_library_names(mappings: list[dict[str, Any]]) -> list[str]:
+    names: dict[str, None] = {}
+    for mapping in mappings:
+        path = mapping["path"]
+        if ".so" in path:
+            names.setdefault(path.rsplit("/", 1)[-1].removesuffix(" (deleted)")[:200], None)
+    return list(names)[:300]
+
+
+def huge(mapping: dict[str, Any]) -> bool:
+    """Backed by, or asking for, huge pages: hugetlbfs (ht / 2 MiB kernel pages), THP madvise (hg), or THP in use."""
+    flags = mapping["flags"].split()
+    return mapping["kernel_page_kb"] >= 2048 or "ht" in flags or "hg" in flags or mapping["anon_huge_kb"] > 0
+
+
+def algorithm_regions(mappings: list[dict[str, Any]], threads: int) -> list[MemoryRegion]:
+    """Anonymous read-write mappings shaped like a RandomX cache or dataset, or CryptoNight/RandomX
+    scratchpads (whole 2 MiB multiples asking for huge pages), possibly merged with their neighbours."""
+    found = []
+    extra_room = SCRATCHPAD * (threads + 1) + SLACK
+    for mapping in mappings:
+        if mapping["path"] not in ("", "[heap]") or not mapping["perms"].startswith("rw"):
+            continue
+        size = mapping["end"] - mapping["start"]
+        for shape, base in (("randomx-dataset", RX_DATASET), ("randomx-cache", RX_CACHE)):
+            extra = size - base
+            if 0 <= extra <= extra_room and extra % SCRATCHPAD <= SLACK:
+                found.append(MemoryRegion(size, shape, huge(mapping)))
+                break
+        else:
+            if SCRATCHPAD <= size <= extra_room and size % SCRATCHPAD <= SLACK and huge(mapping) \
+                    and "gd" not in mapping["flags"].split():     # gd: a thread stack's guard region
+                found.append(MemoryRegion(size, "scratchpad", True))
+    return found
+
+
+def thread_shape(base: str) -> tuple[int, bool]:
+    """(threads that used >= THREAD_BUSY_PERCENT of a core over their life, whether they did so in lockstep)."""
+    try:
+        tasks = os.listdir(os.path.join(base, "task"))[:MAX_THREADS]
+        with open("/proc/uptime", "rb") as handle:
+            uptime = float(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0, False
+    shares = []
+    for task in tasks:
+        try:
+            with open(os.path.join(base, "task", task, "stat"), "rb") as handle:
+                _, fields = split_stat(handle.read(4096))
+            used = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            age = uptime - int(fields[19]) / CLOCK_TICKS
+        except (OSError, ValueError, IndexError):
+            continue
+        if age >= 1.0:
+            share = 100.0 * used / age
+            if share >= THREAD_BUSY_PERCENT:
+                shares.append(share)
+    if len(shares) < 2:
+        return len(shares), False
+    mean = sum(shares) / len(shares)
+    return len(shares), all(abs(share - mean) <= LOCKSTEP_SPREAD * mean for share in shares)
+
+
+def scan_order(mappings: list[dict[str, Any]], exe: str) -> list[tuple[int, int]]:
+    """Readable private mappings worth reading: heap, anonymous (smallest first), stack, its own executable."""
+    exe_path = exe.removesuffix(" (deleted)")
+    heap, anonymous, rest = [], [], []
+    for mapping in mappings:
+        perms, path = mapping["perms"], mapping["path"]
+        if not perms.startswith("r") or perms[3:4] != "p":
+            continue
+        span = (mapping["start"], mapping["end"])
+        if path == "[heap]":
+            heap.append(span)
+        elif path == "":
+            anonymous.append(span)
+        elif path == "[stack]" or (exe_path and path.removesuffix(" (deleted)") == exe_path):
+            rest.append(span)
+    anonymous.sort(key=lambda span: span[1] - span[0])
+    return heap + anonymous + rest
+
+
+def read_memory(base: str, spans: list[tuple[int, int]], limit: int, started: float) -> tuple[bytes, str]:
+    """Up to `limit` bytes of the spans, within PROCESS_SECONDS; (data, why it stopped early or "")."""
+    try:
+        fd = os.open(os.path.join(base, "mem"), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except PermissionError:
+        return b"", "access denied (mem)"
+    except OSError as exc:
+        return b"", f"unreadable: {exc.strerror or exc}"
+    buffer = bytearray()        # one span's pieces joined as they are in memory; spans separated by a NUL
+    try:
+        for start, end in spans:
+            at = start
+            while at < end:
+                if len(buffer) >= limit:
+                    return bytes(buffer), f"byte bound {limit / MiB:.0f} MiB reached"
+                if time.monotonic() - started >= PROCESS_SECONDS:
+                    return bytes(buffer), f"time bound {PROCESS_SECONDS} s reached"
+                try:
+                    piece = os.pread(fd, min(CHUNK, end - at, limit - len(buffer)), at)
+                except OSError:
+                    break           # unmapped meanwhile, or a guard page: next mapping
+                if not piece:
+                    break
+                buffer += piece
+                at += len(piece)
+            buffer += b"\0"
+    finally:
+        os.close(fd)
+    return bytes(buffer), ""
+
+
+def match(data: bytes, strings: list[str], encoded: list[bytes], yara_rules: Any) -> list[str]:
+    """Pack strings (and yara:<rule> names) found in the memory read."""
+    if yara_rules is not None:
+        try:
+            return yara_matches(yara_rules, {"data": data}, strings)
+        except Exception:       # noqa: BLE001 - a YARA failure falls back to the built-in search
+            pass
+    return scan_ranges(data, [(0, len(data))], strings, encoded)

@@ -1,0 +1,161 @@
+"""Is a running executable packed? UPX's marks, the entropy of its code, its section and import tables.
+
+Cryptojacking droppers ship miners packed, most often with UPX and then with
+its marks scrubbed (`UPX!` overwritten) so that `upx -d` and naive scanners
+give up. What packing cannot hide is its shape: the loadable code is
+compressed or encrypted (about 8 bits of entropy per byte, where compiled
+code has 5.5 to 6.5: Lyda & Hamrock, "Using entropy analysis to find
+encrypted and packed malware", IEEE S&P 2007), the file has no section
+table (UPX output has none; the loader needs only program headers), and a
+packed dynamic program imports almost nothing (the stub resolves the rest).
+
+Only executables outside package-managed paths are examined (and deleted or
+memfd ones wherever they were): a package's binary is what its package says.
+Each file is read through /proc/PID/exe (so deleted and memfd executables are
+read too), in bounded samples: the head, the tail and at most SAMPLE_BYTES
+spread over its executable segments.
+"""
+from __future__ import annotations
+
+import math
+import os
+import struct
+from collections import Counter
+from typing import Any
+
+from audit_agent.collect import linux_only
+from audit_agent.detect.places import PACKAGE_DIRS
+from audit_agent.model import Coverage, CoverageStatus, Packing, Snapshot
+
+CHECK = "packing"
+EDGE_BYTES = 64 * 1024          # head and tail read for UPX's marks (its l_info and PackHeader sit there)
+SAMPLE_BYTES = 1 << 20          # at most this much of the executable segments is read for the entropy
+SAMPLES = 16
+# UPX writes "UPX!" in its l_info/PackHeader and these lines into its stub; UPX0/UPX1 name its sections.
+UPX_MARKS = (b"UPX!", b"$Info: This file is packed with the UPX", b"$Id: UPX ", b"UPX0", b"UPX1")
+PT_LOAD, PT_DYNAMIC, PF_X, DT_NEEDED = 1, 2, 1, 1
+
+
+def collect_packing(snapshot: Snapshot, options: Any) -> list[Coverage]:
+    """checking running executables for packing"""
+    not_linux = linux_only(CHECK)
+    if not_linux:
+        return [not_linux]
+    proc_root = getattr(options, "proc_root", "/proc")
+    by_file: dict[tuple[int, int], Packing] = {}
+    denied = 0
+    for proc in snapshot.processes:
+        if not proc.exe or not out_of_package(proc.exe, proc.exe_deleted):
+            continue
+        path = os.path.join(proc_root, str(proc.pid), "exe")
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+        except PermissionError:
+            denied += 1
+            continue
+        except OSError:
+            continue        # gone, or a kernel thread
+        try:
+            info = os.fstat(fd)
+            key = (info.st_dev, info.st_ino)
+            if key in by_file:
+                by_file[key].pids.append(proc.pid)
+                continue
+            if not (info.st_mode & 0o170000 == 0o100000):
+                continue
+            packing = examine(fd, info.st_size, proc.exe)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        packing.pids.append(proc.pid)
+        by_file[key] = packing
+    snapshot.packing.extend(by_file.values())
+    if denied:
+        return [Coverage(CHECK, CoverageStatus.PARTIAL, f"{denied} executable(s) unreadable: access denied",
+                         inspected=len(by_file), denied=denied)]
+    return [Coverage(CHECK, CoverageStatus.OK, inspected=len(by_file))]
+
+
+def out_of_package(exe: str, deleted: bool) -> bool:
+    return deleted or exe.startswith("/memfd:") or not exe.startswith(PACKAGE_DIRS)
+
+
+def examine(fd: int, size: int, shown_path: str) -> Packing:
+    """The packing facts of one open executable, read in bounded samples."""
+    head = os.pread(fd, min(size, EDGE_BYTES), 0)
+    tail = os.pread(fd, min(size, EDGE_BYTES), max(size - EDGE_BYTES, 0)) if size > EDGE_BYTES else b""
+    packing = Packing(path=shown_path)
+    packing.marks = [mark.decode() for mark in UPX_MARKS if mark in head or mark in tail]
+    layout = elf_layout(head)
+    if layout is None:      # not an ELF we can read (a script, or a crafted header): sample the whole file
+        segments, packing.section_table = [(0, size)], True
+    else:
+        segments, packing.section_table, dynamic = layout
+        packing.imports = count_needed(fd, dynamic, size) if dynamic else None
+    sample = read_samples(fd, segments, size)
+    packing.sampled_bytes = len(sample)
+    packing.entropy = round(entropy(sample), 2) if sample else None
+    return packing
+
+
+def elf_layout(head: bytes) -> tuple[list[tuple[int, int]], bool, tuple[int, int] | None] | None:
+    """(executable segments as (offset, size), has a section table, dynamic segment) of a 64-bit
+    little-endian ELF; None for anything else or a header that does not fit in `head`."""
+    if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+        return None
+    try:
+        phoff, shoff = struct.unpack_from("<QQ", head, 0x20)
+        phentsize, phnum, _shentsize, shnum = struct.unpack_from("<HHHH", head, 0x36)
+        if phentsize < 56 or phnum > 128 or phoff + phnum * phentsize > len(head):
+            return None
+        code, dynamic = [], None
+        for index in range(phnum):
+            p_type, flags, offset, _vaddr, _paddr, filesz = struct.unpack_from("<IIQQQQ", head, phoff + index * phentsize)
+            if p_type == PT_LOAD and flags & PF_X and filesz:
+                code.append((offset, filesz))
+            elif p_type == PT_DYNAMIC and filesz:
+                dynamic = (offset, filesz)
+        return code, bool(shoff and shnum), dynamic
+    except struct.error:
+        return None
+
+
+def count_needed(fd: int, dynamic: tuple[int, int], size: int) -> int | None:
+    """DT_NEEDED entries of the dynamic segment (the libraries it imports from)."""
+    offset, length = dynamic
+    if offset >= size:
+        return None
+    data = os.pread(fd, min(length, 64 * 1024), offset)
+    needed = 0
+    for at in range(0, len(data) - 15, 16):
+        tag, = struct.unpack_from("<q", data, at)
+        if tag == 0:
+            break
+        needed += tag == DT_NEEDED
+    return needed
+
+
+def read_samples(fd: int, segments: list[tuple[int, int]], size: int) -> bytes:
+    """Up to SAMPLE_BYTES of the segments, in SAMPLES evenly spread pieces when they are bigger."""
+    segments = [(offset, min(length, size - offset)) for offset, length in segments if offset < size]
+    total = sum(length for _, length in segments)
+    if total <= SAMPLE_BYTES:
+        return b"".join(os.pread(fd, length, offset) for offset, length in segments)
+    piece = SAMPLE_BYTES // SAMPLES
+    chunks = []
+    for index in range(SAMPLES):
+        at = index * (total - piece) // (SAMPLES - 1)
+        for offset, length in segments:      # map the position in the joined segments to a file offset
+            if at < length:
+                chunks.append(os.pread(fd, min(piece, length - at), offset + at))
+                break
+            at -= length
+    return b"".join(chunks)
+
+
+def entropy(data: bytes) -> float:
+    """Shannon entropy in bits per byte."""
+    counts = Counter(data)
+    total = len(data)
+    return -sum(n / total * math.log2(n / total) for n in counts.values())

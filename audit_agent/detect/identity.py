@@ -1,0 +1,110 @@
+"""Lies about identity: a process that calls itself python3, java, nginx, sshd or systemd but is not.
+
+Miners rename themselves to what a server always runs (prctl PR_SET_NAME, or
+`exec -a`). The name is free; the executable is not: a real python3 is a
+python binary or a program with libpython mapped, a real JVM maps libjvm, and
+the system daemons (sshd, nginx, systemd-*) run their packaged binary from a
+package-managed path. Kernel-thread names on a process with an executable
+are AA-STEALTH-005 (audit_agent.detect.stealth).
+
+What a program's executable is called is data about real installs: Debian and
+Fedora name them python3.X / pypy3, java under a JVM's bin/, sshd (OpenSSH 9.8
+adds sshd-session and sshd-auth), nginx (openresty ships nginx too), and
+systemd's daemons all start with `systemd`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from audit_agent.detect import Context, Signal, process_key, process_subject
+from audit_agent.detect.places import PACKAGE_DIRS
+from audit_agent.model import Evidence, Packing, ProcessInfo, Severity
+from audit_agent.redact import cap
+
+RULE_IDENTITY = "AA-IDENT-001"
+PACKED_ENTROPY = 7.2        # bits/byte of the code; compiled code measures 5.5-6.6 (see collect/packing.py)
+STRIPPED_ENTROPY = 6.8      # without a section table, less is enough
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    claims: re.Pattern[str]         # what the process calls itself
+    executables: re.Pattern[str]    # the basenames the real program's executable has
+    libraries: tuple[str, ...]      # a program embedding it maps one of these
+    packaged_only: bool             # a system daemon: its real binary lives under a package-managed path
+
+
+FAMILIES = (
+    Family("python", re.compile(r"^python[0-9.]*$"), re.compile(r"^(?:python|pypy)[0-9.]*[dmu]*$"),
+           ("libpython",), False),
+    Family("java", re.compile(r"^java$"), re.compile(r"^java$"), ("libjvm.so",), False),
+    Family("nginx", re.compile(r"^nginx$"), re.compile(r"^(?:nginx|openresty)$"), (), True),
+    Family("sshd", re.compile(r"^sshd$"), re.compile(r"^sshd(?:-session|-auth)?$"), (), True),
+    Family("systemd", re.compile(r"^systemd(?:-[a-z-]+)?$"), re.compile(r"^systemd"), (), True),
+)
+
+
+def claimed_names(proc: ProcessInfo) -> list[str]:
+    """What the process calls itself: its name, and argv[0] up to a ': ' title (`sshd: root@pts/0`)."""
+    names = [proc.name]
+    if proc.cmdline and proc.cmdline[0]:
+        names.append(PurePosixPath(proc.cmdline[0].split(":", 1)[0].split(" ", 1)[0]).name)
+    return [n for n in names if n]
+
+
+def identity_claim(proc: ProcessInfo) -> tuple[Family, str, str] | None:
+    """(family, claimed name, why not) when the executable contradicts the name, on what the snapshot
+    knows without its memory maps; None when there is no claim or the executable fits it."""
+    exe = proc.exe
+    if not exe:
+        return None
+    base = PurePosixPath(exe).name
+    for family in FAMILIES:
+        claim = next((n for n in claimed_names(proc) if family.claims.match(n)), None)
+        if claim is None:
+            continue
+        if not family.executables.match(base):
+            return family, claim, f"its executable is {cap(exe, 200)!r}"
+        if family.packaged_only and (proc.exe_deleted or not exe.startswith(PACKAGE_DIRS)):
+            return family, claim, f"its executable {cap(exe, 200)!r} is not the packaged {family.name}"
+    return None
+
+
+def signals(ctx: Context) -> list[Signal]:
+    scanned = {scan.pid for scan in ctx.snapshot.memory if not scan.error}
+    found = []
+    for proc in ctx.by_pid.values():
+        claim = identity_claim(proc)
+        if claim is None:
+            continue
+        family, name, why = claim
+        embedded = [lib for lib in proc.libraries if lib.startswith(family.libraries)] if family.libraries else []
+        if embedded:
+            continue        # a program embedding the runtime (uwsgi with libpython, a JVM launcher)
+        checked_maps = proc.pid in scanned or bool(proc.libraries)
+        if family.libraries:
+            why += f", and it maps no {' or '.join(family.libraries)}" if checked_maps else \
+                " (its memory maps could not be read)"
+        found.append(Signal(
+            subject_key=process_key(proc.pid), subject=process_subject(proc), rule_id=RULE_IDENTITY,
+            title="Process name contradicted by its executable", category="stealth", severity=Severity.HIGH,
+            confidence=0.7 if checked_maps or not family.libraries else 0.5,
+            reason=f"The process calls itself {cap(name, 60)!r} but {why}: a disguise, since the name is free to "
+                   "choose and the executable is not.",
+            evidence=Evidence(field="name", value=cap(f"{name} | exe {proc.exe}", 300),
+                              matched=f"claims {family.name}, is not", rule_id=RULE_IDENTITY),
+            action="Identify the real executable behind the process, stop it, and check how it started.",
+            indicator=f"claims {family.name}"))
+    return found
+
+
+def is_packed(packing: Packing) -> bool:
+    """UPX's marks, or code too random for compiled code (tighter when the section table is gone)."""
+    if packing.marks:
+        return True
+    if packing.entropy is None:
+        return False
+    return packing.entropy >= PACKED_ENTROPY or (not packing.section_table and packing.entropy >= STRIPPED_ENTROPY)

@@ -1,0 +1,259 @@
+"""Behaviour signals (issue 11) on small inputs: command lines cut by bytes, packing, identity, algorithm-shaped
+memory, CPU over a whole life, memory scanning of a real process (this one), suspect selection."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from audit_agent.collect import memscan
+from audit_agent.collect.packing import examine
+from audit_agent.collect.processes import MAX_CMDLINE_CHARS, cap_cmdline, cmdline_length
+from audit_agent.collect.suspects import find_suspects, suspect_reasons
+from audit_agent.detect import Context
+from audit_agent.detect import behaviour, identity
+from audit_agent.model import HostInfo, MemoryRegion, MemoryScan, Packing, ProcessInfo, Snapshot
+from audit_agent.policy import Policy
+from tests.conftest import MONERO_WALLET, have_compiler
+
+POOL = "stratum+tcp://pool.example.net:3333"
+NOW = 1_800_000_000.0
+
+
+def context(snapshot: Snapshot, compiled_rules, policy: Policy | None = None) -> Context:
+    return Context.build(snapshot, compiled_rules, policy or Policy())
+
+
+# ---------------------------------------------------------------- item 6: command lines by bytes, head and tail
+
+def test_pool_after_hundreds_of_padding_arguments_is_kept():
+    argv = ["./x", *(["--pad=" + "a" * 40] * 3000), "-o", POOL]
+    capped = cap_cmdline(argv)
+    assert capped[-2:] == ["-o", POOL], "the tail survives the cut"
+    assert capped[0] == "./x"
+    assert any("arguments cut]" in arg for arg in capped)
+    assert sum(len(arg) + 1 for arg in capped) <= MAX_CMDLINE_CHARS + 100
+    assert cmdline_length(argv) == sum(len(arg) + 1 for arg in argv)
+
+
+def test_pool_at_the_end_of_one_huge_argument_is_kept():
+    argv = ["./x", "--url=" + "A" * 200_000 + POOL]
+    capped = cap_cmdline(argv)
+    assert capped[1].endswith(POOL) and capped[1].startswith("--url=AAA")
+    assert "characters cut]" in capped[1] and len(capped[1]) < 9000
+    assert cmdline_length(argv) > 200_000
+
+
+def test_ordinary_command_line_is_untouched():
+    argv = ["python3", "train.py", "--epochs", "10"] + [f"--opt{i}" for i in range(300)]
+    assert cap_cmdline(argv) == argv, "300 short arguments are no reason to cut (the old cap was 256)"
+    assert cmdline_length(argv) is None
+
+
+def test_long_command_line_is_context_only(compiled_rules):
+    proc = ProcessInfo(pid=10, name="make", exe="/usr/bin/make", cmdline=["make"], cmdline_bytes=300_000)
+    found = behaviour.signals(context(Snapshot(processes=[proc]), compiled_rules))
+    assert [(s.rule_id, s.weak, s.severity.value) for s in found] == [("AA-LONG-001", True, "info")]
+
+
+# ---------------------------------------------------------------- item 7: packing
+
+@pytest.mark.skipif(not have_compiler(), reason="no C compiler")
+@pytest.mark.parametrize("pack, packed, marks", [(None, False, []), ("scrubbed", True, []),
+                                                 ("upx-marks", True, ["UPX!", "$Info: This file is packed with the UPX",
+                                                                     "$Id: UPX "])])
+def test_packing_of_the_stand_in(tmp_path, pack, packed, marks):
+    from tests.standin.cbuild import build_cminer
+    exe = build_cminer(tmp_path, port=4444, pack=pack)
+    fd = os.open(exe, os.O_RDONLY)
+    try:
+        result = examine(fd, os.fstat(fd).st_size, str(exe))
+    finally:
+        os.close(fd)
+    assert identity.is_packed(result) == packed, result
+    assert result.marks == marks
+    assert result.section_table == (pack is None)
+
+
+@pytest.mark.parametrize("path", [sys.executable, "/usr/bin/gcc", "/usr/bin/ls", "/usr/lib/chromium/chromium"])
+def test_ordinary_binaries_are_not_packed(path):
+    real = os.path.realpath(path)
+    if not os.path.isfile(real):
+        pytest.skip(f"{path} not installed")
+    fd = os.open(real, os.O_RDONLY)
+    try:
+        result = examine(fd, os.fstat(fd).st_size, real)
+    finally:
+        os.close(fd)
+    assert not identity.is_packed(result), result
+    assert result.sampled_bytes > 0
+
+
+def test_garbage_file_is_judged_on_its_bytes(tmp_path):
+    noise = tmp_path / "noise"
+    noise.write_bytes(os.urandom(100_000))
+    text = tmp_path / "script.sh"
+    text.write_bytes(b"#!/bin/sh\necho hello\n" * 500)
+    for path, packed in ((noise, True), (text, False)):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            assert identity.is_packed(examine(fd, os.fstat(fd).st_size, str(path))) == packed
+        finally:
+            os.close(fd)
+
+
+def test_packed_signal_severity_follows_the_place(compiled_rules):
+    procs = [ProcessInfo(pid=1, name="a", exe="/tmp/.x/a"), ProcessInfo(pid=2, name="b", exe="/home/u/bin/b")]
+    packing = [Packing(path="/tmp/.x/a", pids=[1], entropy=7.9, section_table=False),
+               Packing(path="/home/u/bin/b", pids=[2], marks=["UPX!"]),
+               Packing(path="/home/u/bin/c", pids=[3], entropy=6.1)]
+    found = behaviour.signals(context(Snapshot(processes=procs, packing=packing), compiled_rules))
+    packed = {s.subject.pid: s.severity.value for s in found if s.rule_id == "AA-PACK-001"}
+    assert packed == {1: "high", 2: "medium"}
+
+
+# ---------------------------------------------------------------- item 3: identity
+
+@pytest.mark.parametrize("name, argv0, exe, lie", [
+    ("python3", "python3", "/tmp/x/cminer", True),
+    ("python3", "python3", "/usr/bin/python3.11", False),
+    ("python3", "/home/u/miniconda3/bin/python3", "/home/u/miniconda3/bin/python3.12", False),
+    ("cminer", "python3", "/tmp/cminer", True),                 # argv[0] rewritten with exec -a
+    ("sshd", "sshd: root@pts/0", "/usr/sbin/sshd", False),
+    ("sshd", "sshd", "/tmp/.ssh/sshd", True),                   # right name, not the packaged binary
+    ("sshd-session", "sshd-session: u", "/usr/lib/openssh/sshd-session", False),
+    ("nginx", "nginx: worker process", "/usr/sbin/nginx", False),
+    ("systemd-journal", "/lib/systemd/systemd-journald", "/usr/lib/systemd/systemd-journald", False),
+    ("java", "java", "/home/u/jdk-21/bin/java", False),         # downloaded JDKs are normal
+    ("java", "java", "/var/tmp/j", True),
+    ("top", "top", "/usr/bin/top", False),
+    ("python3", "python3", "", False),                          # no executable to contradict (kernel side)
+])
+def test_identity_claims(name, argv0, exe, lie):
+    proc = ProcessInfo(pid=5, name=name, exe=exe, cmdline=[argv0])
+    assert (identity.identity_claim(proc) is not None) == lie
+
+
+def test_embedding_runtime_is_not_a_lie(compiled_rules):
+    embedded = ProcessInfo(pid=5, name="python3", exe="/usr/bin/uwsgi-core", cmdline=["python3"],
+                           libraries=["libc.so.6", "libpython3.11.so.1.0"])
+    impostor = ProcessInfo(pid=6, name="python3", exe="/tmp/m", cmdline=["python3"], libraries=["libc.so.6"])
+    found = identity.signals(context(Snapshot(processes=[embedded, impostor]), compiled_rules))
+    assert [(s.subject.pid, s.rule_id, s.severity.value) for s in found] == [(6, "AA-IDENT-001", "high")]
+    assert "maps no libpython" in found[0].reason
+
+
+# ---------------------------------------------------------------- item 2: algorithm-shaped memory
+
+def smaps_entry(size: int, flags: str = "rd wr mr mw me ac sd", path: str = "", page_kb: int = 4) -> str:
+    start = 0x7F0000000000 + smaps_entry.offset
+    smaps_entry.offset += size + 0x1000000
+    return (f"{start:x}-{start + size:x} rw-p 00000000 00:00 0 {path}\nSize: {size // 1024} kB\n"
+            f"KernelPageSize: {page_kb} kB\nAnonHugePages: 0 kB\nVmFlags: {flags}\n")
+
+
+smaps_entry.offset = 0  # type: ignore[attr-defined]
+MiB = 1 << 20
+
+
+@pytest.mark.parametrize("sizes, flags, shapes", [
+    ([256 * MiB], "rd wr mr mw me ac hg", ["randomx-cache"]),
+    ([256 * MiB + 4 * MiB], "rd wr mr mw me ac hg", ["randomx-cache"]),          # merged with two scratchpads
+    ([256 * MiB + 4096], "rd wr mr mw me ac", ["randomx-cache"]),                # malloc'd, no huge pages
+    ([2080 * MiB], "rd wr mr mw me ac ht", ["randomx-dataset"]),
+    ([2 * MiB, 4 * MiB], "rd wr mr mw me ac hg", ["scratchpad", "scratchpad"]),
+    ([2 * MiB], "rd wr mr mw me ac", []),                                        # no huge pages: anything
+    ([8 * MiB], "rd wr mr mw me ac gd hg", []),                                  # a thread stack
+    ([300 * MiB, 64 * MiB, 255 * MiB], "rd wr mr mw me ac hg", []),
+])
+def test_algorithm_regions(sizes, flags, shapes):
+    text = "".join(smaps_entry(size, flags) for size in sizes).encode()
+    regions = memscan.algorithm_regions(memscan.parse_smaps(text), threads=2)
+    assert [r.shape for r in regions] == shapes
+
+
+def test_randomx_shape_needs_more_than_a_big_array(compiled_rules):
+    miner = ProcessInfo(pid=7, name="kworker", exe="/dev/shm/k")
+    numpy_job = ProcessInfo(pid=8, name="python3", exe="/usr/bin/python3.11",
+                            libraries=["libpython3.11.so.1.0", "_multiarray_umath.cpython-311.so"])
+    scans = [MemoryScan(pid=7, regions=[MemoryRegion(256 * MiB, "randomx-cache", True),
+                                        MemoryRegion(4 * MiB, "scratchpad", True)], busy_threads=2, lockstep=True),
+             MemoryScan(pid=8, regions=[MemoryRegion(256 * MiB, "randomx-cache", True)], busy_threads=1)]
+    found = behaviour.signals(context(Snapshot(processes=[miner, numpy_job], memory=scans), compiled_rules))
+    shaped = {s.subject.pid: (s.severity.value, s.weak) for s in found if s.rule_id == "AA-MEM-002"}
+    assert shaped == {7: ("medium", False), 8: ("info", True)}
+    assert "2 scratchpad-sized" in next(s.reason for s in found if s.subject.pid == 7)
+
+
+# ---------------------------------------------------------------- item 4: CPU over a whole life
+
+def life(pid: int, lifetime: float, window: float, age: float = 3600, exe: str = "/opt/x/worker") -> ProcessInfo:
+    return ProcessInfo(pid=pid, name=f"w{pid}", exe=exe, cmdline=[exe], create_time=NOW - age,
+                       lifetime_cpu_seconds=lifetime * age / 100, cpu_percent=window, allowed_cpus=4)
+
+
+def test_paused_and_throttled_processes_still_show(compiled_rules):
+    snapshot = Snapshot(collected_at=NOW, window_seconds=5, host=HostInfo(cpu_threads=4), processes=[
+        life(1, lifetime=95, window=0.0),           # busy all its life, idle while we watched
+        life(2, lifetime=40, window=38, exe="/tmp/w"),   # throttled to 40% of a core
+        life(3, lifetime=3, window=1),              # an idle daemon
+        life(4, lifetime=90, window=2, age=20),     # too young to judge
+        life(5, lifetime=60, window=55, exe="/usr/bin/python3.11"),     # a generic runtime: the load checks' call
+    ])
+    found = {(s.subject.pid, s.rule_id): s for s in behaviour.signals(context(snapshot, compiled_rules))}
+    assert set(found) == {(1, "AA-CPU-002"), (2, "AA-CPU-001")}
+    assert found[(1, "AA-CPU-002")].severity.value == "medium" and found[(1, "AA-CPU-002")].weak
+    assert found[(2, "AA-CPU-001")].severity.value == "low", "out of place: raised from info"
+    assert "world-writable" in found[(2, "AA-CPU-001")].reason
+
+
+def test_lifetime_thresholds_come_from_the_policy(compiled_rules):
+    policy = Policy()
+    policy.thresholds.lifetime_min_seconds = 7200
+    snapshot = Snapshot(collected_at=NOW, window_seconds=5, processes=[life(1, lifetime=95, window=0.0)])
+    assert behaviour.signals(context(snapshot, compiled_rules, policy)) == []
+
+
+# ---------------------------------------------------------------- item 1: memory strings and suspects
+
+def test_memory_of_a_real_process_is_scanned_within_bounds(compiled_rules, monkeypatch):
+    secret = bytearray(b"decoded: stratum+ssl://10.0.0.1:443 rx/0 cn/r " + MONERO_WALLET.encode())
+    strings = compiled_rules.signature_strings()
+    result = memscan.scan_process(os.getpid(), ["busy"], "/proc", 64 << 20, sys.executable, strings,
+                                  [s.encode() for s in strings], None)
+    assert {"stratum+ssl://", "rx/0", "cn/r"} <= set(result.record.matched_strings)
+    assert 0 < result.record.scanned_bytes <= 64 << 20
+    assert any(lib.startswith("libc") for lib in result.libraries or [])
+    monkeypatch.setattr(memscan, "PROCESS_SECONDS", 0.0)
+    bounded = memscan.scan_process(os.getpid(), ["busy"], "/proc", 64 << 20, sys.executable, strings,
+                                   [s.encode() for s in strings], None)
+    assert bounded.record.cut.startswith("time bound")
+    del secret
+
+
+def test_memory_of_a_vanished_process_is_an_error_not_a_crash():
+    result = memscan.scan_process(2 ** 22 + 12345, ["busy"], "/proc", 1 << 20, "", [], [], None)
+    assert result.record.error and result.record.scanned_bytes == 0
+
+
+def test_signature_lists_in_memory_are_not_miners(compiled_rules):
+    proc = ProcessInfo(pid=9, name="python3", exe="/usr/bin/python3.11")
+    everything = [s for s in compiled_rules.signature_strings()]
+    miner = MemoryScan(pid=9, matched_strings=["stratum+ssl://", "rx/0", "cn/r"], scanned_bytes=MiB)
+    scanner = MemoryScan(pid=9, matched_strings=everything, scanned_bytes=MiB)
+    found = behaviour.signals(context(Snapshot(processes=[proc], memory=[miner]), compiled_rules))
+    assert any(s.rule_id == "AA-MEM-001" and s.severity.value == "high" and not s.weak for s in found)
+    found = behaviour.signals(context(Snapshot(processes=[proc], memory=[scanner]), compiled_rules))
+    assert [(s.rule_id, s.severity.value, s.weak) for s in found] == [("AA-MEM-001", "info", True)]
+
+
+def test_suspects_are_chosen_and_ordered():
+    procs = [ProcessInfo(pid=1, name="sshd", exe="/usr/sbin/sshd", create_time=NOW - 999, lifetime_cpu_seconds=1),
+             ProcessInfo(pid=2, name="x", exe="/memfd: (deleted)", create_time=NOW - 999, cpu_percent=99),
+             ProcessInfo(pid=3, name="tool", exe="/home/u/bin/tool", create_time=NOW - 999, lifetime_cpu_seconds=0),
+             ProcessInfo(pid=4, name="w", exe="/home/u/bin/w", create_time=NOW - 100, lifetime_cpu_seconds=50),
+             ProcessInfo(pid=5, name="kworker/0:1", exe="", cmdline=[])]
+    found = [(proc.pid, why) for proc, why in find_suspects(Snapshot(processes=procs), now=NOW)]
+    assert found == [(2, ["busy", "memfd executable"]), (4, ["busy over its life", "unknown binary"])]
+    assert suspect_reasons(procs[2], Packing(path="x", marks=["UPX!"]), NOW) == ["unknown binary", "packed executable"]
