@@ -14,12 +14,18 @@ Targets (issue 16): agent CPU <= 8x the shell tools at 0 extra processes, <= 2.0
 executable-scan caches) is a temp folder warmed by the first run, as on a host where the
 agent runs on a schedule.
 
+The same run also measures the scan without the behaviour checks (packing and the memory of suspect
+processes, issue 11: `--no-behaviour-checks`, a hidden option for this bench) and prints what they add,
+with the memory coverage line (how many suspects, MiB, seconds). Target: within 10% on a host with no
+suspects; a host that runs busy or out-of-place processes pays for their memory scan, bounded.
+
     python bench/scan_cost.py [--repeat 7] [--counts 0,2000,8000] [--connections 5000]
 """
 from __future__ import annotations
 
 import argparse
 import compileall
+import json
 import os
 import shutil
 import sys
@@ -42,7 +48,9 @@ def run(counts: list[int], connections: int, repeat: int) -> int:
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     env["NO_COLOR"] = "1"
     env["AUDIT_AGENT_STATE_DIR"] = tempfile.mkdtemp(prefix="audit-bench-state-")
+    before_scan = [*scan, "--no-behaviour-checks"]
     worst = 0.0
+    behaviour_lines = []
     with Load() as load:
         load.connections(connections)
         started = 0
@@ -53,8 +61,9 @@ def run(counts: list[int], connections: int, repeat: int) -> int:
             load.sleepers(count - started)
             started = count
             measure(scan, env)                       # warm the page cache once
-            agent, ps, ss = [], [], []
+            agent, ps, ss, before = [], [], [], []
             for _ in range(repeat):
+                before.append(measure(before_scan, env))
                 a = measure(scan, env)
                 if a.returncode not in (0, 1):
                     print(f"agent scan failed with exit code {a.returncode}", file=sys.stderr)
@@ -63,6 +72,10 @@ def run(counts: list[int], connections: int, repeat: int) -> int:
                 ps.append(measure(PS, capture=True))
                 ss.append(measure(SS, capture=True))
             a_cpu = median([c.cpu for c in agent])
+            b_cpu = median([c.cpu for c in before])
+            memory = next((c["reason"] for c in json.loads(out.read_text())["coverage"] if c["check"] == "memory"), "")
+            behaviour_lines.append(f"{count:>6} extra: without {b_cpu * 1000:.0f}ms, with {a_cpu * 1000:.0f}ms "
+                                   f"({(a_cpu / b_cpu - 1) * 100 if b_cpu else 0:+.1f}%); memory: {memory}")
             p_cpu, s_cpu = median([c.cpu for c in ps]), median([c.cpu for c in ss])
             shell = p_cpu + s_cpu
             ratio = a_cpu / shell if shell else float("inf")
@@ -74,6 +87,8 @@ def run(counts: list[int], connections: int, repeat: int) -> int:
                   f"{median([c.wall for c in agent]) * 1000:>8.0f}ms")
     print(f"medians of {repeat} interleaved runs each; targets: <= 8x at 0 extra, <= 2.0x at 2,000, <= 1.6x at 8,000, "
           f"< 60 MB peak RSS; worst ratio {worst:.2f}x")
+    print("behaviour checks (packing + memory of suspects), agent CPU without vs with, same run:")
+    print("\n".join(behaviour_lines))
     out.unlink(missing_ok=True)
     out.parent.rmdir()
     shutil.rmtree(env["AUDIT_AGENT_STATE_DIR"], ignore_errors=True)

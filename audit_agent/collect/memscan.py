@@ -3,10 +3,10 @@
 A miner that keeps its pool, wallet and algorithm names encrypted on disk has
 to decode them to use them: they are in its heap while it runs. Only suspects
 (audit_agent.collect.suspects) are read, and every read is bounded:
-  * per process: PROCESS_BYTES of its private readable memory (heap first, then
+  * per process: PROCESS_BYTES (8 MiB) of its private readable memory (heap first, then
     anonymous mappings smallest first, then its stack and its own executable's
-    mappings), and PROCESS_SECONDS;
-  * per scan: TOTAL_BYTES and TOTAL_SECONDS over all suspects; the suspects left
+    mappings), and PROCESS_SECONDS (0.5 s);
+  * per scan: TOTAL_BYTES (64 MiB) and TOTAL_SECONDS (3 s) over all suspects; the suspects left
     over are named in the coverage with why they were skipped.
 Memory is read from /proc/PID/mem (root, or the same user under ptrace rules),
 never with ptrace-stop, so the process is not paused. Strings are matched with
@@ -36,10 +36,10 @@ from audit_agent.collect.suspects import find_suspects
 from audit_agent.model import Coverage, CoverageStatus, MemoryRegion, MemoryScan, Snapshot
 
 CHECK = "memory"
-PROCESS_BYTES = 16 << 20        # heap first: decoded strings sit in the first few MiB
-PROCESS_SECONDS = 1.0
-TOTAL_BYTES = 128 << 20
-TOTAL_SECONDS = 6.0
+PROCESS_BYTES = 8 << 20         # heap first: decoded strings sit in the first few MiB
+PROCESS_SECONDS = 0.5
+TOTAL_BYTES = 64 << 20
+TOTAL_SECONDS = 3.0
 MAX_SUSPECTS = 64
 MAX_SMAPS_BYTES = 8 << 20
 MAX_THREADS = 512
