@@ -228,6 +228,7 @@ class MinerConfig:
     users: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)     # notable keys seen (pools, donate-level, algo, ...)
     algorithms: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)  # a launcher script's lines that run a program with options
 
 
 @dataclass

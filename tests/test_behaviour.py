@@ -220,6 +220,7 @@ def test_lifetime_thresholds_come_from_the_policy(compiled_rules):
 def test_memory_of_a_real_process_is_scanned_within_bounds(compiled_rules, monkeypatch):
     secret = bytearray(b"decoded: stratum+ssl://10.0.0.1:443 rx/0 cn/r " + MONERO_WALLET.encode())
     strings = compiled_rules.signature_strings()
+    monkeypatch.setattr(memscan, "PROCESS_SECONDS", 60.0)     # a test process's memory is big, the host busy
     result = memscan.scan_process(os.getpid(), ["busy"], "/proc", 64 << 20, sys.executable, strings,
                                   [s.encode() for s in strings], None)
     assert {"stratum+ssl://", "rx/0", "cn/r"} <= set(result.record.matched_strings)
@@ -257,3 +258,39 @@ def test_suspects_are_chosen_and_ordered():
     found = [(proc.pid, why) for proc, why in find_suspects(Snapshot(processes=procs), now=NOW)]
     assert found == [(2, ["busy", "memfd executable"]), (4, ["busy over its life", "unknown binary"])]
     assert suspect_reasons(procs[2], Packing(path="x", marks=["UPX!"]), NOW) == ["unknown binary", "packed executable"]
+
+
+# ---------------------------------------------------------------- item 7: launcher scripts read like configs
+
+@pytest.mark.parametrize("argv, script", [
+    (["bash", "/tmp/.x/run.sh"], ["/tmp/.x/run.sh"]),
+    (["python3", "-u", "start.py", "--fast"], ["start.py"]),
+    (["perl", "-W", "x.pl"], ["x.pl"]),
+    (["sh", "-c", "./x -o pool:1"], []),            # code on the command line is matched there already
+    (["python3", "-m", "http.server"], []),
+    (["/usr/bin/make", "all"], []),
+    (["bash", "run.sh; rm -rf /"], []),             # shell code, not a file name
+])
+def test_launcher_script_of_an_interpreter(argv, script):
+    from audit_agent.collect.configs import launcher_script
+    assert launcher_script(argv) == script
+
+
+def test_launcher_script_lines_are_matched_like_a_command_line(compiled_rules):
+    from audit_agent.collect.configs import parse_config
+    from audit_agent.detect.content import config_signals
+    text = ("#!/bin/sh\n# keep it running\ncd /tmp/.x\nwhile :; do\n  ./kthreaddi -o 1.2.3.4:443 -u "
+            f"{MONERO_WALLET} -p s3cretPoolPass --donate-level 1\n  sleep 30\ndone\ngcc -O2 -c x.c\n")
+    config = parse_config(text, "/tmp/.x/run.sh")
+    assert len(config.commands) == 1 and "s3cretPoolPass" not in config.commands[0], "pool passwords redacted"
+    config.pids = [5]
+    proc = ProcessInfo(pid=5, name="sh", exe="/usr/bin/dash", cmdline=["sh", "/tmp/.x/run.sh"])
+    found = config_signals(config, context(Snapshot(processes=[proc], configs=[config]), compiled_rules))
+    assert {"AA-CMD-002", "AA-WALLET-001"} <= {s.rule_id for s in found}
+    assert all(s.evidence.field == "config" for s in found)
+
+
+def test_build_script_keeps_no_command_lines():
+    from audit_agent.collect.configs import parse_config
+    text = "#!/bin/sh\nset -e\ngcc -O2 -Wall -c main.c -o main.o\nmake -j4 all\npython3 -m pytest -q\n"
+    assert parse_config(text, "/home/u/build.sh") is None

@@ -214,3 +214,19 @@ def test_benign_heavy_work_stays_quiet(agent, processes, tmp_path):
         assert found["severity"] in ("info", "low"), (what, found["reasons"])
         loud = [r for r in found["rule_ids"] if r in NEW_RULES]
         assert not loud or found["severity"] == "info", (what, found["reasons"])
+
+
+def test_launcher_script_that_starts_a_miner_is_read(agent, pool, processes, tmp_path):
+    """Item 7: the shell loop that keeps a miner running names its pool and wallet; read like a config."""
+    from tests.conftest import MINER_SCRIPT, REPO
+    script = tmp_path / ".cache-x" / "run.sh"
+    script.parent.mkdir()
+    script.write_text(f"#!/bin/sh\nwhile :; do\n  {sys.executable} {MINER_SCRIPT} -o stratum+tcp://127.0.0.1:{pool.port} "
+                      f"-u {MONERO_WALLET} -p hunter2-pass --donate-level 1\n  sleep 5\ndone\n")
+    launcher = processes.start(["sh", str(script)], env={"PYTHONPATH": str(REPO), "STANDIN_SECONDS": "240"},
+                               wait_for_line="ready")
+    report = scan(agent, tmp_path)
+    found = finding(report, launcher.pid)
+    assert any(e["field"] == "config" and str(script) in e["value"] for e in found["evidence"])
+    assert found["severity"] in ("high", "critical")
+    assert "hunter2-pass" not in json.dumps(report)

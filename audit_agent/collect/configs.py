@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from audit_agent.collect import linux_only
 from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
 from audit_agent.model import Coverage, CoverageStatus, MinerConfig, ProcessInfo, Snapshot
-from audit_agent.redact import cap, redact_text
+from audit_agent.redact import cap, redact_cmdline, redact_text
 
 CHECK = "configs"
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -34,6 +34,17 @@ FORBIDDEN_PREFIXES = ("/proc/", "/sys/", "/dev/")
 NOT_CONFIG_C = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "fish", "busybox", "gcc", "cc", "clang", "g++",
                 "c++", "clang++", "ld", "as", "cpp", "perl", "ruby", "node"}
 SHELL_CODE = re.compile(r"[\s;|&$`<>(){}*?!'\"\\]")
+# A launcher script (`bash /tmp/.x/run.sh`, `python3 start.py`, `perl x.pl`) that starts a miner is read like a
+# config: its command lines are matched like a process's (Kinsing, TeamTNT and WatchDog droppers start xmrig
+# from such scripts). Only the interpreters' own options are skipped to find the script.
+SCRIPT_RUNNER = re.compile(r"^(?:sh|bash|dash|zsh|ksh|mksh|ash|python[0-9.]*|perl[0-9.]*)$")
+OPTIONS_WITH_VALUE = {"python": {"-W", "-X", "--check-hash-based-pycs"},
+                      "sh": {"-o", "-O", "+o", "+O", "--rcfile", "--init-file"}, "perl": set()}
+# A line that gives a program a pool (host:port after -o/--url/--pool, or a URL) or a wallet-length login:
+# a build script's `gcc -O2 -c x.c -o x.o` lines are not kept.
+COMMAND_LINE = re.compile(r"stratum|://|(?:^|[\s\"'])(?:-o|--url|--pool)[\s=\"']+[^\s\"']+:\d{2,5}\b|"
+                          r"(?:^|[\s\"'])(?:-u|--user|--userpass|-O|--wallet|-w)[\s=\"']+[^\s\"']{20,}")
+MAX_COMMANDS = 16
 
 URL_KEYS = {"url", "pool", "pool_address", "server", "stratum", "proxy", "address_pool", "pool_url"}
 POOL_N_KEY = re.compile(r"^pool\d+$", re.IGNORECASE)
@@ -113,7 +124,7 @@ def candidates(proc: ProcessInfo, proc_root: str, budget: _Budget) -> Iterator[t
     """(path as the process sees it, path we open, named by the process) for each file worth reading."""
     base = os.path.join(proc_root, str(proc.pid))
     count = 0
-    for name in named_configs(proc.cmdline):
+    for name in [*named_configs(proc.cmdline), *launcher_script(proc.cmdline)]:
         if count >= MAX_FILES_PER_PROCESS:
             return
         count += 1
@@ -153,6 +164,22 @@ def named_configs(argv: list[str]) -> list[str]:
             if value and not value.startswith("-") and not SHELL_CODE.search(value) and len(value) <= 4096:
                 names.append(value)
     return names
+
+
+def launcher_script(argv: list[str]) -> list[str]:
+    """The script an interpreter runs (`bash run.sh`, `python3 -u start.py`); [] for code given with -c or -m."""
+    runner = os.path.basename(argv[0]) if argv else ""
+    if not SCRIPT_RUNNER.match(runner):
+        return []
+    with_value = OPTIONS_WITH_VALUE["python" if runner.startswith("python") else
+                                    "perl" if runner.startswith("perl") else "sh"]
+    index = 1
+    while index < len(argv) and argv[index].startswith(("-", "+")):
+        if argv[index] in ("-c", "-m", "-e", "-E", "--command"):
+            return []
+        index += 2 if argv[index] in with_value else 1
+    script = argv[index] if index < len(argv) else ""
+    return [script] if script and not SHELL_CODE.search(script) and len(script) <= 4096 else []
 
 
 def is_code_runner(argv0: str) -> bool:
@@ -250,8 +277,10 @@ def parse_config(text: str, path: str) -> MinerConfig | None:
     else:
         parse_key_values(text, config)
     parse_raw_text(text, config)        # catches what the structured pass missed (comments, pools.txt fragments)
+    if text.startswith("#!") or not stripped.startswith(("{", "[")):
+        config.commands = command_lines(text)
     finish(config)
-    if not (config.urls or config.users or config.keys or config.algorithms):
+    if not (config.urls or config.users or config.keys or config.algorithms or config.commands):
         return None
     return config
 
@@ -330,6 +359,18 @@ def parse_raw_text(text: str, config: MinerConfig) -> None:
         key = match.group(1).lower()
         if key in NOTABLE_KEYS:
             add(config.keys, key)
+
+
+def command_lines(text: str) -> list[str]:
+    """Lines that give a program a pool or a login (`./x -o pool:3333 -u W`), secrets redacted, bounded."""
+    found: list[str] = []
+    for line in text[:MAX_CONFIG_BYTES].splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and COMMAND_LINE.search(line):
+            found.append(redact_cmdline(line.split(), 4096))
+            if len(found) >= MAX_COMMANDS:
+                break
+    return found
 
 
 def add(values: list[str], value: str) -> None:

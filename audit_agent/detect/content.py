@@ -12,6 +12,7 @@ import dataclasses
 from audit_agent.detect import Context, Signal, process_key, process_subject, signal_from_hit
 from audit_agent.model import BinaryScan, Evidence, MinerConfig, Severity, Subject
 from audit_agent.redact import cap
+from audit_agent.rules.compiler import logins_from_argv
 
 RULE_YARA = "AA-CONTENT-001"
 RULE_CONFIG = "AA-CONFIG-001"
@@ -71,6 +72,7 @@ def config_signals(config: MinerConfig, ctx: Context) -> list[Signal]:
                       for hit in rules.match_cmdline(url, "config")]
         found += [signal_from_hit(hit, key, subject, field_name="config", value=cap(f"{config.path}: {hit.value}", 300))
                   for hit in rules.match_wallets(config.users, "config")]
+        found += launcher_signals(config, key, subject, ctx)
         shape = config_shape(config)
         if shape is not None:
             severity, confidence, what = shape
@@ -96,6 +98,22 @@ def config_signals(config: MinerConfig, ctx: Context) -> list[Signal]:
                                   matched="config endpoint = live connection", rule_id=RULE_CONFIG_LIVE),
                 action="Preserve the config file as evidence; identify the pool and wallet owner.",
                 indicator="config endpoint live"))
+    return found
+
+
+def launcher_signals(config: MinerConfig, key: str, subject: Subject, ctx: Context) -> list[Signal]:
+    """A launcher script's command lines, matched as a process's command line would be."""
+    rules = ctx.rules
+    found: list[Signal] = []
+    for line in config.commands:
+        shown = cap(f"{config.path}: {line}", 300)
+        argv = line.split()
+        found += [signal_from_hit(hit, key, subject, field_name="config", value=shown)
+                  for hit in [*rules.match_cmdline(line, "config"), *rules.match_domains(line, "config"),
+                              *rules.match_wallets(logins_from_argv(argv), "config")]]
+        if argv:
+            found += [signal_from_hit(hit, key, subject, field_name="config", value=shown)
+                      for hit in rules.match_names("", "", argv[0])]
     return found
 
 
