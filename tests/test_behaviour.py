@@ -217,20 +217,27 @@ def test_lifetime_thresholds_come_from_the_policy(compiled_rules):
 
 # ---------------------------------------------------------------- item 1: memory strings and suspects
 
-def test_memory_of_a_real_process_is_scanned_within_bounds(compiled_rules, monkeypatch):
-    secret = bytearray(b"decoded: stratum+ssl://10.0.0.1:443 rx/0 cn/r " + MONERO_WALLET.encode())
-    strings = compiled_rules.signature_strings()
-    monkeypatch.setattr(memscan, "PROCESS_SECONDS", 60.0)     # a test process's memory is big, the host busy
-    result = memscan.scan_process(os.getpid(), ["busy"], "/proc", 64 << 20, sys.executable, strings,
+def test_memory_of_a_real_process_is_scanned_within_bounds(processes, monkeypatch):
+    """A child decodes a string only in memory (its argv holds it XOR-ed); the scan finds it, within bounds."""
+    secret = "stratum+ssl://10.9.8.7:443/decoded-only-in-memory"
+    hidden = bytes(b ^ 0x5A for b in secret.encode()).hex()
+    child = processes.start([sys.executable, "-c", "import sys,time; s = bytes(b ^ 0x5A for b in "
+                             "bytes.fromhex(sys.argv[1])).decode(); print('ready', flush=True); time.sleep(120)",
+                             hidden], wait_for_line="ready")
+    monkeypatch.setattr(memscan, "PROCESS_SECONDS", 60.0)     # a busy host: the byte bound is what is tested
+    strings = [secret, "never-present-" + "x" * 20]
+    result = memscan.scan_process(child.pid, ["busy"], "/proc", 64 << 20, sys.executable, strings,
                                   [s.encode() for s in strings], None)
-    assert {"stratum+ssl://", "rx/0", "cn/r"} <= set(result.record.matched_strings)
+    assert result.record.matched_strings == [secret]
     assert 0 < result.record.scanned_bytes <= 64 << 20
     assert any(lib.startswith("libc") for lib in result.libraries or [])
+    small = memscan.scan_process(child.pid, ["busy"], "/proc", 4096, sys.executable, strings,
+                                 [s.encode() for s in strings], None)
+    assert small.record.cut.startswith("byte bound") and small.record.scanned_bytes <= 4096 + 1
     monkeypatch.setattr(memscan, "PROCESS_SECONDS", 0.0)
-    bounded = memscan.scan_process(os.getpid(), ["busy"], "/proc", 64 << 20, sys.executable, strings,
+    bounded = memscan.scan_process(child.pid, ["busy"], "/proc", 64 << 20, sys.executable, strings,
                                    [s.encode() for s in strings], None)
     assert bounded.record.cut.startswith("time bound")
-    del secret
 
 
 def test_memory_of_a_vanished_process_is_an_error_not_a_crash():
