@@ -89,10 +89,33 @@ def run(counts: list[int], connections: int, repeat: int) -> int:
           f"< 60 MB peak RSS; worst ratio {worst:.2f}x")
     print("behaviour checks (packing + memory of suspects), agent CPU without vs with, same run:")
     print("\n".join(behaviour_lines))
+    print(no_suspect_cost())
     out.unlink(missing_ok=True)
     out.parent.rmdir()
     shutil.rmtree(env["AUDIT_AGENT_STATE_DIR"], ignore_errors=True)
     return 0
+
+
+def no_suspect_cost() -> str:
+    """What the behaviour checks cost when no process is a suspect: packing of the out-of-package executables
+    and the suspect selection, measured in this process on this host's processes (the memory scan itself is
+    then empty). On a shared host other people's busy processes are suspects, so the with/without figures
+    above include their memory scans; this line is the cost a host with no suspects pays."""
+    import time
+
+    from audit_agent.collect import CollectOptions
+    from audit_agent.collect.packing import collect_packing
+    from audit_agent.collect.processes import first_reading, read_processes
+    from audit_agent.collect.suspects import find_suspects
+    from audit_agent.model import Snapshot
+    snapshot = Snapshot()
+    snapshot.processes, _ = read_processes(first_reading())
+    started = time.process_time()
+    collect_packing(snapshot, CollectOptions())
+    suspects = find_suspects(snapshot)
+    spent = time.process_time() - started
+    return (f"no-suspect part (packing of {len(snapshot.packing)} out-of-package executables + choosing suspects "
+            f"among {len(snapshot.processes)} processes): {spent * 1000:.0f} ms CPU; suspects here: {len(suspects)}")
 
 
 def main() -> int:

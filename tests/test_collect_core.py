@@ -74,10 +74,16 @@ def test_no_process_listed_is_skipped_coverage(mocker):
     assert coverage.status == CoverageStatus.SKIPPED
 
 
-def test_huge_command_lines_are_capped():
-    info = build_process(raw_info(9, cmdline=["x" * 100_000] + ["a"] * 1000), FirstReading(0.0, {}), 1.0, "/nonexistent")
-    assert len(info.cmdline) == 257
-    assert len(info.cmdline[0]) < 5000
+def test_huge_command_lines_are_capped_by_characters_keeping_the_tail():
+    info = build_process(raw_info(9, cmdline=["x" * 100_000] + ["a"] * 1000 + ["-o", "pool:3333"]),
+                         FirstReading(0.0, {}), 1.0, "/nonexistent")
+    assert len(info.cmdline) == 1003, "1,000 short arguments are no reason to cut (no count cap to pad past)"
+    assert len(info.cmdline[0]) < 9000 and "characters cut]" in info.cmdline[0]
+    assert info.cmdline[-2:] == ["-o", "pool:3333"]
+    assert info.cmdline_bytes == 100_001 + 2 * 1000 + 3 + 10
+    padded = build_process(raw_info(9, cmdline=["y" * 1000] * 200 + ["-o", "pool:3333"]), FirstReading(0.0, {}), 1.0,
+                           "/nonexistent")
+    assert padded.cmdline[-2:] == ["-o", "pool:3333"] and any("arguments cut]" in a for a in padded.cmdline)
 
 
 @pytest.fixture
