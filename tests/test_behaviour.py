@@ -11,9 +11,15 @@ from audit_agent.collect import memscan
 from audit_agent.collect.packing import examine
 from audit_agent.collect.processes import MAX_CMDLINE_CHARS, cap_cmdline, cmdline_length
 from audit_agent.collect.suspects import find_suspects, suspect_reasons
-from audit_agent.detect import Context
-from audit_agent.detect import behaviour, identity
-from audit_agent.model import HostInfo, MemoryRegion, MemoryScan, Packing, ProcessInfo, Snapshot
+from audit_agent.detect import Context, behaviour, identity
+from audit_agent.model import (
+    HostInfo,
+    MemoryRegion,
+    MemoryScan,
+    Packing,
+    ProcessInfo,
+    Snapshot,
+)
 from audit_agent.policy import Policy
 from tests.conftest import MONERO_WALLET, have_compiler
 
@@ -124,6 +130,7 @@ def test_packed_signal_severity_follows_the_place(compiled_rules):
     ("sshd", "sshd", "/tmp/.ssh/sshd", True),                   # right name, not the packaged binary
     ("sshd-session", "sshd-session: u", "/usr/lib/openssh/sshd-session", False),
     ("nginx", "nginx: worker process", "/usr/sbin/nginx", False),
+    ("nginx", "nginx: master process", "/tmp/nginx", True),
     ("systemd-journal", "/lib/systemd/systemd-journald", "/usr/lib/systemd/systemd-journald", False),
     ("java", "java", "/home/u/jdk-21/bin/java", False),         # downloaded JDKs are normal
     ("java", "java", "/var/tmp/j", True),
@@ -133,6 +140,12 @@ def test_packed_signal_severity_follows_the_place(compiled_rules):
 def test_identity_claims(name, argv0, exe, lie):
     proc = ProcessInfo(pid=5, name=name, exe=exe, cmdline=[argv0])
     assert (identity.identity_claim(proc) is not None) == lie
+
+
+def test_daemon_whose_packaged_binary_was_upgraded_is_not_a_lie():
+    upgraded = ProcessInfo(pid=5, name="nginx", exe="/usr/sbin/nginx", cmdline=["nginx: worker process"],
+                           exe_deleted=True)
+    assert identity.identity_claim(upgraded) is None
 
 
 def test_embedding_runtime_is_not_a_lie(compiled_rules):
@@ -221,9 +234,9 @@ def test_memory_of_a_real_process_is_scanned_within_bounds(processes, monkeypatc
     """A child decodes a string only in memory (its argv holds it XOR-ed); the scan finds it, within bounds."""
     secret = "stratum+ssl://10.9.8.7:443/decoded-only-in-memory"
     hidden = bytes(b ^ 0x5A for b in secret.encode()).hex()
-    child = processes.start([sys.executable, "-c", "import sys,time; s = bytes(b ^ 0x5A for b in "
-                             "bytes.fromhex(sys.argv[1])).decode(); print('ready', flush=True); time.sleep(120)",
-                             hidden], wait_for_line="ready")
+    code = ("import sys,time; s = bytes(b ^ 0x5A for b in bytes.fromhex(sys.argv[1])).decode(); "
+            "print('ready', flush=True); time.sleep(120)")
+    child = processes.start([sys.executable, "-c", code, hidden], wait_for_line="ready")
     monkeypatch.setattr(memscan, "PROCESS_SECONDS", 60.0)     # a busy host: the byte bound is what is tested
     strings = [secret, "never-present-" + "x" * 20]
     result = memscan.scan_process(child.pid, ["busy"], "/proc", 64 << 20, sys.executable, strings,

@@ -91,7 +91,10 @@ def test_miner_that_pauses_while_the_agent_runs(agent, pool, processes, tmp_path
     report = scan(agent, tmp_path, thresholds={"lifetime_min_seconds": 2, "lifetime_cpu_percent": 5})
     found = finding(report, miner.pid)
     assert "AA-CPU-002" in found["rule_ids"], found["reasons"]
-    assert "AA-MEM-001" in found["rule_ids"], "paused, it is still a suspect and its memory still holds the pool"
+    # Paused, it is still a suspect and its memory still holds the pool; on a shared host other suspects may
+    # have spent the scan budget first, and then the coverage must name it as skipped.
+    memory = next(c for c in report["coverage"] if c["check"] == "memory")
+    assert "AA-MEM-001" in found["rule_ids"] or str(miner.pid) in memory["reason"], (found["rule_ids"], memory)
 
 
 def test_pool_hidden_after_padding_in_the_command_line(agent, pool, processes, tmp_path):
@@ -174,6 +177,7 @@ def https_server(folder: Path):
     import http.server
     import ssl
     import threading
+
     from tests.standin.pool import self_signed_cert
     cert, key = self_signed_cert(folder)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)

@@ -33,7 +33,13 @@ from audit_agent.collect import linux_only
 from audit_agent.collect.binaries import load_yara_rules, scan_ranges, yara_matches
 from audit_agent.collect.processes import CLOCK_TICKS, split_stat
 from audit_agent.collect.suspects import find_suspects
-from audit_agent.model import Coverage, CoverageStatus, MemoryRegion, MemoryScan, Snapshot
+from audit_agent.model import (
+    Coverage,
+    CoverageStatus,
+    MemoryRegion,
+    MemoryScan,
+    Snapshot,
+)
 
 CHECK = "memory"
 PROCESS_BYTES = 8 << 20         # heap first: decoded strings sit in the first few MiB
@@ -91,7 +97,7 @@ def memory_coverage(scans: list[MemoryScan], suspects: int, skipped: list[str], 
     cut = [s for s in scans if s.cut]
     problems = []
     if skipped:
-        problems.append(f"{len(skipped)} suspect(s) not scanned, scan budget spent (pids {', '.join(skipped[:10])})")
+        problems.append(f"{len(skipped)} suspect(s) not scanned, scan budget spent (pids {', '.join(skipped[:MAX_SUSPECTS])})")
     if denied:
         problems.append(f"{denied} suspect(s) unreadable: access denied; run as root for full coverage")
     if cut:
@@ -286,6 +292,6 @@ def match(data: bytes, strings: list[str], encoded: list[bytes], yara_rules: Any
     if yara_rules is not None:
         try:
             return yara_matches(yara_rules, {"data": data}, strings)
-        except Exception:       # noqa: BLE001 - a YARA failure falls back to the built-in search
+        except Exception:       # noqa: BLE001, S110 - a YARA failure falls back to the built-in search below
             pass
     return scan_ranges(data, [(0, len(data))], strings, encoded)

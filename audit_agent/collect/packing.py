@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
 from collections import Counter
 from typing import Any
@@ -61,7 +62,7 @@ def collect_packing(snapshot: Snapshot, options: Any) -> list[Coverage]:
             if key in by_file:
                 by_file[key].pids.append(proc.pid)
                 continue
-            if not (info.st_mode & 0o170000 == 0o100000):
+            if not stat.S_ISREG(info.st_mode):
                 continue
             packing = examine(fd, info.st_size, proc.exe)
         except OSError:

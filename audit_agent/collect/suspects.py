@@ -18,7 +18,11 @@ from __future__ import annotations
 import time
 
 from audit_agent.detect.identity import identity_claim, is_packed
-from audit_agent.detect.places import PACKAGE_DIRS, WORLD_WRITABLE_DIRS, hidden_component
+from audit_agent.detect.places import (
+    PACKAGE_DIRS,
+    WORLD_WRITABLE_DIRS,
+    hidden_component,
+)
 from audit_agent.model import Packing, ProcessInfo, Snapshot
 
 BUSY_PERCENT = 25.0             # of one core, over the window or on average over its life

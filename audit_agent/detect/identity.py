@@ -68,7 +68,7 @@ def identity_claim(proc: ProcessInfo) -> tuple[Family, str, str] | None:
             continue
         if not family.executables.match(base):
             return family, claim, f"its executable is {cap(exe, 200)!r}"
-        if family.packaged_only and (proc.exe_deleted or not exe.startswith(PACKAGE_DIRS)):
+        if family.packaged_only and not exe.startswith(PACKAGE_DIRS):     # a deleted packaged one: an upgrade
             return family, claim, f"its executable {cap(exe, 200)!r} is not the packaged {family.name}"
     return None
 
