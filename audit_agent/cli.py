@@ -113,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--state", metavar="FILE", help="state file (default /var/lib/audit-agent/state.json)")
     watch.add_argument("--textfile-dir", metavar="DIR", help="write Prometheus textfile metrics here")
     watch.add_argument("--push", metavar="URL", help="POST each JSON report to this URL")
-    watch.add_argument("--push-token-file", metavar="FILE", help="bearer token for --push")
+    watch.add_argument("--push-token-file", metavar="FILE",
+                       help="bearer token for --push (must not be readable by other users)")
+    watch.add_argument("--insecure", action="store_true",
+                       help="allow sending the push token over plain http (it can be read on the wire)")
     watch.add_argument("--spool-dir", metavar="DIR", help="where undelivered reports wait")
     watch.add_argument("--max-spool", type=int, default=100, metavar="N",
                        help="keep at most N undelivered reports; the oldest is dropped (default 100)")

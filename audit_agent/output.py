@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
 
 from audit_agent.model import (REPORT_SCHEMA_VERSION, SNAPSHOT_SCHEMA_VERSION, AuditReport, SchemaError, Snapshot,
                                check_schema_version, decode_json)
+from audit_agent.safe_write import write_file
 from audit_agent.yamlfile import ConfigError
 
 REPORT_MODE = 0o640
@@ -16,26 +15,11 @@ Contract = TypeVar("Contract", Snapshot, AuditReport)
 SCHEMA_VERSIONS: dict[type, str] = {Snapshot: SNAPSHOT_SCHEMA_VERSION, AuditReport: REPORT_SCHEMA_VERSION}
 
 
-def write_atomic(path: str | Path, data: str | bytes, mode: int = REPORT_MODE) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over `path`."""
-    path = Path(path)
+def write_atomic(path: str | Path, data: str | bytes, mode: int = REPORT_MODE) -> Path:
+    """Write `data` whole or not at all, in a file created here (see safe_write); return where it went."""
     # backslashreplace: a lone surrogate (undecodable bytes from a hostile snapshot) is written as \udcff, never a crash
     payload = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    return write_file(path, payload, mode).path
 
 
 def read_json(path: str | Path, what: str) -> Any:

@@ -35,6 +35,7 @@ STATE_VERSION = 1
 RESOLVED_KEEP_SECONDS = 30 * 86400      # forget resolved findings after a month
 MAX_STATE_FINDINGS = 5000               # bound the state file even on a host that churns findings
 TEXT_CAP = 200
+MAX_STATE_BYTES = 64 << 20              # far above MAX_STATE_FINDINGS entries; a bigger file is not ours
 
 
 class Stopped(Exception):
@@ -64,6 +65,7 @@ class WatchOptions:
     quiet: bool = False
     full_every: int = 10                # cycles between full process rescans (events catch the rest)
     slow_every: int = 10                # cycles between hidden-process and persistence checks
+    insecure: bool = False              # allow a push token over plain http
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "WatchOptions":
@@ -81,7 +83,7 @@ class WatchOptions:
                    max_spool=getattr(args, "max_spool", 100), events=style if style in ("text", "json") else "text",
                    events_file=None if style in ("text", "json") else style, syslog=getattr(args, "syslog", None),
                    quiet=args.quiet, full_every=max(1, getattr(args, "full_every", 10)),
-                   slow_every=max(1, getattr(args, "slow_every", 10)))
+                   slow_every=max(1, getattr(args, "slow_every", 10)), insecure=getattr(args, "insecure", False))
 
 
 # ---------------------------------------------------------------- state
@@ -143,9 +145,14 @@ def valid_entry(entry: Any) -> bool:
 
 def load_state(path: Path, log: Callable[[str], None]) -> tuple[WatchState, bool]:
     """The saved state and whether it may be overwritten (False: unreadable, kept until a cycle succeeds)."""
+    from audit_agent.collect.safe_read import NotRegularFile, Refused, read_no_symlink
     try:
-        return WatchState.from_dict(json.loads(path.read_text(encoding="utf-8")), log), True
+        return WatchState.from_dict(json.loads(read_no_symlink(path, MAX_STATE_BYTES)), log), True
     except FileNotFoundError:
+        return WatchState(), True
+    except (NotRegularFile, Refused):
+        log(f"state file {path} is not a plain file (a symlink or something planted); not followed, "
+            "starting with empty state")
         return WatchState(), True
     except (OSError, ValueError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
@@ -268,8 +275,19 @@ class Watcher:
         self.last_slow: Any = None                  # the last snapshot with hidden-process and persistence checks
         self.cycles = 0
         if options.push_url:
-            from audit_agent.export.push import read_token
-            read_token(options.push_token_file)                              # fail early on a bad token file
+            from audit_agent.export.push import check_push
+            check_push(options.push_url, options.push_token_file, options.insecure)   # fail early: exit 2
+        self.check_output_dirs()
+
+    def check_output_dirs(self) -> None:
+        """Refuse (exit 2) at start an existing output directory another user could write: see safe_write."""
+        from audit_agent.safe_write import check_target_dir
+        o = self.options
+        dirs = [o.state_path.parent, o.textfile_dir, Path(o.json_path).parent if o.json_path else None,
+                o.spool_dir if o.push_url else None]
+        for directory in dirs:
+            if directory is not None and Path(directory or ".").is_dir():
+                check_target_dir(directory or ".")
 
     def log(self, message: str) -> None:
         print(f"audit-agent watch: {clean(message, 500)}", file=self.err, flush=True)
@@ -388,7 +406,8 @@ class Watcher:
         from audit_agent.export.push import PushConfig, deliver
         spool_dir = self.options.spool_dir or self.options.state_path.parent / "spool"
         config = PushConfig(url=url, spool_dir=spool_dir,
-                            token_file=self.options.push_token_file, max_spool=self.options.max_spool)
+                            token_file=self.options.push_token_file, max_spool=self.options.max_spool,
+                            insecure=self.options.insecure)
         try:
             result = deliver(payload, config, sleep=self.stop.wait)
         except ConfigError as exc:
@@ -412,8 +431,9 @@ class Watcher:
 
     def save_state(self) -> None:
         from audit_agent.output import write_atomic
+        from audit_agent.safe_write import make_private_dir
         path = self.options.state_path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         write_atomic(path, json.dumps(self.state.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
 
     def guarded(self, what: str, action: Callable[[], Any]) -> None:

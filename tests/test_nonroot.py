@@ -35,9 +35,11 @@ def as_nobody() -> list[str]:
 
 @pytest.fixture
 def shared_dir():
-    """A directory nobody may write into (tmp_path's parents are private to root)."""
+    """A directory of nobody's (tmp_path's parents are private to root): only nobody and root write there,
+    as the agent requires of an output directory."""
     path = tempfile.mkdtemp(prefix="audit-nonroot-")
-    os.chmod(path, 0o777)
+    os.chmod(path, 0o755)
+    os.chown(path, NOBODY, NOBODY)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from audit_agent import output
+from audit_agent import output, safe_write
 from audit_agent.model import ProcessInfo
 from audit_agent.render import FORMATS, RenderOptions, render
 from tests.factories import conn, proc, scan as scan_report, snapshot
@@ -161,7 +161,7 @@ def test_reports_are_written_0640(tmp_path):
 
 
 def test_a_failed_rename_leaves_nothing(tmp_path, mocker):
-    mocker.patch.object(output.os, "replace", side_effect=OSError(28, "No space left on device"))
+    mocker.patch.object(safe_write.os, "rename", side_effect=OSError(28, "No space left on device"))
     with pytest.raises(OSError):
         output.write_atomic(tmp_path / "report.json", "x" * 100_000)
     assert list(tmp_path.iterdir()) == [], "no report and no temp file"
@@ -170,7 +170,7 @@ def test_a_failed_rename_leaves_nothing(tmp_path, mocker):
 def test_a_failed_rename_keeps_the_previous_report_whole(tmp_path, mocker):
     target = tmp_path / "report.json"
     output.write_atomic(target, "old complete report\n")
-    mocker.patch.object(output.os, "replace", side_effect=OSError(5, "I/O error"))
+    mocker.patch.object(safe_write.os, "rename", side_effect=OSError(5, "I/O error"))
     with pytest.raises(OSError):
         output.write_atomic(target, "new")
     assert target.read_text() == "old complete report\n"

@@ -29,6 +29,7 @@ def report(n: int) -> bytes:
 def test_delivered_with_bearer_token_from_file(tmp_path, server):
     token = tmp_path / "token"
     token.write_text("s3cret-token\n")
+    token.chmod(0o600)
     result = deliver(report(1), config(tmp_path, f"{server.url}/reports", token_file=str(token)))
     assert result.sent == 1 and not result.spooled and result.pending == 0
     got = server.received[0]

@@ -202,7 +202,7 @@ def test_full_disk_is_logged_and_the_cycle_goes_on(tmp_path, mocker):
     err = io.StringIO()
     watcher = Watcher(options(tmp_path), threading.Event(), out=io.StringIO(), err=err)
     mocker.patch.object(watcher, "collect", return_value=miner_snapshot())
-    full = mocker.patch("audit_agent.output.os.replace", side_effect=OSError(errno.ENOSPC, "No space left on device"))
+    full = mocker.patch("audit_agent.safe_write.os.rename", side_effect=OSError(errno.ENOSPC, "No space left on device"))
     assert watcher.cycle() is not None
     assert watcher.cycle() is not None
     assert watcher.state.counters.write_errors_total == 4          # report + metrics, twice

@@ -66,6 +66,14 @@ def read_regular(path: str | os.PathLike[str], limit: int, accept: Accept | None
     return _read_portable(path, limit, accept)
 
 
+def read_no_symlink(path: str | os.PathLike[str], limit: int) -> bytes:
+    """A regular file of ours, not through a symlink in its last component; ValueError when over `limit` bytes."""
+    data = read_regular(path, limit + 1, lambda info, real, linked: not linked).data
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit} bytes")
+    return data
+
+
 def _read_linux(path: str, limit: int, accept: Accept | None) -> FileRead:
     fd = os.open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC)
     try:

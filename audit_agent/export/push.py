@@ -7,6 +7,7 @@ spool is full the oldest file is dropped, and that is counted and logged.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,15 @@ from typing import Callable
 import requests
 
 from audit_agent import __version__
+from audit_agent.collect.safe_read import NotRegularFile, Refused, read_no_symlink
 from audit_agent.output import write_atomic
+from audit_agent.safe_write import make_private_dir
 from audit_agent.yamlfile import ConfigError
 
 RETRY_STATUS = {408, 425, 429}              # plus every 5xx
 KEEP_STATUS = {401, 403}                    # our configuration is wrong (token): keep the report, retry later
+MAX_SPOOLED_BYTES = 64 << 20                # a spooled report larger than this was not written by us
+MAX_TOKEN_BYTES = 4096
 Sleep = Callable[[float], object]
 
 
@@ -33,6 +38,7 @@ class PushConfig:
     backoff: float = 1.0                # first wait; doubles each retry
     max_spool: int = 100                # files; the oldest is dropped beyond this
     verify: bool | str = True           # TLS verification on; a CA bundle path may be given
+    insecure: bool = False              # allow the token over plain http
 
 
 @dataclass
@@ -52,31 +58,96 @@ class _Failed(Exception):
 
 
 def read_token(path: str | None) -> str | None:
+    """The bearer token; a file other users may read (or a symlink, or not a plain file) is refused."""
     if not path:
         return None
     try:
-        token = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the push token: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: the push token file must be a plain file, not a symlink or special file")
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{path}: the push token file is readable by other users (mode "
+                          f"{stat.S_IMODE(info.st_mode):04o}); chmod 600 it")
+    if info.st_uid not in (os.geteuid(), 0):
+        raise ConfigError(f"{path}: the push token file belongs to uid {info.st_uid}, not to this user or root")
+    try:
+        token = read_no_symlink(path, MAX_TOKEN_BYTES).decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError, ValueError, NotRegularFile, Refused) as exc:
         raise ConfigError(f"{path}: cannot read the push token: {getattr(exc, 'strerror', None) or exc}") from None
     if not token or any(ch in token for ch in "\r\n"):
         raise ConfigError(f"{path}: the push token file must hold one non-empty line")
     return token
 
 
-def spooled(spool_dir: Path) -> list[Path]:
-    """Spool files, oldest first (names start with a zero-padded nanosecond time)."""
+def safe_url(url: str) -> str:
+    """The URL as it may be logged: no user name or password, no query string (tokens hide there too)."""
+    from urllib.parse import urlsplit
     try:
-        names = [p for p in spool_dir.iterdir() if p.suffix == ".json" and not p.name.startswith(".")]
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}" + ("?…" if parts.query else "")
+
+
+def check_push(url: str, token_file: str | None, insecure: bool) -> str | None:
+    """ConfigError for a push that would leak its credentials; else the token (or None)."""
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        raise ConfigError(f"push URL {safe_url(url)} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"push URL {safe_url(url)} must be an http:// or https:// URL with a host")
+    token = read_token(token_file)
+    if parts.scheme == "http" and (token or password) and not insecure and not is_loopback(parts.hostname):
+        raise ConfigError(f"refusing to send credentials to {safe_url(url)} over plain http (anyone on the path "
+                          "reads them): use https://, or --insecure to accept that")
+    return token
+
+
+def is_loopback(host: str) -> bool:
+    """A receiver on this host (a local forwarder): plain http never leaves the machine."""
+    import ipaddress
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def spooled(spool_dir: Path) -> list[Path]:
+    """Spool files, oldest first (names start with a zero-padded nanosecond time); plain files only."""
+    try:
+        names = [p for p in spool_dir.iterdir() if p.suffix == ".json" and not p.name.startswith(".")
+                 and stat.S_ISREG(os.lstat(p).st_mode)]
     except FileNotFoundError:
         return []
     return sorted(names, key=lambda p: p.name)
 
 
+def read_spooled(path: Path) -> bytes:
+    """A spooled report, never through a symlink or from a file that is not ours: FileNotFoundError if not."""
+    try:
+        info = os.lstat(path)
+        if info.st_uid != os.geteuid():
+            raise Refused(str(path))
+        return read_no_symlink(path, MAX_SPOOLED_BYTES)
+    except (NotRegularFile, Refused, ValueError):
+        raise FileNotFoundError(f"{path}: not a spool file of ours") from None
+
+
 def spool(payload: bytes, spool_dir: Path) -> Path:
-    spool_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    make_private_dir(spool_dir)
     path = spool_dir / f"{time.time_ns():020d}-{os.getpid()}.json"
-    write_atomic(path, payload)
-    return path
+    return write_atomic(path, payload)
 
 
 def trim_spool(spool_dir: Path, max_files: int) -> list[Path]:
@@ -130,31 +201,32 @@ def deliver(payload: bytes, config: PushConfig, sleep: Sleep = time.sleep,
     OSError from the spool (full disk) propagates to the caller, which logs it.
     """
     result = PushResult()
-    token = read_token(config.token_file)
+    token = check_push(config.url, config.token_file, config.insecure)
+    where = safe_url(config.url)
     own = session is None
     session = session or requests.Session()
     try:
         blocked = False
         for path in spooled(config.spool_dir):
             try:
-                post_with_retries(session, config, path.read_bytes(), token, sleep)
+                post_with_retries(session, config, read_spooled(path), token, sleep)
                 result.sent += 1
             except _Failed as failure:
                 if failure.keep:
-                    result.errors.append(f"{config.url}: {failure} (spooled {path.name} kept)")
+                    result.errors.append(f"{where}: {failure} (spooled {path.name} kept)")
                     blocked = True
                     break
                 result.rejected += 1
-                result.errors.append(f"{config.url}: {failure}: dropped spooled {path.name}")
+                result.errors.append(f"{where}: {failure}: dropped spooled {path.name}")
             except FileNotFoundError:
-                continue                # another run sent it meanwhile
+                continue                # another run sent it meanwhile (or it is not ours: never sent)
             path.unlink(missing_ok=True)
         if not blocked:
             try:
                 post_with_retries(session, config, payload, token, sleep)
                 result.sent += 1
             except _Failed as failure:
-                result.errors.append(f"{config.url}: {failure}")
+                result.errors.append(f"{where}: {failure}")
                 if failure.keep:
                     blocked = True
                 else:
