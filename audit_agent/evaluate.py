@@ -19,6 +19,7 @@ from audit_agent.detect import (
     Context,
     Signal,
     behaviour,
+    coded_checks,
     content,
     families,
     gpu,
@@ -35,6 +36,7 @@ from audit_agent.filing.systems import research_systems
 from audit_agent.model import (
     COUNTED_STATUSES,
     AuditReport,
+    Coverage,
     CoverageStatus,
     Finding,
     FindingStatus,
@@ -84,20 +86,24 @@ def evaluate(snapshot: Snapshot, rules: CompiledRules, policy: Policy | None = N
         collected_at=snapshot.collected_at, window_seconds=snapshot.window_seconds, host=snapshot.host,
         profile=dict(policy.profile),
         rule_pack=RulePackInfo(name=rules.pack.name, version=rules.pack.version, sha256=rules.pack.sha256,
-                               files=list(rules.pack.files), references=references(rules, findings)),
+                               files=list(rules.pack.files), references=references(findings, rules)),
         coverage=list(snapshot.coverage), findings=findings, fail_on=fail_on,
         process_count=len(snapshot.processes), connection_count=len(snapshot.connections),
         load=list(snapshot.load), filings=matched_filings, timezone=zone_label(zone), tuning=list(rules.tuning.changes),
         research_systems=research_systems(findings, snapshot, {r.id: r for r in rules.pack.rules}, filings or []))
-    report.verdict, report.verdict_reasons = verdict(report)
+    report.verdict, facts = verdict_facts(report)
+    report.verdict_reasons = [VERDICT_REASON_TEXT[key].format(**values) for key, values in facts]
+    report.verdict_facts = [{"key": key, "values": values} for key, values in facts]
     return report
 
 
-def references(rules: CompiledRules, findings: list[Finding]) -> dict[str, str]:
-    """Reference URLs of the pack rules that fired (SARIF helpUri; the report carries them, renderers read only it)."""
-    fired = {rule_id for finding in findings for rule_id in finding.rule_ids}
-    return {rule.id: rule.reference for rule in rules.pack.rules
-            if rule.id in fired and rule.reference.startswith(("https://", "http://"))}
+def references(findings: list[Finding], rules: CompiledRules) -> dict[str, str]:
+    """The source each cited rule rests on (the pack's `reference`, or the coded check's), for the report."""
+    known = {rule.id: rule.reference for rule in rules.pack.rules}
+    known.update({rule_id: entry.get("reference", "") for rule_id, entry in coded_checks().items()})
+    cited = sorted({rule_id for finding in findings for rule_id in finding.rule_ids})
+    return {rule_id: known[rule_id] for rule_id in cited
+            if known.get(rule_id, "").startswith(("https://", "http://"))}
 
 
 def fold(signals: list[Signal], kind_of: dict[str, str] | None = None) -> list[Finding]:
@@ -186,6 +192,9 @@ def apply_allowlist(finding: Finding, allowlist: list[AllowEntry], hostname: str
         if allow_entry_matches(entry, finding, hostname):
             finding.status = FindingStatus.ALLOWLISTED
             finding.status_reason = f"{entry.reason} (allowlist {entry.origin})"
+            # The filed document names the entry by file name and line, not the path it was read from.
+            finding.decision = {"code": "allowlisted", "reason": entry.reason,
+                                "source": entry.origin.rsplit("/", 1)[-1]}
             return
 
 
@@ -244,7 +253,7 @@ def subject_allowed(entry: AllowEntry, subject: Subject, hostname: str) -> bool:
 VERDICT_REASON_TEXT = {       # English; the reports translate the same facts (reports/i18n: verdict_reason.*)
     "high": "{n} finding(s) of high or critical severity",
     "review": "{n} finding(s) to review",
-    "gap": "check {check} is {status}: {detail}",
+    "gap": "check {check} is {status}: {detail}",   # the reports phrase the detail from the coverage entry
     "clean": "no mining workload found and every core check ran in full",
 }
 
@@ -255,7 +264,8 @@ def verdict_facts(report: AuditReport) -> tuple[Verdict, list[tuple[str, dict[st
     high = [f for f in counted if f.severity.rank >= Severity.HIGH.rank]
     review = [f for f in counted if Severity.LOW.rank <= f.severity.rank < Severity.HIGH.rank]
     gaps = [c for c in report.coverage
-            if (c.check in CORE_CHECKS and c.status != CoverageStatus.OK) or c.status == CoverageStatus.ERROR]
+            if ((c.check in CORE_CHECKS and c.status != CoverageStatus.OK) or c.status == CoverageStatus.ERROR)
+            and not fully_accepted(c)]
     facts: list[tuple[str, dict[str, Any]]] = []
     if high:
         facts.append(("high", {"n": len(high)}))
@@ -269,6 +279,12 @@ def verdict_facts(report: AuditReport) -> tuple[Verdict, list[tuple[str, dict[st
     if gaps:
         return Verdict.INCOMPLETE, facts
     return Verdict.COMPLIANT, facts or [("clean", {})]
+
+
+def fully_accepted(coverage: Coverage) -> bool:
+    """A partial check whose every unreadable item the policy accepts (a sandboxed init) is no gap."""
+    return (coverage.status == CoverageStatus.PARTIAL and bool(coverage.unreadable)
+            and len(coverage.accepted) >= len(coverage.unreadable))
 
 
 def verdict(report: AuditReport) -> tuple[Verdict, list[str]]:

@@ -11,6 +11,7 @@ there keeps the engine's English text instead of failing the report.
 from __future__ import annotations
 
 import datetime as dt
+import string
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -51,6 +52,8 @@ def load_messages(lang: str) -> dict[str, str]:
 
 
 RULE_PARTS = ("title", "action", "meaning")
+# Optional per rule: `facts`, how a coded check's measured numbers read (a template, or a list of them,
+# the first whose placeholders the evidence has), and `title_variants`.
 
 
 @lru_cache(maxsize=None)
@@ -102,6 +105,16 @@ class Translator:
         # Values are data: substituted once, never themselves formatted.
         return text.format(**{k: "" if v is None else v for k, v in values.items()}) if values else text
 
+    def parts(self, key: str, **values: Any) -> list[tuple[str, bool]]:
+        """The message as (text, is_data) parts, so a template can mark the values as data (translate="no")."""
+        parts: list[tuple[str, bool]] = []
+        for text, name, _, _ in string.Formatter().parse(self(key)):
+            if text:
+                parts.append((text, False))
+            if name:
+                parts.append(("" if values.get(name) is None else str(values[name]), True))
+        return parts
+
     def enum(self, group: str, value: Any) -> str:
         """The label of an enum member (severity, verdict, status, coverage) by its value."""
         return self(f"{group}.{getattr(value, 'value', value)}")
@@ -148,3 +161,38 @@ class Translator:
 
 def translator(lang: str = "en") -> Translator:
     return Translator(lang, load_messages(lang))
+
+
+@lru_cache(maxsize=None)
+def coverage_reasons(lang: str = "en") -> dict[str, str]:
+    """{reason code: sentence} of reports/i18n/coverage.<lang>.yaml (why a check could not see everything)."""
+    if lang not in LANGS:
+        raise ValueError(f"unknown report language {lang!r}; known: {', '.join(LANGS)}")
+    path = i18n_dir() / f"coverage.{lang}.yaml"
+    with path.open(encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must map each coverage reason code to its sentence")
+    return {str(code): str(text) for code, text in data.items()}
+
+
+def coverage_phrase(detail: Any, lang: str = "en") -> str:
+    """One coverage detail (code + facts) in `lang`; the facts are data, substituted once."""
+    template = coverage_reasons(lang).get(detail.code)
+    if template is None:
+        return str(detail.code)
+    try:
+        return template.format(**detail.facts)
+    except (KeyError, IndexError, ValueError):
+        return f"{template} {detail.facts}"
+
+
+def coverage_text(details: list[Any], lang: str = "en", separator: str = "; ") -> str:
+    """Several coverage details as one text; a detail that ends with a colon introduces the next one."""
+    text = ""
+    for detail in details:
+        phrase = coverage_phrase(detail, lang)
+        if text:
+            text += " " if text.endswith(":") else "" if text.endswith("：") else separator
+        text += phrase
+    return text

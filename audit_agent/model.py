@@ -74,6 +74,13 @@ CATEGORIES = ("miner", "network", "stealth", "persistence", "gpu", "load", "tuni
 
 
 @dataclass
+class CoverageDetail:
+    """One fact about what a check could not see: a code of reports/i18n/coverage.<lang>.yaml and its values."""
+    code: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Coverage:
     """What one check could see: ok, partial (how much it could not see and why), skipped, n/a."""
     check: str
@@ -81,6 +88,11 @@ class Coverage:
     reason: str = ""
     inspected: int = 0
     denied: int = 0
+    # What the reports phrase in each language (reports/i18n/coverage.<lang>.yaml); `reason` is the same
+    # in English, for the JSON and its older readers.
+    details: list[CoverageDetail] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)     # what could not be read, bounded ("pid 1 systemd")
+    accepted: list[str] = field(default_factory=list)       # of those, what the policy accepts, with its reason
 
 
 @dataclass
@@ -398,8 +410,11 @@ class Snapshot:
 class Evidence:
     field: str                  # where it was seen: name, exe, cmdline, connection, config, binary, gpu, ...
     value: str                  # what was seen there (redacted, capped)
-    matched: str                # the indicator it matched
+    matched: str                # the indicator it matched (whole tokens of `value`, or a label of a coded check)
     rule_id: str
+    # Numbers and names a coded check measured; the reports phrase them per language
+    # (reports/i18n/rules.<lang>.yaml: the rule's `facts` template). Empty for a pattern match.
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -436,6 +451,9 @@ class Finding:
     status: FindingStatus = FindingStatus.OPEN
     status_reason: str = ""     # why allowlisted / registered / outside registration
     filing: str = ""            # the filing number that matched, if any
+    # The same decision as facts the reports phrase per language: {"code": "filing_valid", "number": ...}
+    # or {"code": "allowlisted", "reason": ..., "source": "config.yaml:12"}; empty while open.
+    decision: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -454,7 +472,7 @@ class RulePackInfo:
     version: str = ""
     sha256: str = ""
     files: list[str] = field(default_factory=list)
-    references: dict[str, str] = field(default_factory=dict)     # rule id -> reference URL, for the rules that fired
+    references: dict[str, str] = field(default_factory=dict)    # rule id -> its source, for each rule cited
 
 
 @dataclass
@@ -471,6 +489,9 @@ class AuditReport:
     findings: list[Finding] = field(default_factory=list)   # every status; renderers split by status
     verdict: Verdict = Verdict.COMPLIANT
     verdict_reasons: list[str] = field(default_factory=list)
+    # The facts behind the verdict ({"key": "high", "values": {"n": 2}}), so every renderer phrases them
+    # in its own language without calling the evaluation.
+    verdict_facts: list[dict[str, Any]] = field(default_factory=list)
     fail_on: Severity | None = Severity.HIGH     # None: --fail-on never
     process_count: int = 0
     connection_count: int = 0

@@ -321,18 +321,29 @@ def gpu(index: int, name: str, memory_gb: int, driver: str, util: float, procs: 
 
 
 def full_coverage(processes: int, connections: int, denied: int = 0, gpu_status: str = "ok",
-                  gpu_reason: str = "", extra: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
-    entries = [
-        {"check": "host", "status": "ok", "reason": "", "inspected": 1, "denied": 0},
-        {"check": "processes", "status": "ok", "reason": "", "inspected": processes, "denied": denied},
-        {"check": "network", "status": "ok", "reason": "", "inspected": connections, "denied": 0},
-        {"check": "gpu", "status": gpu_status, "reason": gpu_reason, "inspected": 0, "denied": 0},
-        {"check": "binaries", "status": "ok", "reason": "", "inspected": 0, "denied": 0},
-        {"check": "configs", "status": "ok", "reason": "", "inspected": 0, "denied": 0},
-        {"check": "stealth", "status": "ok", "reason": "", "inspected": 0, "denied": 0},
-        {"check": "persistence", "status": "ok", "reason": "", "inspected": 0, "denied": 0},
+                  gpu_reasons: tuple[str, ...] = ("gpu_backend",), extra: list[dict[str, Any]] = (),
+                  executables: int = 0, configs: int = 0, files: int = 0, entries: int = 0,
+                  busy: int = 0) -> list[dict[str, Any]]:
+    """Every check a live scan reports, with its reasons as codes (audit_agent.collect.coverage), so the
+    demo reports show what a real host's report shows, in both languages."""
+    from audit_agent.collect.coverage import because, coverage
+    from audit_agent.model import CoverageStatus as S, to_dict
+    gpu_facts = {"backend": "nvml"}
+    entries_ = [
+        coverage("host", S.OK, inspected=1),
+        coverage("processes", S.OK, inspected=processes, denied=denied),
+        coverage("network", S.OK, inspected=connections),
+        coverage("gpu", S(gpu_status), *[because(code, **({} if code.startswith(("nvml_", "no_nvidia_smi"))
+                                                           else gpu_facts)) for code in gpu_reasons],
+                 inspected=2 if gpu_status == "ok" else 0),
+        coverage("stealth", S.OK, inspected=1),
+        coverage("hidden-processes", S.OK, because("pids_probed_all", pid_max=4194304 // 128)),
+        coverage("binaries", S.OK, inspected=executables),
+        coverage("configs", S.OK, inspected=configs),
+        coverage("libraries", S.OK, inspected=busy),
+        coverage("persistence", S.OK, because("entries_read", entries=entries, files=files), inspected=files),
     ]
-    return entries + list(extra)
+    return [to_dict(entry) for entry in entries_] + list(extra)
 
 
 # ---------------------------------------------------------------------- the three hosts
@@ -409,7 +420,8 @@ def gpu_lab() -> dict[str, Any]:
                  "scanned_bytes": 19_874_816, "matched_strings": ["T-Rex NVIDIA GPU miner", "kawpow", "stratum+tcp://"],
                  "engine": "builtin", "error": ""}]
     load = h.load(gpu_means=[99, 99, 99, 99, 99, 99, 96, 96])
-    coverage = full_coverage(len(h.processes), len(h.connections))
+    coverage = full_coverage(len(h.processes), len(h.connections), executables=88, configs=5, files=31, entries=57,
+                             busy=12)
     return h.snapshot({"os_release": "Ubuntu 22.04.5 LTS", "kernel": "5.15.0-126-generic",
                        "cpu_model": "AMD EPYC 7763 64-Core Processor", "cpu_sockets": 2, "cpu_cores": 128,
                        "cpu_threads": 256, "memory_total_bytes": 1024 * GiB},
@@ -467,7 +479,8 @@ def login_node() -> dict[str, Any]:
     ]
     load = h.load(gpu_means=[])
     coverage = full_coverage(len(h.processes), len(h.connections), denied=0, gpu_status="skipped",
-                             gpu_reason="no NVIDIA driver (nvidia-smi not found)")
+                             gpu_reasons=("nvml_missing", "no_nvidia_smi"), executables=61, configs=3, files=24,
+                             entries=len(persistence) + 31, busy=4)
     return h.snapshot({"os_release": "Debian GNU/Linux 12 (bookworm)", "kernel": "6.1.0-27-amd64",
                        "cpu_model": "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz", "cpu_sockets": 2, "cpu_cores": 64,
                        "cpu_threads": 128, "memory_total_bytes": 512 * GiB},
@@ -503,7 +516,8 @@ def compute_node() -> dict[str, Any]:
     gpus = [gpu(0, "NVIDIA A30", 24, "550.127.05", 0.0, [], "cn-117"),
             gpu(1, "NVIDIA A30", 24, "550.127.05", 100.0, [(burn["pid"], 22.1)], "cn-117")]
     load = h.load(gpu_means=[0, 100])
-    coverage = full_coverage(len(h.processes), len(h.connections))
+    coverage = full_coverage(len(h.processes), len(h.connections), executables=47, configs=1, files=19, entries=38,
+                             busy=3)
     return h.snapshot({"os_release": "Rocky Linux 9.4 (Blue Onyx)", "kernel": "5.14.0-427.42.1.el9_4.x86_64",
                        "cpu_model": "Intel(R) Xeon(R) Platinum 8358 CPU @ 2.60GHz", "cpu_sockets": 2, "cpu_cores": 64,
                        "cpu_threads": 64, "memory_total_bytes": 256 * GiB},
@@ -522,4 +536,5 @@ def main(out_dir: Path = HERE) -> None:
 
 if __name__ == "__main__":
     import sys
+    sys.path.insert(0, str(HERE.parent))        # the checkout's audit_agent, whose reason codes the seeds use
     main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)

@@ -123,7 +123,7 @@ def test_every_rule_id_has_a_title_action_and_meaning_in_both_languages():
                                     and texts[rule_id][part].strip() for part in RULE_PARTS))
         assert missing == [], f"rules.{lang}.yaml lacks title/action/meaning for {missing}"
         assert sorted(set(texts) - ids) == [], f"rules.{lang}.yaml has entries for unknown rule ids"
-        assert all(set(entry) <= {*RULE_PARTS, "title_variants"} for entry in texts.values())
+        assert all(set(entry) <= {*RULE_PARTS, "title_variants", "facts"} for entry in texts.values())
 
 
 def test_english_rule_texts_are_the_engines_own():

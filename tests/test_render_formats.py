@@ -188,16 +188,17 @@ def test_markdown_in_chinese_names_findings_and_actions_in_chinese(demo_reports)
     from audit_agent.i18n import load_rule_texts
     zh = load_rule_texts("zh-CN")
     text = render("markdown", demo_reports["login-02"], RenderOptions(lang="zh-CN"))
-    assert "### 1. [严重] XMRig 系列挖矿程序\n" in text
+    assert "### 1. [严重] XMRig 系列挖矿程序（程序文件内容）\n" in text
     assert f"处置建议: {zh['AA-BIN-001']['action']}" in text
-    assert "| 位置 | 观察到的内容 | 匹配的特征 | 规则 | 指标含义 |" in text
-    assert f"| AA-WALLET-001 | {zh['AA-WALLET-001']['meaning']} |" in text
-    assert "检测引擎的详细证据陈述（英文原文）:" in text
+    assert "| 发现位置 | 所见内容 | 含义 |" in text
+    assert f"| {zh['AA-WALLET-001']['meaning']} (AA-WALLET-001) |" in text
+    assert not [r for f in demo_reports["login-02"].findings for r in f.reasons if r in text]
     registered = render("markdown", demo_reports["cn-117"], RenderOptions(lang="zh-CN"))
-    assert "] 命令行中含有 Stratum 矿池地址:" in registered          # registered workloads too
+    assert "] Stratum 矿池地址（命令行）:" in registered          # registered workloads too
+    assert "无需处置" in registered and "Stop the process" not in registered
     english = render("markdown", demo_reports["login-02"], RenderOptions(lang="en"))
     finding = demo_reports["login-02"].open_findings[0]
-    assert f"] {finding.title}\n" in english and f"Recommended action: {finding.recommended_action}" in english
+    assert f"] {finding.title} — executable content\n" in english and f"Recommended action: {finding.recommended_action}" in english
 
 
 # ---------------------------------------------------------------- every format

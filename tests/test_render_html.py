@@ -172,17 +172,17 @@ def test_chinese_report_names_findings_and_actions_in_chinese(demo_reports, logi
     lead = lead_rule(report.open_findings[0])
     assert lead == "AA-BIN-001"
     texts = finding_texts(login_html["zh-CN"])
-    assert texts[0] == ("XMRig 系列挖矿程序", zh["AA-BIN-001"]["action"])
+    assert texts[0] == ("XMRig 系列挖矿程序（程序文件内容）", zh["AA-BIN-001"]["action"])
     assert zh["AA-BIN-001"]["action"].startswith("终止该进程")
     assert len(texts) == len(re.findall(r'<article class="finding', login_html["zh-CN"]))
     for title, action in texts:
         assert re.search(r"[\u4e00-\u9fff]", title) and re.search(r"[\u4e00-\u9fff]", action), (title, action)
-    # each evidence row says what its rule means, in Chinese; the engine's English statements are labelled as such
+    # each evidence row says where, what was seen and what its rule means, in Chinese; never the engine's English
     assert zh["AA-POOL-001"]["meaning"] in login_html["zh-CN"]
-    assert "<tr><td>程序文件内容</td>" in login_html["zh-CN"] and "<tr><td>binary</td>" in login_html["en"]
+    assert "<tr><td>程序文件内容</td>" in login_html["zh-CN"] and "<tr><td>executable content</td>" in login_html["en"]
     assert login_html["zh-CN"].count('<td class="meaning">') == sum(len(f.evidence) for f in report.findings)
-    assert "<h4>检测引擎的详细证据陈述（英文原文）</h4>" in login_html["zh-CN"]
-    assert "The executable behind the binary contains xmrig strings" in login_html["zh-CN"]
+    assert not [r for f in report.findings for r in f.reasons if r in login_html["zh-CN"]]
+    assert not [r for f in report.findings for r in f.reasons if r in login_html["en"]]
 
 
 def test_lead_rule_is_the_rule_that_named_the_finding_and_listed_first(demo_reports):
@@ -194,7 +194,7 @@ def test_lead_rule_is_the_rule_that_named_the_finding_and_listed_first(demo_repo
     older.rule_ids = sorted(older.rule_ids, key=lambda r: r != "AA-NAME-001")
     assert older.rule_ids[0] == "AA-NAME-001" and lead_rule(older) == "AA-CMD-001"
     html = render("html", demo_reports["cn-117"], RenderOptions(lang="zh-CN"))
-    assert "命令行中含有 Stratum 矿池地址" in html and "已知的 CPU 挖矿程序</h3>" not in html
+    assert "Stratum 矿池地址（命令行）</h3>" in html and "已知的 CPU 挖矿程序" not in html.split("<h3>1.")[1].split("</h3>")[0]
     for report in demo_reports.values():
         for f in report.findings:
             assert lead_rule(f) in f.rule_ids, f.title
@@ -204,10 +204,11 @@ def test_lead_rule_is_the_rule_that_named_the_finding_and_listed_first(demo_repo
 def test_english_report_keeps_the_engines_titles_and_actions(demo_reports, login_html):
     texts = finding_texts(login_html["en"])
     findings = demo_reports["login-02"].open_findings
-    assert [title for title, _ in texts[:len(findings)]] == [f.title for f in sorted(
-        findings, key=lambda f: (-f.severity.rank, -f.confidence, f.subject.pid or 0, f.fingerprint))]
+    ordered = sorted(findings, key=lambda f: (-f.severity.rank, -f.confidence, f.subject.pid or 0, f.fingerprint))
+    assert [title.split(" — ")[0] for title, _ in texts[:len(findings)]] == [f.title for f in ordered]
+    assert texts[0][0] == "xmrig-family miner binary — executable content"   # what was found, and where
     assert texts[0][1] == findings[0].recommended_action       # the pack rule's own action, unchanged
-    assert "What the indicator means" in login_html["en"]
+    assert "What it means" in login_html["en"]
 
 
 def test_unknown_rule_keeps_the_engines_english_text(demo_reports):
@@ -219,7 +220,7 @@ def test_unknown_rule_keeps_the_engines_english_text(demo_reports):
     for e in finding.evidence:
         e.rule_id = "AA-SITE-001"
     html = render("html", report, RenderOptions(lang="zh-CN"))
-    assert "Site rule: &lt;b&gt;lab&lt;/b&gt; miner</h3>" in html
+    assert "Site rule: &lt;b&gt;lab&lt;/b&gt; miner（" in html
     assert "Call the &lt;i&gt;lab&lt;/i&gt; admin.</p>" in html and "<b>lab" not in html
 
 
@@ -233,7 +234,7 @@ def test_hostile_report_with_rule_texts_stays_inert(hostile_report, lang):
         from audit_agent.i18n import load_rule_texts
         from audit_agent.render.view import lead_rule
         lead = lead_rule(hostile_report.open_findings[0])
-        assert lead and f"1. {load_rule_texts('zh-CN')[lead]['title']}</h3>" in html
+        assert lead and f"1. {load_rule_texts('zh-CN')[lead]['title']}（" in html
 
 
 def test_verdict_reasons_are_phrased_in_the_report_language(demo_reports):

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import sys
 
+from audit_agent.i18n import coverage_phrase as phrase
 from audit_agent.collect import stealth
 from audit_agent.collect.stealth import HiddenSearch
 from audit_agent.model import BinaryScan, CoverageStatus, MinerConfig, ProcessInfo, Snapshot, StealthState
@@ -128,7 +129,7 @@ def test_hidden_process_is_found_threads_are_not_and_transients_are_dropped(tmp_
                           probe_all=lambda limit: sorted(p for p in alive if p <= limit), delay=0.01)
     hidden, how = stealth.find_hidden(search)
     assert hidden == {4242: "probe"}
-    assert "32768" in how
+    assert "32768" in phrase(how)
 
 
 def test_thread_of_a_hidden_process_points_to_its_process(tmp_path):

@@ -12,6 +12,7 @@ from audit_agent.collect.gpu import GpuSampler
 from audit_agent.collect.host import collect_host
 from audit_agent.collect.network import collect_connections
 from audit_agent.collect.processes import FirstReading, first_reading, read_processes
+from audit_agent.collect.coverage import because, coverage
 from audit_agent.model import Coverage, CoverageStatus, LoadSample, ProcessInfo, Snapshot
 
 Progress = Callable[[str, float], None]     # (what is happening, fraction of the window done 0..1)
@@ -102,7 +103,8 @@ def run_step(step: Callable[[Snapshot, CollectOptions], list[Coverage]], snapsho
         if len(message) > MAX_ERROR_CHARS:
             message = message[:MAX_ERROR_CHARS] + "…"
         reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-        return [Coverage(check, CoverageStatus.ERROR, reason) for check in step_checks(step)]
+        return [coverage(check, CoverageStatus.ERROR, because("step_failed", error=reason))
+                for check in step_checks(step)]
 
 
 def step_checks(step: Callable[..., object]) -> tuple[str, ...]:
@@ -170,4 +172,4 @@ def linux_only(check: str) -> Coverage | None:
     """Coverage `not_applicable` for a Linux-only check on another OS, else None."""
     if sys.platform.startswith("linux"):
         return None
-    return Coverage(check, CoverageStatus.NOT_APPLICABLE, f"Linux-only check; this host runs {sys.platform}")
+    return coverage(check, CoverageStatus.NOT_APPLICABLE, because("linux_only", platform=sys.platform))

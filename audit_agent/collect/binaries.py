@@ -42,6 +42,7 @@ from typing import Any, Iterable
 
 from audit_agent import __version__
 from audit_agent.collect import scan_cache
+from audit_agent.collect.coverage import because, coverage, is_root
 from audit_agent.model import BinaryScan, Coverage, CoverageStatus, Snapshot
 from audit_agent.rules.yara_files import SIGNATURE_RULE, signature_rule, yara_module
 
@@ -143,7 +144,7 @@ def collect_binaries(snapshot: Snapshot, options: Any) -> list[Coverage]:
     strings = list(getattr(options, "signature_strings", []) or [])
     yara_rules = LazyYara(strings, getattr(options, "yara_sources", None) or {})
     if not strings and yara_rules.compiled() is None:
-        return [Coverage(CHECK, CoverageStatus.SKIPPED, "the rule pack has no executable signature strings")]
+        return [coverage(CHECK, CoverageStatus.SKIPPED, because("no_signatures"))]
     pids = [p.pid for p in snapshot.processes]
     seen: set[tuple[Any, ...]] = set()
     folder = cache_folder(options)
@@ -161,12 +162,13 @@ def binaries_coverage(inspected: int, denied: int, failed: list[BinaryScan] | No
     """ok, or partial with how many executables were denied or could not be scanned, and why."""
     problems = []
     if denied:
-        problems.append(f"{denied} executable(s) unreadable: access denied; run as root for full coverage")
+        problems.append(because("executables_denied_root" if is_root() else "executables_denied", n=denied))
     if failed:
-        problems.append(f"{len(failed)} executable(s) not fully scanned, e.g. {failed[0].path}: {failed[0].error}")
+        problems.append(because("executables_failed", n=len(failed)))
     if problems:
-        return Coverage(CHECK, CoverageStatus.PARTIAL, "; ".join(problems), inspected=inspected, denied=denied)
-    return Coverage(CHECK, CoverageStatus.OK, inspected=inspected)
+        return coverage(CHECK, CoverageStatus.PARTIAL, *problems, inspected=inspected, denied=denied,
+                        unreadable=[f"{scan.path}: {scan.error}" for scan in failed or []])
+    return coverage(CHECK, CoverageStatus.OK, inspected=inspected)
 
 
 def scan_pids(pids: Iterable[int], snapshot: Snapshot, options: Any, strings: list[str], yara_rules: Any = None,

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from audit_agent.collect import linux_only
 from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
+from audit_agent.collect.coverage import because, coverage
 from audit_agent.model import Coverage, CoverageStatus, MinerConfig, ProcessInfo, Snapshot
 from audit_agent.redact import cap, redact_cmdline, redact_text
 
@@ -89,14 +90,12 @@ def collect_configs(snapshot: Snapshot, options: Any) -> list[Coverage]:
 def configs_coverage(budget: _Budget) -> Coverage:
     problems = []
     if budget.denied:
-        problems.append(f"{budget.denied} config file(s) or working directories unreadable: access denied")
+        problems.append(because("configs_denied", n=budget.denied))
     if budget.not_examined:
-        problems.append(f"limit of {MAX_FILES_TOTAL} config files reached: {budget.not_examined} process(es) "
-                        "not examined")
+        problems.append(because("config_limit", limit=MAX_FILES_TOTAL, n=budget.not_examined))
     if problems:
-        return Coverage(CHECK, CoverageStatus.PARTIAL, "; ".join(problems),
-                        inspected=budget.files, denied=budget.denied)
-    return Coverage(CHECK, CoverageStatus.OK, inspected=budget.files)
+        return coverage(CHECK, CoverageStatus.PARTIAL, *problems, inspected=budget.files, denied=budget.denied)
+    return coverage(CHECK, CoverageStatus.OK, inspected=budget.files)
 
 
 def scan_processes(processes: list[ProcessInfo], proc_root: str = "/proc",

@@ -11,7 +11,8 @@ import shutil
 import subprocess
 from typing import Any, Callable
 
-from audit_agent.model import Coverage, CoverageStatus, GpuDevice, GpuProcess
+from audit_agent.collect.coverage import because, coverage
+from audit_agent.model import Coverage, CoverageDetail, CoverageStatus, GpuDevice, GpuProcess
 
 MIB = 1024 * 1024
 SMI_TIMEOUT = 10
@@ -26,7 +27,7 @@ class GpuSampler:
         self._load_nvml = nvml_loader or _import_nvml
         self._smi_path = smi_path
         self.backend = ""
-        self.reason = ""
+        self.reasons: list[CoverageDetail] = []     # why there is no backend
         self._nvml: Any = None
         self._samples: dict[int, list[float]] = {}
 
@@ -37,14 +38,14 @@ class GpuSampler:
             self._nvml, self.backend = nvml, "nvml"
             return
         except ImportError:
-            self.reason = "nvidia-ml-py is not installed"
+            self.reasons = [because("nvml_missing")]
         except Exception as exc:        # NVMLError_LibraryNotFound, DriverNotLoaded, ...
-            self.reason = f"NVML unavailable: {exc}"
+            self.reasons = [because("nvml_unavailable", error=str(exc))]
         smi = self._smi_path or shutil.which("nvidia-smi")
         if smi:
             self._smi_path, self.backend = smi, "nvidia-smi"
         else:
-            self.reason = f"no NVIDIA driver found ({self.reason}; nvidia-smi not on PATH)"
+            self.reasons.append(because("no_nvidia_smi"))
 
     def sample(self) -> list[float]:
         """One utilisation reading per device (percent); [] when there is no backend."""
@@ -61,11 +62,12 @@ class GpuSampler:
 
     def finish(self) -> tuple[list[GpuDevice], Coverage]:
         if not self.backend:
-            return [], Coverage("gpu", CoverageStatus.SKIPPED, self.reason)
+            return [], coverage("gpu", CoverageStatus.SKIPPED, *self.reasons)
         try:
             devices = self._nvml_devices() if self.backend == "nvml" else self._smi_devices(with_processes=True)
         except Exception as exc:
-            return [], Coverage("gpu", CoverageStatus.ERROR, f"{self.backend} failed: {exc}")
+            return [], coverage("gpu", CoverageStatus.ERROR,
+                                because("gpu_backend_failed", backend=self.backend, error=str(exc)))
         finally:
             if self._nvml is not None:
                 try:
@@ -78,8 +80,9 @@ class GpuSampler:
                 device.utilization_samples = [round(s, 1) for s in samples]
                 device.utilization_percent = round(sum(samples) / len(samples), 1)
         if not devices:
-            return [], Coverage("gpu", CoverageStatus.NOT_APPLICABLE, f"{self.backend}: no NVIDIA GPU on this host")
-        return devices, Coverage("gpu", CoverageStatus.OK, f"via {self.backend}", inspected=len(devices))
+            return [], coverage("gpu", CoverageStatus.NOT_APPLICABLE, because("no_nvidia_gpu", backend=self.backend))
+        return devices, coverage("gpu", CoverageStatus.OK, because("gpu_backend", backend=self.backend),
+                                 inspected=len(devices))
 
     # -- NVML
     def _nvml_utilisation(self) -> list[float]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from audit_agent.collect import CollectOptions, linux_only
 from audit_agent.model import Coverage, CoverageStatus, Snapshot
+from audit_agent.collect.coverage import because, coverage
 
 CHECK = "libraries"
 BUSY_CPU_PERCENT = 50.0
@@ -33,8 +34,8 @@ def collect_libraries(snapshot: Snapshot, options: CollectOptions) -> list[Cover
         else:
             proc.libraries = libraries
     if denied:
-        return [Coverage(CHECK, CoverageStatus.PARTIAL, f"{denied} of {len(wanted)} busy or GPU processes' "
-                         "memory maps could not be read", inspected=len(wanted) - denied, denied=denied)]
+        return [coverage(CHECK, CoverageStatus.PARTIAL, because("maps_unreadable", denied=denied, total=len(wanted)),
+                         inspected=len(wanted) - denied, denied=denied)]
     return [Coverage(CHECK, CoverageStatus.OK, inspected=len(wanted))]
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from audit_agent.collect.coverage import because, coverage
 from audit_agent.model import Connection, Coverage, CoverageStatus
 
 # Sockets the kernel keeps after their process closed them have no owner by nature, not by denial.
@@ -74,10 +75,9 @@ def psutil_connections() -> tuple[list[Connection], Coverage]:
     try:
         raw = psutil.net_connections(kind="inet")
     except psutil.AccessDenied:
-        return [], Coverage("network", CoverageStatus.SKIPPED,
-                            "access denied listing sockets (on macOS this needs root)")
+        return [], coverage("network", CoverageStatus.SKIPPED, because("sockets_denied"))
     except (OSError, psutil.Error) as exc:
-        return [], Coverage("network", CoverageStatus.ERROR, f"cannot list sockets: {exc}")
+        return [], coverage("network", CoverageStatus.ERROR, because("sockets_failed", error=str(exc)))
     connections = [Connection(pid=conn.pid, protocol=PROTOCOLS.get((int(conn.family), int(conn.type)), "other"),
                               local_address=conn.laddr.ip if conn.laddr else "",
                               local_port=conn.laddr.port if conn.laddr else 0,
@@ -90,7 +90,7 @@ def psutil_connections() -> tuple[list[Connection], Coverage]:
 def connections_coverage(connections: list[Connection]) -> Coverage:
     unowned = sum(1 for conn in connections if conn.pid is None and conn.state not in ORPHAN_STATES)
     if unowned:
-        return Coverage("network", CoverageStatus.PARTIAL,
-                        f"{unowned} of {len(connections)} connections have no visible owner process (access denied)",
+        return coverage("network", CoverageStatus.PARTIAL,
+                        because("connections_unowned", n=unowned, total=len(connections)),
                         inspected=len(connections) - unowned, denied=unowned)
-    return Coverage("network", CoverageStatus.OK, inspected=len(connections))
+    return coverage("network", CoverageStatus.OK, inspected=len(connections))

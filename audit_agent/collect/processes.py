@@ -27,6 +27,7 @@ except ImportError:     # not on Windows
 
 from audit_agent.collect.procfs import boot_time
 from audit_agent.collect.cgroups import cgroup_path, container_id, read_cgroup, slurm_job_id
+from audit_agent.collect.coverage import because, coverage, is_root
 from audit_agent.model import Coverage, CoverageStatus, ProcessInfo
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def read_processes(first: FirstReading, proc_root: str = "/proc") -> tuple[list[
         reader = ProcReader(proc_root)
         processes = [info for info in reader.read_all(first, elapsed) if info is not None]
         denied = sum(1 for info in processes if info.denied) + reader.unreadable
-        return processes, process_coverage(len(processes) + reader.unreadable, denied)
+        return processes, process_coverage(len(processes) + reader.unreadable, denied, processes)
     import psutil
     processes = []
     denied_processes = 0
@@ -88,17 +89,28 @@ def read_processes(first: FirstReading, proc_root: str = "/proc") -> tuple[list[
         if info.denied:
             denied_processes += 1
         processes.append(info)
-    return processes, process_coverage(len(processes), denied_processes)
+    return processes, process_coverage(len(processes), denied_processes, processes)
 
 
-def process_coverage(total: int, denied: int) -> Coverage:
+def process_coverage(total: int, denied: int, processes: list[ProcessInfo] | None = None) -> Coverage:
+    """ok, or partial naming the processes that could not be read, with advice that would help: root when
+    not root; when root was denied too, the container or security module (LSM) that denied it."""
     if total == 0:
-        return Coverage("processes", CoverageStatus.SKIPPED, "no process could be listed")
+        return coverage("processes", CoverageStatus.SKIPPED, because("no_processes"))
     if denied:
-        return Coverage("processes", CoverageStatus.PARTIAL,
-                        f"{denied} of {total} processes could not be fully read (access denied); run as root for full coverage",
-                        inspected=total - denied, denied=denied)
-    return Coverage("processes", CoverageStatus.OK, inspected=total)
+        code = "processes_denied_root" if is_root() else "processes_denied"
+        return coverage("processes", CoverageStatus.PARTIAL, because(code, n=denied, total=total),
+                        inspected=total - denied, denied=denied,
+                        unreadable=[unreadable_label(p) for p in processes or [] if p.denied])
+    return coverage("processes", CoverageStatus.OK, inspected=total)
+
+
+def unreadable_label(proc: ProcessInfo) -> str:
+    """"pid 1 systemd (/usr/lib/systemd/systemd): exe, cmdline": who, and what of it could not be read."""
+    who = f"pid {proc.pid} {proc.name}".strip()
+    if proc.exe:
+        who += f" ({proc.exe})"
+    return f"{who}: {', '.join(proc.denied)}" if proc.denied else who
 
 
 class _Denied:

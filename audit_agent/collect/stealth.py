@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from audit_agent.collect import linux_only, rawsys
-from audit_agent.model import Coverage, CoverageStatus, HiddenPid, ProcessInfo, Snapshot, StealthState
+from audit_agent.collect.coverage import because, coverage
+from audit_agent.model import Coverage, CoverageDetail, CoverageStatus, HiddenPid, ProcessInfo, Snapshot, StealthState
 from audit_agent.redact import cap
 
 CHECK = "stealth"
@@ -56,7 +57,7 @@ def collect_stealth(snapshot: Snapshot, options: Any) -> list[Coverage]:
     """checking for hidden processes and stealth"""
     not_linux = linux_only(CHECK)
     if not_linux:
-        return [not_linux, Coverage(CHECK_HIDDEN, CoverageStatus.NOT_APPLICABLE, not_linux.reason)]
+        return [not_linux, coverage(CHECK_HIDDEN, CoverageStatus.NOT_APPLICABLE, *not_linux.details)]
     proc_root = getattr(options, "proc_root", "/proc")
     sys_root = getattr(options, "sys_root", "/sys")
     etc_root = getattr(options, "etc_root", "/etc")
@@ -72,9 +73,7 @@ def collect_stealth(snapshot: Snapshot, options: Any) -> list[Coverage]:
     state.msr_loaded, state.msr_allow_writes = msr_state(sys_root)
     state.nmi_watchdog = read_int(os.path.join(proc_root, "sys/kernel/nmi_watchdog"))
     add_hugepage_usage(snapshot.processes, proc_root)
-    coverage = [Coverage(CHECK, CoverageStatus.OK, inspected=1)]
-    coverage.append(add_hidden_processes(snapshot, options, proc_root))
-    return coverage
+    return [coverage(CHECK, CoverageStatus.OK, inspected=1), add_hidden_processes(snapshot, options, proc_root)]
 
 
 # ------------------------------------------------------------------ preload
@@ -370,15 +369,14 @@ def pid_max_of(proc_root: str) -> int:
     return read_int(os.path.join(proc_root, "sys/kernel/pid_max")) or 32768
 
 
-def probe_limit(proc_root: str, listed: set[int]) -> tuple[int, str]:
-    """How far to brute-probe PIDs, and a sentence saying why."""
+def probe_limit(proc_root: str, listed: set[int]) -> tuple[int, CoverageDetail]:
+    """How far to brute-probe PIDs, and the coverage detail saying why."""
     pid_max = pid_max_of(proc_root)
     if pid_max <= FULL_PROBE_MAX:
-        return pid_max, f"every PID up to pid_max {pid_max} probed"
+        return pid_max, because("pids_probed_all", pid_max=pid_max)
     highest = max([*listed, last_pid(proc_root) or 0, 32768])
     limit = min(pid_max, highest + PROBE_MARGIN)
-    return limit, (f"PIDs up to {limit} probed (pid_max {pid_max} is large); beyond that, children of "
-                   "every visible thread were followed")
+    return limit, because("pids_probed_to", limit=limit, pid_max=pid_max)
 
 
 def last_pid(proc_root: str = "/proc") -> int | None:
@@ -416,16 +414,16 @@ class HiddenSearch:
         return kernel_listed_pids(self.proc_root) if self.proc_root == "/proc" else set()
 
 
-def find_hidden(search: HiddenSearch, known_ppids: Iterable[int] = ()) -> tuple[dict[int, str], str]:
+def find_hidden(search: HiddenSearch, known_ppids: Iterable[int] = ()) -> tuple[dict[int, str], CoverageDetail]:
     """{pid: method} of processes alive by direct probe but absent from the listing, re-checked after a delay.
 
     Raises ListingUnavailable when /proc cannot be listed or lists no process."""
     try:
         listed = search.listing()
     except OSError as exc:
-        raise ListingUnavailable(f"cannot list {search.proc_root}: {exc.strerror or exc}") from exc
+        raise ListingUnavailable(because("cannot_list", path=search.proc_root, error=str(exc.strerror or exc))) from exc
     if not listed:
-        raise ListingUnavailable(f"the {search.proc_root} listing is empty: nothing to compare the probes with")
+        raise ListingUnavailable(because("empty_listing", path=search.proc_root))
     limit, how = probe_limit(search.proc_root, listed)
     candidates: dict[int, str] = {}
     for pid in sorted(search.kernel_listing() - listed):
@@ -524,7 +522,7 @@ def add_hidden_processes(snapshot: Snapshot, options: Any, proc_root: str) -> Co
     try:
         hidden, how = find_hidden(search, ppids)
     except ListingUnavailable as exc:
-        return Coverage(CHECK_HIDDEN, CoverageStatus.ERROR, str(exc))
+        return coverage(CHECK_HIDDEN, CoverageStatus.ERROR, exc.args[0])
     known = {p.pid: p for p in snapshot.processes}
     for pid, method in sorted(hidden.items()):
         proc = known.get(pid) or read_hidden_process(pid, proc_root, snapshot.window_seconds)
@@ -535,7 +533,7 @@ def add_hidden_processes(snapshot: Snapshot, options: Any, proc_root: str) -> Co
             snapshot.processes.append(proc)
         snapshot.stealth.hidden_pids.append(HiddenPid(pid=pid, name=proc.name, exe=proc.exe,
                                                       cmdline=list(proc.cmdline), method=method))
-    return Coverage(CHECK_HIDDEN, CoverageStatus.OK, how, inspected=len(hidden))
+    return coverage(CHECK_HIDDEN, CoverageStatus.OK, how, inspected=len(hidden))
 
 
 def read_hidden_process(pid: int, proc_root: str, window: float) -> ProcessInfo | None:

@@ -6,7 +6,11 @@ about the same subject into one Finding. Producers are pure: no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Iterable
+
+import yaml
 
 from audit_agent.model import Evidence, ProcessInfo, Severity, Snapshot, Subject
 from audit_agent.policy import Policy
@@ -79,13 +83,22 @@ def signal_from_hit(hit: Hit, key: str, subject: Subject, *, field_name: str | N
     return Signal(subject_key=key, subject=subject, rule_id=rule.id, title=rule.title, category=rule.category,
                   severity=severity or rule.severity, confidence=rule.confidence if confidence is None else confidence,
                   reason=safe_format(rule.reason, field=where, value=shown, matched=cap(hit.matched, 200)),
-                  evidence=Evidence(field=where, value=shown, matched=cap(hit.matched, 200), rule_id=rule.id),
+                  evidence=Evidence(field=where, value=shown, matched=cap(hit.matched, 200), rule_id=rule.id,
+                                    facts=dict(hit.facts)),
                   action=rule.action, indicator=hit.matched, weak=weak)
 
 
 def safe_format(template: str, **values: str) -> str:
     """Fill a reason template; the values are data and are never themselves formatted."""
     try:
-        return template.format(**values)
+        return " ".join(template.format(**values).split())
     except (KeyError, IndexError, ValueError):
         return f"{template} ({values.get('field')}: {values.get('value')})"
+
+
+@lru_cache(maxsize=1)
+def coded_checks() -> dict[str, dict[str, str]]:
+    """{rule id: {category, source, reference}} of the coded checks (audit_agent/detect/checks.yaml)."""
+    with (Path(__file__).resolve().parent / "checks.yaml").open(encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    return {str(rule_id): {k: str(v) for k, v in entry.items()} for rule_id, entry in (data.get("checks") or {}).items()}

@@ -82,7 +82,7 @@ def config_signals(config: MinerConfig, ctx: Context) -> list[Signal]:
                 category="miner", severity=severity, confidence=confidence,
                 reason=f"The process uses the {where!s} that is shaped like a miner configuration ({what})"
                        + (f": {cap(detail, 200)}." if detail else "."),
-                evidence=Evidence(field="config", value=cap(f"{config.path}: keys {', '.join(config.keys[:12])}", 300),
+                evidence=Evidence(field="config", value=cap(f"{config.path}: {', '.join(config.keys[:12])}", 300),
                                   matched=what, rule_id=RULE_CONFIG),
                 action="Preserve the config file as evidence; identify the pool and wallet owner.",
                 indicator=what, weak=severity.rank < Severity.HIGH.rank))

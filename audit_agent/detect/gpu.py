@@ -58,7 +58,7 @@ def unknown_process_signal(device: GpuDevice, proc: ProcessInfo) -> Signal:
         reason=f"GPU {device.index} ({device.name}) was {util} busy over the window, running a process "
                "that is not a known ML or HPC framework.",
         evidence=Evidence(field="gpu", value=f"GPU {device.index} {device.name}: {util}",
-                          matched="busy GPU, unknown workload", rule_id=RULE_UNKNOWN),
+                          matched="busy GPU, unknown workload", rule_id=RULE_UNKNOWN, facts=gpu_facts(device)),
         action="Ask the owner what this GPU job is; check it against the filed research systems.",
         indicator="gpu busy unknown", weak=True)
 
@@ -75,6 +75,12 @@ def no_process_signal(device: GpuDevice, missing_pid: int | None = None) -> Sign
         reason=f"GPU {device.index} ({device.name}) was {util} busy over the window but {detail}: "
                "a process may be hidden, or running in another pid namespace.",
         evidence=Evidence(field="gpu", value=f"GPU {device.index} {device.name}: {util}",
-                          matched="busy GPU without visible process", rule_id=RULE_NO_PROCESS),
+                          matched="busy GPU without visible process", rule_id=RULE_NO_PROCESS,
+                          facts={**gpu_facts(device), "pid": "" if missing_pid is None else missing_pid}),
         action="Inspect the GPU with nvidia-smi from the host pid namespace; look for hidden processes.",
         indicator="gpu busy no process", weak=True)
+
+
+def gpu_facts(device: GpuDevice) -> dict[str, object]:
+    """What the reports phrase in each language (rules.<lang>.yaml `facts`)."""
+    return {"index": device.index, "model": device.name, "percent": round(device.utilization_percent or 0)}

@@ -147,7 +147,11 @@ def busy_signal(proc: ProcessInfo, thresholds: Thresholds, host_cpus: int | None
         reason=cap(f"It held {held} for the whole window and is not a known research framework"
                    + (f"; {why}." if why else "."), 800),
         evidence=Evidence(field="load", value=f"{held}, {proc.num_threads or '?'} threads",
-                          matched=f">= {thresholds.cpu_busy_fraction:.0%} of allowed CPUs", rule_id=RULE_BUSY),
+                          matched=f">= {thresholds.cpu_busy_fraction:.0%} of allowed CPUs", rule_id=RULE_BUSY,
+                          facts={"cpu_percent": round(proc.cpu_percent or 0),
+                                 "cpus": round((proc.cpu_percent or 0) / 100, 1),
+                                 "allowed": allowed, "threads": proc.num_threads or "?",
+                                 "fraction": round(thresholds.cpu_busy_fraction * 100)}),
         action="Ask the owner what this workload is; check it against the filed research systems.",
         indicator="cpu saturated, unknown executable", weak=True)
 
@@ -227,6 +231,10 @@ def stratum_signal(proc: ProcessInfo, shape: list[str], cpu_busy: bool, device: 
                    "the shape of a miner talking to its pool, which survives TLS and proxies"
                    + (f"; {'; '.join(notes)}." if notes else "."), 800),
         evidence=Evidence(field="connection", value=cap(", ".join(endpoints), 300),
-                          matched="few long-lived outbound connections + saturation", rule_id=RULE_STRATUM),
+                          matched="few long-lived outbound connections + saturation", rule_id=RULE_STRATUM,
+                          facts={"endpoints": cap(", ".join(endpoints), 300), "count": len(endpoints),
+                                 "cpu_percent": round(proc.cpu_percent or 0) if cpu_busy else "",
+                                 "gpu": device.index if device is not None else "",
+                                 "gpu_percent": round(device.utilization_percent or 0) if device is not None else ""}),
         action="Find what the remote end is (pool, proxy, VPN); ask the owner what the workload is.",
         indicator="stratum-like session", weak=True)

@@ -68,6 +68,6 @@ def connection_signals(ctx: Context) -> list[Signal]:
                    f"{', in network namespace ' + conn.namespace if conn.namespace else ''}): "
                    f"port {conn.remote_port} is a common mining-pool port.",
             evidence=Evidence(field="connection", value=f"{conn.local_address}:{conn.local_port} -> {endpoint}",
-                              matched=f"pool port {conn.remote_port}", rule_id=rule.id),
+                              matched=str(conn.remote_port), rule_id=rule.id),
             action=rule.action, indicator=f"port {conn.remote_port}", weak=True))
     return found

@@ -112,7 +112,8 @@ def process_signals(proc: ProcessInfo, ctx: Context) -> list[Signal]:
         add(RULE_KTHREAD, "Process imitates a kernel thread", Severity.HIGH, 0.7,
             f"The process calls itself {cap(imitation, 80)!r} like a kernel thread, but {kthread_evidence(proc)}: "
             "real kernel threads have no executable, an empty command line and kthreadd (PID 2) as parent.",
-            "name", f"{proc.name} | {redact_cmdline(proc.cmdline, 200)} | exe {exe}", "kernel-thread name with an executable",
+            "name", " | ".join(filter(None, [proc.name, redact_cmdline(proc.cmdline, 200), exe])),
+            "kernel-thread name with an executable",
             weak=False, action="Identify the real executable behind the process, stop it, and check how it started.")
     preload = suspicious_preload(proc)
     if preload:
@@ -141,7 +142,9 @@ def deleted_signal(proc: ProcessInfo, key: str, subject: Subject) -> Signal:
     return Signal(subject_key=key, subject=subject, rule_id=RULE_DELETED, title="Executable deleted while running",
                   category="stealth", severity=severity, confidence=confidence,
                   reason=f"The executable {cap(exe, 300)!r} {why}; it is still readable through /proc/{proc.pid}/exe.",
-                  evidence=Evidence(field="exe", value=cap(exe + " (deleted)", 300), matched="deleted executable",
+                  evidence=Evidence(field="exe",
+                                    value=cap(exe if exe.endswith(" (deleted)") else exe + " (deleted)", 300),
+                                    matched="deleted executable",
                                     rule_id=RULE_DELETED),
                   action="Copy /proc/PID/exe as evidence before stopping the process." if not weak else "",
                   indicator="deleted executable", weak=weak)
@@ -195,7 +198,8 @@ def hugepage_signals(proc: ProcessInfo, ctx: Context, key: str, subject: Subject
                    reason=f"The process kept {proc.cpu_percent:.0f}% CPU busy while holding {gib:.1f} GiB of huge "
                           "pages, the memory layout RandomX miners tune for (HPC codes use huge pages too).",
                    evidence=Evidence(field="memory", value=f"{gib:.1f} GiB huge pages, {proc.cpu_percent:.0f}% CPU",
-                                     matched="huge pages + busy CPU", rule_id=RULE_HUGEPAGES),
+                                     matched="huge pages + busy CPU", rule_id=RULE_HUGEPAGES,
+                                     facts={"gib": round(gib, 1), "cpu_percent": round(proc.cpu_percent or 0)}),
                    indicator="huge pages + busy", weak=True)]
 
 
@@ -208,10 +212,11 @@ def host_signals(ctx: Context) -> list[Signal]:
     found: list[Signal] = []
 
     def add(rule_id: str, title: str, category: str, severity: Severity, confidence: float, reason: str,
-            field: str, value: str, matched: str, weak: bool, action: str = "") -> None:
+            field: str, value: str, matched: str, weak: bool, action: str = "", facts: dict | None = None) -> None:
         found.append(Signal(subject_key="host", subject=subject, rule_id=rule_id, title=title, category=category,
                             severity=severity, confidence=confidence, reason=reason,
-                            evidence=Evidence(field=field, value=cap(value, 300), matched=matched, rule_id=rule_id),
+                            evidence=Evidence(field=field, value=cap(value, 300), matched=matched, rule_id=rule_id,
+                                              facts=facts or {}),
                             action=action, indicator=matched, weak=weak))
 
     if state.ld_so_preload:
@@ -286,7 +291,9 @@ def unexplained_cpu_signal(ctx: Context, add: AddSignal) -> None:
         f"{state.unexplained_cpu_percent:.0f}% is unexplained, which a hidden process would cause "
         "(short-lived processes can too).", "cpu",
         f"system {state.system_cpu_percent}%, visible {state.visible_cpu_percent}%, "
-        f"unexplained {state.unexplained_cpu_percent}%", "unexplained CPU", weak=True)
+        f"unexplained {state.unexplained_cpu_percent}%", "unexplained CPU", weak=True,
+        facts={"window": round(ctx.snapshot.window_seconds), "system": round(state.system_cpu_percent or 0),
+               "visible": round(state.visible_cpu_percent or 0), "unexplained": round(state.unexplained_cpu_percent)})
 
 
 def tuning_signals(ctx: Context, state: StealthState, add: AddSignal) -> None:
@@ -304,7 +311,8 @@ def tuning_signals(ctx: Context, state: StealthState, add: AddSignal) -> None:
             f"{reserved} huge pages of {size} are reserved and {len(busy)} process(es) kept a core busy over the "
             "window: RandomX miners reserve huge pages (vm.nr_hugepages); databases and HPC codes do too.",
             "meminfo", f"HugePages_Total={reserved}, Hugepagesize={state.hugepage_size_kb} kB",
-            "huge pages reserved", weak=True)
+            "huge pages reserved", weak=True, facts={"pages": reserved, "size_kb": state.hugepage_size_kb or "",
+                                                     "busy": len(busy)})
     if state.nmi_watchdog == 0 and (msr_writes or (reserved > 0 and busy)):
         add(RULE_NMI, "NMI watchdog disabled", "tuning", Severity.INFO, 0.1,
             "kernel.nmi_watchdog is 0, part of the usual RandomX tuning (many VMs run with it off too).",

@@ -16,6 +16,7 @@ import fnmatch
 from typing import Any
 
 from audit_agent.filing import scale
+from audit_agent.filing.decision import decide, decide_all, english
 from audit_agent.filing.registry import Filing
 from audit_agent.model import Finding, FindingStatus, Snapshot
 from audit_agent.timezone import local_day, zone_label
@@ -51,20 +52,23 @@ def apply_filings(findings: list[Finding], filings: list[Filing], snapshot: Snap
         if filing is None:
             if finding.category == RESEARCH:
                 finding.status = FindingStatus.UNFILED
-                finding.status_reason = "no filing in the registry covers this mining-related research system"
+                decide(finding, "unfiled", {})
             continue
         matched.setdefault(filing.number, (filing, []))[1].append(finding)
         finding.filing = filing.number
-        finding.status, finding.status_reason = judge(filing, finding, hostname, day)
+        finding.status, code, facts = judgement(filing, finding, hostname, day)
+        decide(finding, code, facts)
     summaries = []
     for filing, covered in matched.values():
         used = scale.observed(scale.finding_pids(covered), by_pid, snapshot,
                               {f.subject.gpu_index for f in covered if f.subject.gpu_index is not None})
-        over = scale.excess(filing.describe(), used, filing.number)
+        over_facts = scale.excess_facts(filing.describe(), used, filing.number)
+        over = [english(code, facts) for code, facts in over_facts]
         if over:
             for finding in covered:
                 if finding.status == FindingStatus.REGISTERED:
-                    finding.status, finding.status_reason = FindingStatus.OUTSIDE_REGISTRATION, "; ".join(over)
+                    finding.status = FindingStatus.OUTSIDE_REGISTRATION
+                    decide_all(finding, over_facts)
         summary = filing.describe()
         summary.update(used_cpu_cores=used["cpu_cores"], used_gpus=used["gpus"],
                        used_gpu_memory_gib=used["gpu_memory_gib"], used_storage_tib=used["storage_tib"],
@@ -91,15 +95,25 @@ def lifecycle(filing: Filing, day: dt.date, zone: dt.tzinfo, warn_days: int) -> 
 
 
 def judge(filing: Filing, finding: Finding, hostname: str, day: dt.date) -> tuple[FindingStatus, str]:
+    status, code, facts = judgement(filing, finding, hostname, day)
+    return status, english(code, facts)
+
+
+def judgement(filing: Filing, finding: Finding, hostname: str,
+              day: dt.date) -> tuple[FindingStatus, str, dict[str, Any]]:
+    """The status, and the decision as a code and its facts (audit_agent/filing/decision.py)."""
+    number = filing.number
     if not filing.valid_from <= day <= filing.valid_until:
-        return (FindingStatus.REGISTRATION_EXPIRED,
-                f"filing {filing.number} is valid {filing.valid_from} to {filing.valid_until}, not on {day}")
+        return (FindingStatus.REGISTRATION_EXPIRED, "filing_expired",
+                {"number": number, "valid_from": str(filing.valid_from), "valid_until": str(filing.valid_until),
+                 "day": str(day)})
     if not host_matches(filing, hostname):
-        return FindingStatus.OUTSIDE_REGISTRATION, f"host {hostname} is not among the hosts of filing {filing.number}"
+        return FindingStatus.OUTSIDE_REGISTRATION, "filing_host", {"number": number, "host": hostname}
     if filing.users and finding.subject.username not in filing.users:
-        return (FindingStatus.OUTSIDE_REGISTRATION,
-                f"user {finding.subject.username or '(unknown)'} is not among the users of filing {filing.number}")
-    return FindingStatus.REGISTERED, f"covered by filing {filing.number} ({filing.project}, approved by {filing.approved_by})"
+        return FindingStatus.OUTSIDE_REGISTRATION, "filing_user", {"number": number,
+                                                                    "user": finding.subject.username or "(unknown)"}
+    return (FindingStatus.REGISTERED, "filing_valid",
+            {"number": number, "project": filing.project, "approved_by": filing.approved_by})
 
 
 def _filing_status(findings: list[Finding]) -> str:

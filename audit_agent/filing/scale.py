@@ -10,6 +10,7 @@ import math
 import re
 from typing import Any
 
+from audit_agent.filing.decision import english
 from audit_agent.model import Finding, ProcessInfo, Snapshot
 
 TOLERANCE = 1.05        # CPU use is sampled: 5% over the filed cores is noise, not over-use
@@ -54,18 +55,22 @@ def finding_pids(findings: list[Finding]) -> set[int]:
 
 def excess(filed: dict[str, Any], used: dict[str, Any], number: str) -> list[str]:
     """One sentence per resource used beyond the filing; [] when within it (or nothing filed)."""
+    return [english(code, facts) for code, facts in excess_facts(filed, used, number)]
+
+
+def excess_facts(filed: dict[str, Any], used: dict[str, Any], number: str) -> list[tuple[str, dict[str, Any]]]:
+    """(decision code, facts) per resource used beyond the filing, for the reports to phrase."""
     over = []
     if filed.get("cpu_cores") is not None and used["cpu_cores"] > filed["cpu_cores"] * TOLERANCE:
-        over.append(f"uses {used['cpu_cores']:.1f} CPU cores, beyond the {filed['cpu_cores']:g} filed under {number}")
+        over.append(("filing_cpu", {"used": f"{used['cpu_cores']:.1f}", "filed": f"{filed['cpu_cores']:g}"}))
     if filed.get("gpus") is not None and used["gpus"] > filed["gpus"]:
-        over.append(f"uses {used['gpus']} GPUs, beyond the {filed['gpus']} filed under {number}")
+        over.append(("filing_gpu", {"used": used["gpus"], "filed": filed["gpus"]}))
     if filed.get("gpu_memory_gib") is not None and used["gpu_memory_gib"] > filed["gpu_memory_gib"] * TOLERANCE:
-        over.append(f"uses {used['gpu_memory_gib']:g} GiB of GPU memory, beyond the {filed['gpu_memory_gib']:g} GiB "
-                    f"filed under {number}")
+        over.append(("filing_gpu_memory", {"used": f"{used['gpu_memory_gib']:g}", "filed": f"{filed['gpu_memory_gib']:g}"}))
     if (filed.get("storage_tib") is not None and used.get("storage_tib") is not None
             and used["storage_tib"] > filed["storage_tib"]):
-        over.append(f"farms {used['storage_tib']:g} TiB, beyond the {filed['storage_tib']:g} TiB filed under {number}")
-    return over
+        over.append(("filing_storage", {"used": f"{used['storage_tib']:g}", "filed": f"{filed['storage_tib']:g}"}))
+    return [(code, {**facts, "number": number}) for code, facts in over]
 
 
 def rounded_up(used: dict[str, Any]) -> dict[str, Any]:

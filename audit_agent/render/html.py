@@ -54,4 +54,4 @@ def render(report: AuditReport, options: object = None) -> str:
     return environment().get_template(TEMPLATE).render(
         v=view.build(report, t), r=report, t=t, lang=lang, agent_version=report.agent_version or __version__,
         script=Markup(script), style=Markup(style), csp=csp(script), number=view.number, gib=view.gib,
-        lead_rule=view.lead_rule)
+        story=view.story, coverage_detail=view.coverage_detail)

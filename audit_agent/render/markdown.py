@@ -51,4 +51,4 @@ def render(report: AuditReport, options: object = None) -> str:
     t = translator(getattr(options, "lang", "en") or "en")
     return environment().get_template(TEMPLATE).render(
         v=view.build(report, t), r=report, t=t, agent_version=report.agent_version or __version__,
-        number=view.number, gib=view.gib, lead_rule=view.lead_rule)
+        number=view.number, gib=view.gib, story=view.story, coverage_detail=view.coverage_detail)

@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from audit_agent.i18n import load_rule_texts
-from audit_agent.model import AuditReport, Finding, LoadSample, Severity, SEVERITY_ORDER
+from audit_agent.i18n import coverage_text
+from audit_agent.model import AuditReport, Coverage, Finding, LoadSample, Severity, SEVERITY_ORDER
 from audit_agent.redact import cap, redact_text
+from audit_agent.render.story import lead_rule, story
+
+__all__ = ["lead_rule", "story"]
 
 # Longest string any template prints from the report; the upstream caps are smaller, this one
 # holds even for a hand-made or hostile report JSON.
@@ -70,6 +73,7 @@ class ReportView:
     charts: list[Chart] = field(default_factory=list)
     filings: list[dict[str, Any]] = field(default_factory=list)
     verdict_reasons: list[str] = field(default_factory=list)
+    references: list[tuple[str, str, str]] = field(default_factory=list)    # rule id, title, source
 
 
 def build(report: AuditReport, t: Any) -> ReportView:
@@ -82,36 +86,39 @@ def build(report: AuditReport, t: Any) -> ReportView:
                       allowlisted=order(report.allowlisted_findings), counts=counts,
                       window_end=report.collected_at + report.window_seconds,
                       charts=charts(report.load, report.window_seconds, t), filings=filings(report),
-                      verdict_reasons=verdict_reasons(report, t))
+                      verdict_reasons=verdict_reasons(report, t), references=references(report, t))
+
+
+def references(report: AuditReport, t: Any) -> list[tuple[str, str, str]]:
+    """Every rule a finding of this report cites, with its title in the report's language and its source."""
+    cited = sorted({rule_id for finding in report.findings for rule_id in finding.rule_ids})
+    return [(rule_id, t.rule(rule_id, "title", rule_id), report.rule_pack.references.get(rule_id, ""))
+            for rule_id in cited]
 
 
 def verdict_reasons(report: AuditReport, t: Any) -> list[str]:
-    """The verdict's reasons in the report's language, from the same facts the engine judged on."""
-    from audit_agent.evaluate import verdict_facts
-    _, facts = verdict_facts(report)
+    """The verdict's reasons in the report's language, from the facts the engine judged on (they travel
+    in the report: a renderer never re-runs the evaluation). A report without them keeps its English."""
+    if not report.verdict_facts:
+        return list(report.verdict_reasons)
+    by_check = {c.check: c for c in report.coverage}
     phrased = []
-    for key, values in facts:
+    for fact in report.verdict_facts:
+        key, values = fact.get("key", ""), dict(fact.get("values") or {})
         if key == "gap":
-            values = {**values, "check": t.check(values["check"]), "status": t.enum("coverage", values["status"])}
+            entry = by_check.get(values.get("check", ""))
+            values = {**values, "check": t.check(values.get("check", "")),
+                      "status": t.enum("coverage", values["status"]),
+                      "detail": coverage_detail(entry, t) if entry else values.get("detail", "")}
         phrased.append(t(f"verdict_reason.{key}", **values))
     return phrased
 
 
-def lead_rule(finding: Finding) -> str | None:
-    """The rule the finding is named after: the one whose English title is the finding's title.
-
-    The engine lists that rule first in `rule_ids` (evaluate.finding_from), so for a current report
-    this is rule_ids[0], found on the first pass of the loop. Reports written before that kept the order
-    the signals came in (a port or a name match before the pool URL that named the finding), hence the
-    title search. None when no known rule has that title (a site's own pack): the templates then print
-    the engine's English title and action.
-    """
-    english = load_rule_texts("en")
-    for rule_id in finding.rule_ids:
-        entry = english.get(rule_id)
-        if entry and (entry.get("title") == finding.title or finding.title in (entry.get("title_variants") or {})):
-            return rule_id
-    return None
+def coverage_detail(entry: Coverage, t: Any) -> str:
+    """Why a check could not see everything, phrased from its codes; a report without codes keeps its text."""
+    if entry.details:
+        return coverage_text(entry.details, t.lang, t("format.list_join"))
+    return entry.reason
 
 
 def filings(report: AuditReport) -> list[dict[str, Any]]:

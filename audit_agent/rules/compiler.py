@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, Callable
 
-from audit_agent.redact import redact_flat
+from audit_agent.redact import cap, redact_flat
 from audit_agent.rules.loader import DomainEntry, Rule, RulePack, domain_entries
 from audit_agent.rules.research import ResearchMatcher
 from audit_agent.rules.tuning import Tuning, tuned_pack
@@ -30,6 +30,7 @@ class Hit:
     field: str        # where: name, exe, argv0, cmdline, login, host, port, binary, persistence, config
     value: str        # what was looked at
     matched: str      # the indicator that matched
+    facts: tuple[tuple[str, str], ...] = ()     # what the reports phrase per language (a wallet's coin, a pool's domain)
 
 
 @lru_cache(maxsize=8192)
@@ -122,7 +123,7 @@ class CompiledRules:
             found = next(((rule, coin) for address in wallet_candidates(login)
                           for rule, coin, regex in self.wallets if regex.fullmatch(address)), None)
             if found:
-                hits.append(Hit(found[0], field, login, f"{found[1]} wallet"))
+                hits.append(Hit(found[0], field, login, f"{found[1]} wallet", (("coin", found[1]),)))
         return hits
 
     # -- domains, wherever a host name appears
@@ -141,7 +142,7 @@ class CompiledRules:
             found = self.lookup_domain(host)
             if found:
                 rule, entry = found
-                hits.append(Hit(rule, field, host, f"{entry.domain} ({entry.type}, {entry.status})"))
+                hits.append(Hit(rule, field, host, f"{entry.domain} ({entry.type}, {entry.status})", (("domain", entry.domain),)))
         return hits
 
     def lookup_domain(self, host: str) -> tuple[Rule, DomainEntry] | None:
@@ -330,10 +331,10 @@ class _PatternSet:
             regex, unless = self.regexes(index)
             found = regex.search(text)
             if found and not (unless and unless.search(text)):
-                # A pattern made of lookaheads matches the empty string: show where it matched instead.
-                # Either way the shown text is part of a command line: redact it like one.
-                shown = found.group(0) or text[found.start():found.start() + 80].strip()
-                hits.append(Hit(rule, field, text, redact_flat(shown)[:120]))
+                # Shown whole: the words the match touches, never a cut-off regex span; a pattern made of
+                # lookaheads matches the empty string, so it shows the whole text. Redacted like a command line.
+                hits.append(Hit(rule, field, text, cap(redact_flat(whole_words(text, found.start(), found.end())),
+                                                       MAX_MATCHED)))
         return hits
 
 
@@ -350,6 +351,20 @@ def remembered(memo: dict[tuple[str, str], tuple[Hit, ...]], key: tuple[str, str
             memo.clear()
         known = memo[key] = tuple(match(*key))
     return list(known)
+
+
+MAX_MATCHED = 200       # characters of matched text kept; cap() says how many more there were
+
+
+def whole_words(text: str, start: int, end: int) -> str:
+    """The whitespace-delimited words that text[start:end] touches; all of text for an empty match."""
+    if start >= end:
+        return text.strip()
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    return text[start:end].strip()
 
 
 def _rarest_gram(literal: str, by_gram: dict[str, list[tuple[str, int]]]) -> str:

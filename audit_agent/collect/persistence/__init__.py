@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from audit_agent.collect import linux_only
+from audit_agent.collect.coverage import because, coverage
 from audit_agent.collect.persistence import fs  # noqa: F401 - tests reach the limits through the package
 from audit_agent.collect.persistence.baseline import read_baseline
 from audit_agent.collect.persistence.containers import read_containers
@@ -50,14 +51,6 @@ from audit_agent.model import Coverage, CoverageStatus, Snapshot
 
 CHECK = "persistence"
 MAX_EXAMPLES = 5
-TALLY_WORDS = {
-    "denied": "could not be read (access denied)",
-    "refused": "symlink(s) not followed (target outside the tree or owned by someone else)",
-    "skipped": "file(s) or folder(s) not read",
-    "deep": "folder(s) below the depth limit not entered",
-    "truncated": "file(s) read only in part",
-    "failed": "place(s) lost to an error",
-}
 
 
 def collect_persistence(snapshot: Snapshot, options: Any) -> list[Coverage]:
@@ -67,7 +60,7 @@ def collect_persistence(snapshot: Snapshot, options: Any) -> list[Coverage]:
         return [not_here]
     etc = Path(options.etc_root)
     if not etc.is_dir():
-        return [Coverage(CHECK, CoverageStatus.SKIPPED, f"{etc} is not a directory")]
+        return [coverage(CHECK, CoverageStatus.SKIPPED, because("not_a_directory", path=str(etc)))]
     out = read_persistence(etc, scan_strings=list(getattr(options, "signature_strings", []) or []))
     snapshot.persistence = out.entries
     snapshot.persistence_baseline = read_baseline(out.root)
@@ -103,21 +96,25 @@ def persistence_coverage(out: Collected) -> Coverage:
     """ok, or partial naming each scope that could not see everything and what it left out."""
     problems = []
     denied = 0
+    unreadable: list[str] = []
     for scope in out.scopes:
         parts = []
         for name, tally in iter_tallies(scope):
             if tally.count:
-                parts.append(f"{tally.count} {TALLY_WORDS[name]}, e.g. " + ", ".join(tally.examples[:MAX_EXAMPLES]))
+                examples = ", ".join(tally.examples[:MAX_EXAMPLES])
+                parts.append(because(f"persistence_{name}", n=tally.count, examples=examples))
+                if name in ("denied", "refused"):
+                    unreadable += tally.examples[:MAX_EXAMPLES]
         if name_limit := scope.limit_hit:
-            parts.insert(0, f"limit of {name_limit} reached")
+            parts.insert(0, because("persistence_limit", limit=name_limit))
         denied += scope.denied.count + scope.refused.count
         if parts:
-            problems.append(f"{scope.name}: " + "; ".join(parts))
+            user = scope.name[len("user "):] if scope.name.startswith("user ") else ""
+            problems += [because("scope_user", user=user) if user else because("scope_system"), *parts]
     files = sum(scope.files for scope in out.scopes)
     users = sum(1 for scope in out.scopes if scope.name.startswith("user "))
-    summary = f"{len(out.entries)} entries from {files} files (system and {users} home folder(s))"
+    summary = because("persistence_read", entries=len(out.entries), files=files, users=users)
     if problems:
-        return Coverage(CHECK, CoverageStatus.PARTIAL, summary + "; " + " | ".join(problems),
-                        inspected=files, denied=denied)
-    return Coverage(CHECK, CoverageStatus.OK, summary, inspected=files, denied=denied)
-
+        return coverage(CHECK, CoverageStatus.PARTIAL, summary, *problems, inspected=files, denied=denied,
+                        unreadable=unreadable)
+    return coverage(CHECK, CoverageStatus.OK, summary, inspected=files, denied=denied)

@@ -1,0 +1,217 @@
+"""No untranslated text in a report: every rule id, check id, coverage reason, verdict fact, subject kind,
+category, evidence field and filing decision the engine can emit is rendered in both languages, and the
+rendered HTML's text nodes are read one by one.
+
+A text node outside `translate="no"` (the marker of data from the host) may hold data, but no word that
+comes from English: in a zh-CN report a Latin word is allowed only if the Chinese translation files use it
+themselves (GPU, XMRig, systemd, ...). Data-marked nodes must really be data: text of the report's own
+host-side values, never the engine's English sentences. The names are read from the live sources
+(tests/vocabulary.py), so a name another change adds without its translation fails here.
+"""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+import yaml
+
+from audit_agent.i18n import LANGS, coverage_reasons, i18n_dir, load_messages, load_rule_texts
+from audit_agent.render import RenderOptions, render
+from tests import vocabulary
+from tests.vocabulary import DATA
+
+LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
+ENGLISH_MARKERS = ("ENGLISH-",)          # the engine's English sentences in the synthetic report
+VOID = {"meta", "br", "col", "input", "link", "img", "rect", "line", "polyline", "hr", "wbr"}
+
+
+class TextNodes(HTMLParser):
+    """(text, inside translate="no") for every text node outside <style> and <script>."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[tuple[str, bool]] = []
+        self.nodes: list[tuple[str, bool]] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in VOID:
+            return
+        data = dict(attrs).get("translate") == "no" or (bool(self.stack) and self.stack[-1][1])
+        self.stack.append((tag, data))
+
+    def handle_endtag(self, tag):
+        while self.stack:
+            if self.stack.pop()[0] == tag:
+                break
+
+    def handle_data(self, data):
+        if any(tag in ("style", "script") for tag, _ in self.stack) or not data.strip():
+            return
+        self.nodes.append((data.strip(), bool(self.stack) and self.stack[-1][1]))
+
+
+def text_nodes(html: str) -> list[tuple[str, bool]]:
+    parser = TextNodes()
+    parser.feed(html)
+    return parser.nodes
+
+
+def chinese_vocabulary() -> set[str]:
+    """Latin words the Chinese translation files use themselves: product names and technical terms."""
+    words: set[str] = set()
+    for path in i18n_dir().glob("*zh-CN.yaml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        words |= {w.lower() for w in LATIN_WORD.findall(strings_of(data))}
+    return words
+
+
+def strings_of(data) -> str:     # noqa: ANN001 - any YAML value
+    if isinstance(data, dict):
+        return " ".join(strings_of(v) for v in data.values())     # values only: keys are English by design
+    if isinstance(data, list):
+        return " ".join(strings_of(v) for v in data)
+    return str(data)
+
+
+def untranslated(html: str, lang: str) -> list[str]:
+    """Text nodes that show English where the report's language is asked, or engine sentences anywhere."""
+    allowed = chinese_vocabulary() if lang == "zh-CN" else None
+    bad = []
+    for text, is_data in text_nodes(html):
+        if any(marker in text for marker in ENGLISH_MARKERS):
+            bad.append(text)
+            continue
+        if re.search(r"\{\w+\}", text) or text in load_messages("en"):       # a placeholder or a raw key
+            bad.append(text)
+            continue
+        if is_data or allowed is None:
+            continue
+        rest = text.replace(DATA, " ")
+        words = [w for w in LATIN_WORD.findall(rest) if w.lower() not in allowed and not re.fullmatch(r"T\d{4}", w)]
+        if words:
+            bad.append(f"{text!r}: {words}")
+    return bad
+
+
+@pytest.fixture(scope="module")
+def everything():
+    return vocabulary.everything_report()
+
+
+def test_the_vocabulary_is_read_from_the_live_sources():
+    assert len(vocabulary.rule_ids()) >= 71
+    assert {"processes", "network", "binaries", "configs", "persistence", "stealth", "hidden-processes",
+            "libraries", "gpu"} <= vocabulary.check_ids()
+    assert {"processes_denied", "step_failed"} <= vocabulary.coverage_codes()
+    assert {"process", "gpu", "host", "persistence", "connection", "file"} <= vocabulary.subject_kinds()
+    assert {"cmdline", "config", "binary", "persistence", "memory", "connection"} <= vocabulary.evidence_fields()
+    assert {"filing_valid", "filing_expired", "allowlisted"} <= vocabulary.decision_codes()
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_name_has_its_label_in_both_languages(lang):
+    messages = load_messages(lang)
+    rules = load_rule_texts(lang)
+    missing = [f"check.{c}" for c in vocabulary.check_ids() if f"check.{c}" not in messages]
+    missing += [f"kind.{k}" for k in vocabulary.subject_kinds() if f"kind.{k}" not in messages]
+    missing += [f"category.{c}" for c in vocabulary.categories() if f"category.{c}" not in messages]
+    missing += [f"field.{f}" for f in vocabulary.evidence_fields() if f"field.{f}" not in messages]
+    missing += [f"entry.{k}" for k in vocabulary.persistence_kinds() if f"entry.{k}" not in messages]
+    missing += [f"decision.{d}" for d in vocabulary.decision_codes() if f"decision.{d}" not in messages]
+    missing += [f"verdict_reason.{v}" for v in vocabulary.verdict_keys() if f"verdict_reason.{v}" not in messages]
+    missing += [f"coverage code {c}" for c in vocabulary.coverage_codes() if c not in coverage_reasons(lang)]
+    missing += [f"rule {r}" for r in vocabulary.rule_ids() if r not in rules]
+    assert sorted(missing) == []
+
+
+def test_coverage_reasons_have_the_same_placeholders_in_both_languages():
+    english, chinese = coverage_reasons("en"), coverage_reasons("zh-CN")
+    assert set(english) == set(chinese)
+    for code in english:
+        assert vocabulary.placeholders(english[code]) == vocabulary.placeholders(chinese[code]), code
+        assert re.search(r"[\u4e00-\u9fff]", chinese[code]), code
+
+
+def test_fact_templates_have_the_same_placeholders_in_both_languages():
+    english, chinese = load_rule_texts("en"), load_rule_texts("zh-CN")
+    for rule_id, entry in english.items():
+        en, zh = entry.get("facts") or [], chinese[rule_id].get("facts") or []
+        en, zh = ([en] if isinstance(en, str) else en), ([zh] if isinstance(zh, str) else zh)
+        assert [vocabulary.placeholders(t) for t in en] == [vocabulary.placeholders(t) for t in zh], rule_id
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_a_report_that_says_everything_has_no_untranslated_text(everything, lang):
+    html = render("html", everything, RenderOptions(lang=lang))
+    assert untranslated(html, lang) == []
+    assert DATA in html
+    # every rule, check and kind really reached the page (the test would prove nothing otherwise)
+    assert html.count('<article class="finding') == len(everything.findings)
+    assert html.count('class="coverage-row"') == len(everything.coverage)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_markdown_says_everything_without_english_sentences(everything, lang):
+    text = render("markdown", everything, RenderOptions(lang=lang))
+    assert not [m for m in ENGLISH_MARKERS if m in text]
+    assert not re.search(r"\{\w+\}", text)
+
+
+@pytest.mark.parametrize("name", ["cn-117", "gpu-lab-03", "login-02"])
+def test_demo_reports_have_no_untranslated_text_in_chinese(demo_reports, name):
+    report = demo_reports[name]
+    html = render("html", report, RenderOptions(lang="zh-CN"))
+    data = host_strings(report)
+    leftovers = []
+    for item in untranslated(strip_data(html, data), "zh-CN"):
+        leftovers.append(item)
+    assert leftovers == []
+    for finding in report.findings:         # the engine's English never reaches the page
+        assert not [r for r in finding.reasons if r in html]
+        assert finding.recommended_action not in html
+
+
+def host_strings(report) -> list[str]:   # noqa: ANN001
+    """Values that came from the host or the institution (data), longest first."""
+    found: set[str] = set()
+    found |= {v for v in report.profile.values() if v}
+    host = report.host
+    found |= {host.hostname, host.os_release, host.os, host.kernel, host.arch, host.cpu_model}
+    found |= {g.name for g in host.gpus} | {g.uuid for g in host.gpus} | {g.driver for g in host.gpus}
+    for f in report.findings:
+        s = f.subject
+        found |= {s.name, s.exe, s.cmdline, s.username, s.path, s.cgroup, s.terminal, s.slurm_job_id, f.filing}
+        found |= {e.value for e in f.evidence if not e.facts} | {e.matched for e in f.evidence}
+        found |= {str(v) for e in f.evidence for v in e.facts.values()}
+        found |= {str(v) for k, v in f.decision.items() if k != "code"}
+    for item in report.filings:
+        found |= {str(v) for v in item.values() if isinstance(v, (str, int, float))}
+        found |= {str(v) for v in item.get("hosts") or []} | {str(v) for v in item.get("users") or []}
+    for c in report.coverage:
+        found |= set(c.unreadable) | set(c.accepted) | {str(v) for d in c.details for v in d.facts.values()}
+    return sorted((s for s in found if s and len(s) > 1), key=len, reverse=True)
+
+
+def strip_data(html: str, data: list[str]) -> str:
+    from html import escape
+    for value in data:
+        html = html.replace(escape(value, quote=False), DATA)
+    return html
+
+
+def test_collectors_give_coverage_reasons_as_codes_not_sentences():
+    """A reason written as an English sentence could never be translated: collectors name a code."""
+    import ast
+    offenders = []
+    for path in vocabulary.sources("collect"):
+        if path.name == "coverage.py":
+            continue
+        for call in vocabulary.calls([path], {"Coverage"}):
+            if len(call.args) > 2 or any(kw.arg == "reason" for kw in call.keywords):
+                offenders.append(f"{path.name}:{call.lineno}: Coverage(..., reason) - use coverage(..., because(code))")
+        for call in vocabulary.calls([path], {"coverage"}):
+            for arg in call.args[2:]:
+                if isinstance(arg, ast.Constant) or isinstance(arg, ast.JoinedStr):
+                    offenders.append(f"{path.name}:{call.lineno}: a sentence where a because(code) belongs")
+    assert offenders == []
