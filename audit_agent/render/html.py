@@ -51,7 +51,9 @@ def render(report: AuditReport, options: object = None) -> str:
     script = (directory / SCRIPT).read_text(encoding="utf-8")
     style = (directory / STYLE).read_text(encoding="utf-8")
     # Markup: our own static files, inserted verbatim (escaping would break them); no report data in them.
+    built = view.build(report, t)
+    sheet = view.paper(report, built, t)
     return environment().get_template(TEMPLATE).render(
-        v=view.build(report, t), r=report, t=t, lang=lang, agent_version=report.agent_version or __version__,
+        v=built, r=report, paper={"header": Markup(sheet.header), "pages": Markup(sheet.pages)}, t=t, lang=lang, agent_version=report.agent_version or __version__,
         script=Markup(script), style=Markup(style), csp=csp(script), number=view.number, gib=view.gib,
         story=view.story, coverage_detail=view.coverage_detail)

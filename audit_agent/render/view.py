@@ -6,6 +6,8 @@ templates' environments neutralise them on output (see `clean`).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +76,19 @@ class ReportView:
     filings: list[dict[str, Any]] = field(default_factory=list)
     verdict_reasons: list[str] = field(default_factory=list)
     references: list[tuple[str, str, str]] = field(default_factory=list)    # rule id, title, source
+    report_id: str = ""
+
+
+def report_id(report: AuditReport) -> str:
+    """A short hash of the report's content, printed on every page so a paper copy names its JSON."""
+    canonical = json.dumps(report.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8", "backslashreplace")).hexdigest()[:12]
+
+
+def css_string(text: str) -> str:
+    """A CSS string literal that is inert in HTML too: every character but [A-Za-z0-9 .,:/_-] as a \\HEX escape."""
+    safe = "".join(ch if (ch.isascii() and (ch.isalnum() or ch in " .,:/_-")) else f"\\{ord(ch):06x}" for ch in text)
+    return f'"{safe}"'
 
 
 def build(report: AuditReport, t: Any) -> ReportView:
@@ -86,7 +101,21 @@ def build(report: AuditReport, t: Any) -> ReportView:
                       allowlisted=order(report.allowlisted_findings), counts=counts,
                       window_end=report.collected_at + report.window_seconds,
                       charts=charts(report.load, report.window_seconds, t), filings=filings(report),
-                      verdict_reasons=verdict_reasons(report, t), references=references(report, t))
+                      verdict_reasons=verdict_reasons(report, t), references=references(report, t),
+                      report_id=report_id(report))
+
+
+@dataclass
+class Paper:
+    header: str         # CSS content of the running header: host and report id
+    pages: str          # CSS content of "page n of m", counters included
+
+
+def paper(report: AuditReport, view: ReportView, t: Any) -> Paper:
+    header = t("report.running_header", host=cap(report.host.hostname, 60), id=view.report_id)
+    pages = " ".join(css_string(text) if not is_data else f"counter({text})"
+                     for text, is_data in t.parts("report.page_of", page="page", pages="pages"))
+    return Paper(header=css_string(header), pages=pages)
 
 
 def references(report: AuditReport, t: Any) -> list[tuple[str, str, str]]:
