@@ -33,7 +33,8 @@ from audit_agent.collect.processes import (
     set_cpu_use,
     split_stat,
 )
-from audit_agent.model import Coverage, CoverageStatus, ProcessInfo, Snapshot
+from audit_agent.collect.coverage import because, coverage
+from audit_agent.model import Coverage, CoverageDetail, CoverageStatus, ProcessInfo, Snapshot
 
 CHECK = "process-events"
 SLOW_CHECKS = ("hidden-processes", "stealth", "persistence")
@@ -46,7 +47,7 @@ class CycleStats:
     read_in_full: int = 0
     refreshed: int = 0
     events: int = 0
-    reason: str = ""
+    reason: CoverageDetail | None = None      # why every process was read in full, when it was
 
 
 @dataclass
@@ -102,23 +103,22 @@ class IncrementalProcesses:
         self.known = known
         self.last = stats
         denied = sum(1 for info in processes if info.denied) + reader.unreadable
-        return processes, process_coverage(len(processes) + reader.unreadable, denied)
+        return processes, process_coverage(len(processes) + reader.unreadable, denied, processes)
 
-    def full_reason(self, batch: EventBatch) -> str:
+    def full_reason(self, batch: EventBatch) -> CoverageDetail | None:
         if self.events is None:
-            return f"process events unavailable ({self.unavailable}): every process read in full"
+            return because("events_unavailable", why=self.unavailable)
         if batch.lost:
-            return "the kernel dropped process events: every process read in full"
-        return ""
+            return because("events_lost")
+        return None
 
     def coverage(self) -> Coverage:
         """How this cycle read processes, for the report. Without events every process is read in full, so
         nothing is missed: the note explains the cost, it is not a gap in coverage."""
         stats = self.last
-        how = (f"{stats.read_in_full} processes read in full, {stats.refreshed} unchanged since the last cycle "
-               f"(CPU and state re-read), {stats.events} process events")
-        reason = f"{stats.reason}; {how}" if stats.reason else how
-        return Coverage(CHECK, CoverageStatus.OK, reason, inspected=stats.read_in_full + stats.refreshed)
+        how = because("incremental_read", full=stats.read_in_full, refreshed=stats.refreshed, events=stats.events)
+        details = [stats.reason, how] if stats.reason else [how]
+        return coverage(CHECK, CoverageStatus.OK, *details, inspected=stats.read_in_full + stats.refreshed)
 
 
 def start_ticks(info: ProcessInfo, boot_time: float) -> int:
