@@ -23,7 +23,7 @@ DATA = "DATA-Ω"          # stands for a value from the host in the synthetic re
 
 
 def sources(*folders: str) -> list[Path]:
-    return [path for folder in folders for path in sorted((PACKAGE / folder).glob("*.py"))]
+    return [path for folder in folders for path in sorted((PACKAGE / folder).rglob("*.py"))]
 
 
 def calls(paths: list[Path], names: set[str]) -> list[ast.Call]:
