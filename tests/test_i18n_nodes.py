@@ -63,6 +63,8 @@ def chinese_vocabulary() -> set[str]:
     for path in i18n_dir().glob("*zh-CN.yaml"):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         words |= {w.lower() for w in LATIN_WORD.findall(strings_of(data))}
+    # the Chinese rule texts, wherever they come from (coin families carry their own): coin and product names
+    words |= {w.lower() for w in LATIN_WORD.findall(strings_of(load_rule_texts("zh-CN")))}
     return words
 
 

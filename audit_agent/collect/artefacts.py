@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audit_agent.collect.families import Found
+from audit_agent.collect.coverage import because, coverage
 from audit_agent.model import ArtefactGroup, Coverage, CoverageStatus, Snapshot
 from audit_agent.redact import cap
 from audit_agent.rules.families import Family, family_rules
@@ -127,7 +128,7 @@ def search_artefacts(snapshot: Snapshot, families: list[Family], found: Found, o
     rules = [rule for family in families for rule in family_rules(family)]
     matchers = FamilyMatchers(RulePack("families", "", "", "", [], rules, families))
     if not matchers.artefacts:
-        return Coverage("artefacts", CoverageStatus.NOT_APPLICABLE, "no family in the rule pack has artefacts")
+        return coverage("artefacts", CoverageStatus.NOT_APPLICABLE, because("no_artefact_families"))
     seconds = float(getattr(options, "artefact_seconds", SEARCH_SECONDS))
     walk = Walk(roots=search_roots(snapshot, found, getattr(options, "mount_roots", None)), matchers=matchers,
                 deadline=time.monotonic() + seconds)
@@ -141,15 +142,16 @@ def search_artefacts(snapshot: Snapshot, families: list[Family], found: Found, o
     snapshot.artefacts.extend(groups)
     problems = []
     if walk.stopped:
-        problems.append(f"search stopped early: {walk.stopped}")
+        problems.append(because("search_stopped", why=walk.stopped))
     if walk.crowded:
-        problems.append(f"{len(walk.crowded)} folder(s) with more than {MAX_DIR_ENTRIES} entries only partly "
-                        f"listed (e.g. {cap(walk.crowded[0], 200)})")
+        problems.append(because("folders_crowded", n=len(walk.crowded), limit=MAX_DIR_ENTRIES,
+                                example=cap(walk.crowded[0], 200)))
     if walk.denied:
-        problems.append(f"{walk.denied} folder(s) unreadable: access denied")
+        problems.append(because("folders_denied", n=walk.denied))
     status = CoverageStatus.PARTIAL if problems else CoverageStatus.OK
-    summary = "; ".join(problems + [f"{walk.folders} folders, {walk.entries} entries searched"] + capacity(groups))
-    return Coverage("artefacts", status, summary, inspected=walk.folders, denied=walk.denied)
+    details = problems + [because("folders_searched", folders=walk.folders, entries=walk.entries)]
+    details += [because("capacity", text=text) for text in capacity(groups)]
+    return coverage("artefacts", status, *details, inspected=walk.folders, denied=walk.denied)
 
 
 def capacity(groups: list[ArtefactGroup]) -> list[str]:

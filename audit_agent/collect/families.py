@@ -24,6 +24,7 @@ from typing import Any
 from audit_agent.collect import linux_only
 from audit_agent.collect.configs import is_forbidden, readable_by
 from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
+from audit_agent.collect.coverage import because, coverage
 from audit_agent.model import ConfigReader, Coverage, CoverageStatus, FamilyConfig, Listener, ProcessInfo, Snapshot
 from audit_agent.redact import cap, redact_text
 from audit_agent.rules.families import ConfigSpec, Family
@@ -56,7 +57,7 @@ def collect_families(snapshot: Snapshot, options: Any) -> list[Coverage]:
     """reading coin and farming configs, then searching for farming artefacts"""
     not_linux = linux_only("family_configs")
     if not_linux:
-        return [not_linux, Coverage("artefacts", CoverageStatus.NOT_APPLICABLE, not_linux.reason)]
+        return [not_linux, coverage("artefacts", CoverageStatus.NOT_APPLICABLE, *not_linux.details)]
     families = getattr(options, "families", None)
     if families is None:
         from audit_agent.rules.loader import load_pack
@@ -98,14 +99,13 @@ def within(seconds: float, work: Callable[[], object]) -> bool:
 def config_coverage(found: Found) -> Coverage:
     problems = []
     if found.denied:
-        problems.append(f"the config places of {len(found.denied)} process(es) could not be read: access denied")
+        problems.append(because("family_configs_denied", n=len(found.denied)))
     if found.limit_hit:
-        problems.append(f"limit of {MAX_FILES} config files reached")
+        problems.append(because("family_config_limit", limit=MAX_FILES))
     if found.stalled:
-        problems.append(found.stalled)
+        problems.append(because("family_configs_stalled", why=found.stalled))
     status = CoverageStatus.PARTIAL if problems else CoverageStatus.OK
-    return Coverage("family_configs", status, "; ".join(problems), inspected=found.files_read,
-                    denied=len(found.denied))
+    return coverage("family_configs", status, *problems, inspected=found.files_read, denied=len(found.denied))
 
 
 # ------------------------------------------------------------------ per process facts

@@ -35,6 +35,7 @@ from typing import Any
 
 from audit_agent.collect import linux_only, rawsys
 from audit_agent.collect.sockets import TABLES, TCP_TABLES, RawSocket, find_owners, read_tables
+from audit_agent.collect.coverage import because, coverage
 from audit_agent.model import Connection, Coverage, CoverageStatus, Snapshot
 
 CHECK = "network-namespaces"
@@ -200,8 +201,8 @@ def namespaces_coverage(read: int, unreadable: int, denied: int) -> Coverage:
     if unreadable or denied:
         why = []
         if unreadable:
-            why.append(f"{unreadable} network namespace(s) whose socket tables could not be read")
+            why.append(because("netns_unreadable", n=unreadable))
         if denied:
-            why.append(f"{denied} process(es) whose open files could not be read (socket owners unknown)")
-        return Coverage(CHECK, CoverageStatus.PARTIAL, "; ".join(why), inspected=read, denied=unreadable + denied)
-    return Coverage(CHECK, CoverageStatus.OK, f"{read} other network namespace(s) read", inspected=read)
+            why.append(because("netns_owners_denied", n=denied))
+        return coverage(CHECK, CoverageStatus.PARTIAL, *why, inspected=read, denied=unreadable + denied)
+    return coverage(CHECK, CoverageStatus.OK, because("netns_read", n=read), inspected=read)
