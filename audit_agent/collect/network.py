@@ -27,8 +27,8 @@ def proc_connections(proc_root: str) -> tuple[list[Connection], Coverage]:
     from audit_agent.collect.sockets import read_tables
     sockets, unreadable = read_tables(os.path.join(proc_root, "net"))
     if unreadable and not sockets:
-        return [], Coverage("network", CoverageStatus.ERROR,
-                            f"cannot read the socket tables ({', '.join(unreadable)}) in {proc_root}/net")
+        return [], coverage("network", CoverageStatus.ERROR,
+                            because("socket_tables_unreadable", tables=", ".join(unreadable), path=f"{proc_root}/net"))
     remote = [sock for sock in sockets if sock.has_remote]
     owners = socket_owners(proc_root, {sock.inode for sock in remote if sock.inode})
     connections = [Connection(pid=owners.get(sock.inode) if sock.inode else None, protocol=sock.protocol,
