@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from dataclasses import field as make_field     # Evidence has a field named `field`
 from typing import Any, TypeVar
 
 import msgspec
@@ -414,7 +415,7 @@ class Evidence:
     rule_id: str
     # Numbers and names a coded check measured; the reports phrase them per language
     # (reports/i18n/rules.<lang>.yaml: the rule's `facts` template). Empty for a pattern match.
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = make_field(default_factory=dict)
 
 
 @dataclass

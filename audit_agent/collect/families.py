@@ -24,7 +24,8 @@ from typing import Any
 from audit_agent.collect import linux_only
 from audit_agent.collect.configs import is_forbidden, readable_by
 from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
-from audit_agent.collect.coverage import because, coverage
+from audit_agent.collect.coverage import because
+from audit_agent.collect.coverage import coverage as covered
 from audit_agent.model import ConfigReader, Coverage, CoverageStatus, FamilyConfig, Listener, ProcessInfo, Snapshot
 from audit_agent.redact import cap, redact_text
 from audit_agent.rules.families import ConfigSpec, Family
@@ -57,7 +58,7 @@ def collect_families(snapshot: Snapshot, options: Any) -> list[Coverage]:
     """reading coin and farming configs, then searching for farming artefacts"""
     not_linux = linux_only("family_configs")
     if not_linux:
-        return [not_linux, coverage("artefacts", CoverageStatus.NOT_APPLICABLE, *not_linux.details)]
+        return [not_linux, covered("artefacts", CoverageStatus.NOT_APPLICABLE, *not_linux.details)]
     families = getattr(options, "families", None)
     if families is None:
         from audit_agent.rules.loader import load_pack
@@ -105,7 +106,7 @@ def config_coverage(found: Found) -> Coverage:
     if found.stalled:
         problems.append(because("family_configs_stalled", why=found.stalled))
     status = CoverageStatus.PARTIAL if problems else CoverageStatus.OK
-    return coverage("family_configs", status, *problems, inspected=found.files_read, denied=len(found.denied))
+    return covered("family_configs", status, *problems, inspected=found.files_read, denied=len(found.denied))
 
 
 # ------------------------------------------------------------------ per process facts

@@ -170,6 +170,6 @@ def carry_slow_checks(snapshot: Snapshot, previous: Snapshot | None) -> None:
     for proc in previous.processes:
         if proc.hidden and proc.pid not in alive and os.path.exists(f"/proc/{proc.pid}"):
             snapshot.processes.append(proc)
-    for coverage in previous.coverage:
-        if coverage.check in SLOW_CHECKS and not any(c.check == coverage.check for c in snapshot.coverage):
-            snapshot.coverage.append(coverage)
+    for entry in previous.coverage:
+        if entry.check in SLOW_CHECKS and not any(c.check == entry.check for c in snapshot.coverage):
+            snapshot.coverage.append(entry)

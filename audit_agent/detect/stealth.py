@@ -10,7 +10,7 @@ listing, on the other hand, has no innocent explanation.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from typing import Any, Callable
 
 from audit_agent.detect import Context, Signal, process_key, process_subject
 from audit_agent.detect.places import (KERNEL_THREAD_NAME, PACKAGE_DIRS, WORLD_WRITABLE_DIRS, hidden_component,
@@ -212,7 +212,7 @@ def host_signals(ctx: Context) -> list[Signal]:
     found: list[Signal] = []
 
     def add(rule_id: str, title: str, category: str, severity: Severity, confidence: float, reason: str,
-            field: str, value: str, matched: str, weak: bool, action: str = "", facts: dict | None = None) -> None:
+            field: str, value: str, matched: str, weak: bool, action: str = "", facts: dict[str, Any] | None = None) -> None:
         found.append(Signal(subject_key="host", subject=subject, rule_id=rule_id, title=title, category=category,
                             severity=severity, confidence=confidence, reason=reason,
                             evidence=Evidence(field=field, value=cap(value, 300), matched=matched, rule_id=rule_id,

@@ -113,7 +113,8 @@ def help_text(title: str, meaning: str, action: str, uri: str) -> dict[str, str]
 
 def markdown_escape(text: str) -> str:
     """No Markdown structure from data: backslash-escape the characters that make links, emphasis or HTML."""
-    return re.sub(r"([\\`*_{}\[\]()<>#+!|])", r"\\\1", text)
+    escaped = re.sub(r"([\\`*_{}\[\]()#+!|])", r"\\\1", text)
+    return escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")   # no tag, even escaped
 
 
 def invocation(report: AuditReport) -> dict[str, Any]:

@@ -81,8 +81,8 @@ def title(finding: Finding, lead: str | None, t: Any) -> str:
              [e.field for e in finding.evidence]
     ordered = sorted(dict.fromkeys(fields), key=lambda f: WHERE_ORDER.index(f) if f in WHERE_ORDER else 99)
     if not ordered:
-        return what
-    return t("story.title", what=what, where=t("story.where_join").join(t.known("field", f) for f in ordered[:2]))
+        return str(what)
+    return str(t("story.title", what=what, where=t("story.where_join").join(t.known("field", f) for f in ordered[:2])))
 
 
 def row(evidence: Evidence, t: Any) -> Row:
@@ -126,9 +126,9 @@ def action(finding: Finding, lead: str | None, t: Any) -> str:
     if finding.status == FindingStatus.OPEN:
         if lead is None and finding.recommended_action:
             return finding.recommended_action       # a site's own rule: its own words, as the site wrote them
-        return (t.rule(lead, "action", "") or t.messages.get(f"action.category.{finding.category}")
-                or t("action.category.miner"))
-    return t(f"action.{finding.status.value}", number=finding.filing)
+        return str(t.rule(lead, "action", "") or t.messages.get(f"action.category.{finding.category}")
+                   or t("action.category.miner"))
+    return str(t(f"action.{finding.status.value}", number=finding.filing))
 
 
 def decision(finding: Finding, t: Any) -> str:
