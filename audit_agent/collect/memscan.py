@@ -33,6 +33,7 @@ from audit_agent.collect import linux_only
 from audit_agent.collect.binaries import load_yara_rules, scan_ranges, yara_matches
 from audit_agent.collect.processes import CLOCK_TICKS, split_stat
 from audit_agent.collect.suspects import find_suspects
+from audit_agent.collect.coverage import because, coverage, is_root
 from audit_agent.model import (
     Coverage,
     CoverageStatus,
@@ -93,19 +94,19 @@ def collect_memory(snapshot: Snapshot, options: Any) -> list[Coverage]:
 
 def memory_coverage(scans: list[MemoryScan], suspects: int, skipped: list[str], denied: int,
                     seconds: float) -> Coverage:
-    spent = f"{len(scans)} suspect process(es), {sum(s.scanned_bytes for s in scans) / MiB:.1f} MiB in {seconds:.2f} s"
+    spent = because("memory_spent", n=len(scans), mib=f"{sum(s.scanned_bytes for s in scans) / MiB:.1f}",
+                    seconds=f"{seconds:.2f}")
     cut = [s for s in scans if s.cut]
     problems = []
     if skipped:
-        problems.append(f"{len(skipped)} suspect(s) not scanned, scan budget spent (pids {', '.join(skipped[:MAX_SUSPECTS])})")
+        problems.append(because("memory_budget", n=len(skipped), pids=", ".join(skipped[:MAX_SUSPECTS])))
     if denied:
-        problems.append(f"{denied} suspect(s) unreadable: access denied; run as root for full coverage")
+        problems.append(because("memory_denied_root" if is_root() else "memory_denied", n=denied))
     if cut:
-        problems.append(f"{len(cut)} scanned only in part ({cut[0].pid}: {cut[0].cut})")
+        problems.append(because("memory_cut", n=len(cut), pid=cut[0].pid, why=cut[0].cut))
     if problems:
-        return Coverage(CHECK, CoverageStatus.PARTIAL, f"{spent}; " + "; ".join(problems),
-                        inspected=len(scans) - denied, denied=denied)
-    return Coverage(CHECK, CoverageStatus.OK, spent if suspects else "no suspect process", inspected=len(scans))
+        return coverage(CHECK, CoverageStatus.PARTIAL, spent, *problems, inspected=len(scans) - denied, denied=denied)
+    return coverage(CHECK, CoverageStatus.OK, spent if suspects else because("no_suspects"), inspected=len(scans))
 
 
 class _Result:

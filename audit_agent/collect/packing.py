@@ -26,6 +26,7 @@ from typing import Any
 
 from audit_agent.collect import linux_only
 from audit_agent.detect.places import PACKAGE_DIRS
+from audit_agent.collect.coverage import because, coverage, is_root
 from audit_agent.model import Coverage, CoverageStatus, Packing, Snapshot
 
 CHECK = "packing"
@@ -73,7 +74,8 @@ def collect_packing(snapshot: Snapshot, options: Any) -> list[Coverage]:
         by_file[key] = packing
     snapshot.packing.extend(by_file.values())
     if denied:
-        return [Coverage(CHECK, CoverageStatus.PARTIAL, f"{denied} executable(s) unreadable: access denied",
+        return [coverage(CHECK, CoverageStatus.PARTIAL,
+                         because("executables_denied_root" if is_root() else "executables_denied", n=denied),
                          inspected=len(by_file), denied=denied)]
     return [Coverage(CHECK, CoverageStatus.OK, inspected=len(by_file))]
 
