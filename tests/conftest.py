@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.standin.pool import StratumPool, free_port_near
+from tests.hostile import other_user  # noqa: F401 - a fixture (a second, unprivileged user) for any test
 
 REPO = Path(__file__).resolve().parent.parent
 MINER_SCRIPT = REPO / "tests" / "standin" / "miner.py"

@@ -20,7 +20,6 @@ from audit_agent.export.push import PushConfig, check_push, deliver, read_token,
 from audit_agent.output import write_atomic
 from audit_agent.yamlfile import ConfigError
 from tests.conftest import agent_command
-from tests.hostile import other_user  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux file semantics")
 
