@@ -96,6 +96,7 @@ class Translator:
     """`t("verdict.compliant")` or `t("header.window_value", start=..., end=...)`."""
     lang: str
     messages: dict[str, str]
+    zone: dt.tzinfo = dt.timezone.utc      # the institution's zone: every time shown is in it, with its offset
 
     def __call__(self, key: str, **values: Any) -> str:
         try:
@@ -152,15 +153,28 @@ class Translator:
     def _format(self, key: str, timestamp: float | None) -> str:
         if not timestamp:
             return self("format.none")
-        # UTC: a report is read far from the host, and a filing needs one unambiguous time.
-        moment = dt.datetime.fromtimestamp(timestamp, tz=dt.timezone.utc)
+        # The institution's zone, with its UTC offset: local to the people who sign, unambiguous to anyone else.
+        moment = dt.datetime.fromtimestamp(timestamp, tz=self.zone)
         months = self("format.months").split()
         return self(key, d=moment.day, m=moment.month, mon=months[moment.month - 1], y=moment.year,
-                    H=f"{moment.hour:02d}", M=f"{moment.minute:02d}", S=f"{moment.second:02d}")
+                    H=f"{moment.hour:02d}", M=f"{moment.minute:02d}", S=f"{moment.second:02d}",
+                    offset=utc_offset(moment))
 
 
-def translator(lang: str = "en") -> Translator:
-    return Translator(lang, load_messages(lang))
+def translator(lang: str = "en", zone: str = "") -> Translator:
+    """Messages of `lang`; times shown in the zone named `zone` (a report's `timezone`), else UTC."""
+    from audit_agent.timezone import zone_by_name
+    try:
+        tz = zone_by_name(zone) if zone else dt.timezone.utc
+    except ValueError:      # a report from a host whose zone this machine does not know: UTC, said as such
+        tz = dt.timezone.utc
+    return Translator(lang, load_messages(lang), tz)
+
+
+def utc_offset(moment: dt.datetime) -> str:
+    """+08:00, -05:00, +00:00 (the messages put "UTC" before it, in their own words)."""
+    offset = moment.strftime("%z") or "+0000"
+    return f"{offset[:3]}:{offset[3:]}"
 
 
 @lru_cache(maxsize=None)

@@ -46,7 +46,7 @@ def csp(script: str) -> str:
 
 def render(report: AuditReport, options: object = None) -> str:
     lang = getattr(options, "lang", "en") or "en"
-    t = translator(lang)
+    t = translator(lang, report.timezone)
     directory = templates_dir()
     script = (directory / SCRIPT).read_text(encoding="utf-8")
     style = (directory / STYLE).read_text(encoding="utf-8")

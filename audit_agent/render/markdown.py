@@ -48,7 +48,7 @@ def environment() -> Environment:
 
 
 def render(report: AuditReport, options: object = None) -> str:
-    t = translator(getattr(options, "lang", "en") or "en")
+    t = translator(getattr(options, "lang", "en") or "en", report.timezone)
     return environment().get_template(TEMPLATE).render(
         v=view.build(report, t), r=report, t=t, agent_version=report.agent_version or __version__,
         number=view.number, gib=view.gib, story=view.story, coverage_detail=view.coverage_detail)

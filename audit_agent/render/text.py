@@ -34,9 +34,19 @@ def render(report: AuditReport, options: object = None) -> str:
     return buffer.getvalue()
 
 
+def shown_time(timestamp: float, zone_name: str) -> str:
+    """The time in the institution's zone (the report's `timezone`) with its UTC offset; UTC if unknown."""
+    from audit_agent.timezone import format_with_offset, zone_by_name
+    try:
+        zone = zone_by_name(zone_name) if zone_name else dt.timezone.utc
+    except ValueError:
+        zone = dt.timezone.utc
+    return format_with_offset(timestamp, zone)
+
+
 def write(console: Console, report: AuditReport) -> None:
     host = report.host
-    when = dt.datetime.fromtimestamp(report.collected_at or report.generated_at).strftime("%Y-%m-%d %H:%M:%S")
+    when = shown_time(report.collected_at or report.generated_at, report.timezone)
     header = Text()
     header.append("audit-agent ", style="bold")
     header.append(f"{cap(report.agent_version, 40)}  ")
