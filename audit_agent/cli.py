@@ -192,7 +192,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from audit_agent.pipeline import load_inputs, run_scan
 
     inputs = load_inputs(args.rules, args.config)
-    fail_on = resolve_fail_on(args.fail_on, inputs.policy.fail_on or Severity.HIGH)
+    fail_on = resolve_fail_on(args.fail_on, inputs.policy.fail_on_or(Severity.HIGH))
     if args.snapshot:
         from audit_agent.output import read_snapshot
         snapshot = read_snapshot(args.snapshot)

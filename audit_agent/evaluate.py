@@ -31,10 +31,12 @@ from audit_agent.detect import (
     research,
     stealth,
 )
+from audit_agent.collect.processes import unreadable_label
 from audit_agent.filing import Filing, apply_filings
 from audit_agent.filing.systems import research_systems
 from audit_agent.model import (
     COUNTED_STATUSES,
+    AcceptedGap,
     AuditReport,
     Coverage,
     CoverageStatus,
@@ -46,7 +48,7 @@ from audit_agent.model import (
     Subject,
     Verdict,
 )
-from audit_agent.policy import AllowEntry, Policy
+from audit_agent.policy import AcceptUnreadable, AllowEntry, Policy
 from audit_agent.rules.compiler import CompiledRules
 from audit_agent.timezone import institution_zone, zone_label
 from audit_agent.rules.tuning import ScopedAllow, Tuning
@@ -62,6 +64,7 @@ CORE_CHECKS = ("processes", "network")
 COUNTED = COUNTED_STATUSES
 WEAK_ONLY_CAP = Severity.MEDIUM     # heuristics alone ask for review, they never condemn
 ESCALATE_AT = 0.9                   # independent signals this sure together make a finding at least high
+MAX_ACCEPTED = 100                  # accepted unreadable processes listed per check; beyond it the gap stays
 
 
 def evaluate(snapshot: Snapshot, rules: CompiledRules, policy: Policy | None = None,
@@ -87,7 +90,7 @@ def evaluate(snapshot: Snapshot, rules: CompiledRules, policy: Policy | None = N
         profile=dict(policy.profile),
         rule_pack=RulePackInfo(name=rules.pack.name, version=rules.pack.version, sha256=rules.pack.sha256,
                                files=list(rules.pack.files), references=references(findings, rules)),
-        coverage=list(snapshot.coverage), findings=findings, fail_on=fail_on,
+        coverage=accept_unreadable(snapshot, policy.accept_unreadable), findings=findings, fail_on=fail_on,
         process_count=len(snapshot.processes), connection_count=len(snapshot.connections),
         load=list(snapshot.load), filings=matched_filings, timezone=zone_label(zone), tuning=list(rules.tuning.changes),
         research_systems=research_systems(findings, snapshot, {r.id: r for r in rules.pack.rules}, filings or []))
@@ -95,6 +98,26 @@ def evaluate(snapshot: Snapshot, rules: CompiledRules, policy: Policy | None = N
     report.verdict_reasons = [VERDICT_REASON_TEXT[key].format(**values) for key, values in facts]
     report.verdict_facts = [{"key": key, "values": values} for key, values in facts]
     return report
+
+
+def accept_unreadable(snapshot: Snapshot, entries: list[AcceptUnreadable]) -> list[Coverage]:
+    """The snapshot's coverage, with the unreadable processes the policy accepts (by exe or name) named in
+    `accepted` with the institution's reason. The check stays partial; verdict_facts judges whether any gap
+    is left (fully_accepted)."""
+    shown = list(snapshot.coverage)
+    if not entries:
+        return shown
+    for index, entry in enumerate(shown):
+        if entry.check != "processes" or entry.status != CoverageStatus.PARTIAL:
+            continue
+        accepted = []
+        for proc in snapshot.processes:
+            rule = next((e for e in entries if e.matches(proc.exe, proc.name)), None) if proc.denied else None
+            if rule is not None:
+                accepted.append(AcceptedGap(unreadable_label(proc), rule.reason, rule.origin.rsplit("/", 1)[-1]))
+        if accepted:
+            shown[index] = dataclasses.replace(entry, accepted=accepted[:MAX_ACCEPTED + 1])
+    return shown
 
 
 def references(findings: list[Finding], rules: CompiledRules) -> dict[str, str]:
@@ -255,6 +278,8 @@ VERDICT_REASON_TEXT = {       # English; the reports translate the same facts (r
     "review": "{n} finding(s) to review",
     "gap": "check {check} is {status}: {detail}",   # the reports phrase the detail from the coverage entry
     "clean": "no mining workload found and every core check ran in full",
+    "clean_accepted": "no mining workload found and every core check ran in full, except what the policy accepts",
+    "accepted": "check {check}: {n} unreadable item(s) accepted by policy (accept_unreadable)",
 }
 
 
@@ -266,6 +291,8 @@ def verdict_facts(report: AuditReport) -> tuple[Verdict, list[tuple[str, dict[st
     gaps = [c for c in report.coverage
             if ((c.check in CORE_CHECKS and c.status != CoverageStatus.OK) or c.status == CoverageStatus.ERROR)
             and not fully_accepted(c)]
+    accepted = [("accepted", {"check": c.check, "n": len(c.accepted)}) for c in report.coverage
+                if c.check in CORE_CHECKS and fully_accepted(c)]
     facts: list[tuple[str, dict[str, Any]]] = []
     if high:
         facts.append(("high", {"n": len(high)}))
@@ -273,18 +300,20 @@ def verdict_facts(report: AuditReport) -> tuple[Verdict, list[tuple[str, dict[st
         facts.append(("review", {"n": len(review)}))
     facts += [("gap", {"check": gap.check, "status": gap.status.value, "detail": gap.reason}) for gap in gaps]
     if high:
-        return Verdict.NON_COMPLIANT, facts
+        return Verdict.NON_COMPLIANT, facts + accepted
     if review:
-        return Verdict.NEEDS_REVIEW, facts
+        return Verdict.NEEDS_REVIEW, facts + accepted
     if gaps:
-        return Verdict.INCOMPLETE, facts
-    return Verdict.COMPLIANT, facts or [("clean", {})]
+        return Verdict.INCOMPLETE, facts + accepted
+    return Verdict.COMPLIANT, [("clean_accepted", {}), *accepted] if accepted else [("clean", {})]
 
 
 def fully_accepted(coverage: Coverage) -> bool:
-    """A partial check whose every unreadable item the policy accepts (a sandboxed init) is no gap."""
-    return (coverage.status == CoverageStatus.PARTIAL and bool(coverage.unreadable)
-            and len(coverage.accepted) >= len(coverage.unreadable))
+    """A partial check whose every unreadable item the policy accepts (a sandboxed init) is no gap. Every one:
+    the named ones and those only counted (a process hidepid hid is denied but not named, so never accepted)."""
+    return (coverage.status == CoverageStatus.PARTIAL and bool(coverage.accepted)
+            and len(coverage.accepted) <= MAX_ACCEPTED
+            and len(coverage.accepted) >= max(coverage.denied, len(coverage.unreadable)))
 
 
 def verdict(report: AuditReport) -> tuple[Verdict, list[str]]:

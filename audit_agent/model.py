@@ -82,6 +82,15 @@ class CoverageDetail:
 
 
 @dataclass
+class AcceptedGap:
+    """An unreadable item the institution's policy accepts (`accept_unreadable`), with its reason and the
+    entry that accepts it (config file name:line)."""
+    item: str                   # as in Coverage.unreadable ("pid 1 systemd (/usr/lib/systemd/systemd): exe")
+    reason: str
+    source: str = ""
+
+
+@dataclass
 class Coverage:
     """What one check could see: ok, partial (how much it could not see and why), skipped, n/a."""
     check: str
@@ -93,7 +102,7 @@ class Coverage:
     # in English, for the JSON and its older readers.
     details: list[CoverageDetail] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)     # what could not be read, bounded ("pid 1 systemd")
-    accepted: list[str] = field(default_factory=list)       # of those, what the policy accepts, with its reason
+    accepted: list[AcceptedGap] = field(default_factory=list)   # of those, what the policy accepts, and why
 
 
 @dataclass

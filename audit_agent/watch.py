@@ -327,8 +327,9 @@ class Watcher:
 
     # -- one cycle
 
-    def fail_on(self) -> Severity:
-        return self.inputs.policy.fail_on or Severity.HIGH
+    def fail_on(self) -> Severity | None:
+        """The config's fail_on (None: never), else high."""
+        return self.inputs.policy.fail_on_or(Severity.HIGH)
 
     def collect(self) -> Snapshot:
         from audit_agent.collect import CollectOptions, collect_snapshot

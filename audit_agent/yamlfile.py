@@ -10,8 +10,9 @@ class ConfigError(ValueError):
 
 
 class LineDict(dict[Any, Any]):
-    """A mapping from YAML that knows the line it started on (1-based)."""
+    """A mapping from YAML that knows the line it started on and the line of each key (1-based)."""
     line: int = 0
+    key_lines: dict[Any, int] | None = None
 
 
 _LOADER: Any = None
@@ -37,12 +38,14 @@ def line_loader() -> Any:
 def _construct_mapping(loader: Any, node: Any) -> LineDict:
     mapping = LineDict()
     mapping.line = node.start_mark.line + 1
+    mapping.key_lines = {}
     loader.flatten_mapping(node)
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, (str, int, float, bool)) and key is not None:
             raise ConfigError(f"line {key_node.start_mark.line + 1}: mapping key must be a scalar")
         mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.key_lines[key] = key_node.start_mark.line + 1
     return mapping
 
 
@@ -52,7 +55,8 @@ def _construct_timestamp(loader: Any, node: Any) -> Any:
     try:
         return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
     except ValueError as exc:
-        raise ConfigError(f"line {node.start_mark.line + 1}: {node.value!r} is not a real date ({exc})") from None
+        why = "time zone offset out of range" if "offset" in str(exc) else str(exc)
+        raise ConfigError(f"line {node.start_mark.line + 1}: {node.value!r} is not a real date ({why})") from None
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -91,3 +95,9 @@ def parse_yaml(text: str, path: str | Path) -> Any:
 
 def line_of(node: Any, default: int = 0) -> int:
     return getattr(node, "line", default)
+
+
+def key_line(mapping: Any, key: Any, default: int = 0) -> int:
+    """The line of `key` in a YAML mapping (where a bad value is), else the mapping's own line."""
+    lines = getattr(mapping, "key_lines", None) or {}
+    return lines.get(key) or line_of(mapping, default)

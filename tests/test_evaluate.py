@@ -201,3 +201,105 @@ def test_a_remembered_match_is_not_changed_by_what_a_caller_does_with_it():
     assert rules.match_cmdline(XMRIG) and rules.match_domains(XMRIG, "cmdline")
     rules.match_domains(XMRIG, "cmdline").clear()
     assert rules.match_domains(XMRIG, "cmdline")
+
+
+# ---------------------------------------------------------------- accept_unreadable
+
+ACCEPT = """
+accept_unreadable:
+  - exe: /usr/lib/systemd/systemd
+    reason: PID 1 runs under the container's AppArmor profile; audited on the node, ticket OPS-4411
+  - name: conmon
+    reason: Podman monitor, confined by SELinux (OPS-4412)
+"""
+
+
+def denied_host(*denied_procs):
+    """A host where some processes could not be read, with the coverage the process collector gives it."""
+    from audit_agent.collect.processes import process_coverage
+    processes = [proc(10, "/usr/bin/sleep 100"), *denied_procs]
+    denied = sum(1 for p in processes if p.denied)
+    return snapshot(processes, coverage=[process_coverage(len(processes), denied, processes),
+                                         Coverage("network", CoverageStatus.OK)])
+
+
+def sandboxed_init():
+    return proc(1, ["/sbin/init"], name="systemd", exe="/usr/lib/systemd/systemd", user="root",
+                denied=["cmdline", "environ"])
+
+
+def unknown_denied(pid=4242):
+    return proc(pid, [], name="sandboxd", exe="", user="root", denied=["exe", "cmdline", "environ"])
+
+
+def test_an_accepted_unreadable_process_no_longer_keeps_the_host_from_compliant(tmp_path):
+    config = write_config(tmp_path, ACCEPT)
+    without = scan(denied_host(sandboxed_init()))
+    assert without.verdict == Verdict.INCOMPLETE
+    report = scan(denied_host(sandboxed_init()), config)
+    assert report.verdict == Verdict.COMPLIANT
+    processes = next(c for c in report.coverage if c.check == "processes")
+    assert processes.status == CoverageStatus.PARTIAL           # still said: it could not be read
+    assert [(a.item, a.source) for a in processes.accepted] == [
+        ("pid 1 systemd (/usr/lib/systemd/systemd): cmdline, environ", "config.yaml:3")]
+    assert "OPS-4411" in processes.accepted[0].reason
+    assert [f["key"] for f in report.verdict_facts] == ["clean_accepted", "accepted"]
+
+
+def test_by_name_when_the_executable_itself_is_unreadable(tmp_path):
+    conmon = proc(77, [], name="conmon", exe="", user="root", denied=["exe", "cmdline"])
+    report = scan(denied_host(conmon), write_config(tmp_path, ACCEPT))
+    assert report.verdict == Verdict.COMPLIANT
+
+
+def test_an_unmatched_unreadable_process_keeps_coverage_partial(tmp_path):
+    config = write_config(tmp_path, ACCEPT)
+    report = scan(denied_host(sandboxed_init(), unknown_denied()), config)
+    assert report.verdict == Verdict.INCOMPLETE
+    processes = next(c for c in report.coverage if c.check == "processes")
+    assert len(processes.accepted) == 1 and processes.denied == 2
+    assert any(f["key"] == "gap" and f["values"]["check"] == "processes" for f in report.verdict_facts)
+    # an exe entry does not match a process whose exe could not be read, even with the same name
+    init_no_exe = proc(1, [], name="systemd", exe="", user="root", denied=["exe"])
+    assert scan(denied_host(init_no_exe), config).verdict == Verdict.INCOMPLETE
+
+
+def test_a_process_only_counted_as_unreadable_is_never_accepted(tmp_path):
+    """hidepid: the process is listed but nothing of it could be read, so nothing can match it."""
+    from audit_agent.collect.processes import process_coverage
+    processes = [proc(10, "/usr/bin/sleep 100"), sandboxed_init()]
+    snap = snapshot(processes, coverage=[process_coverage(3, 2, processes), Coverage("network", CoverageStatus.OK)])
+    assert scan(snap, write_config(tmp_path, ACCEPT)).verdict == Verdict.INCOMPLETE
+
+
+def test_accepting_a_gap_does_not_hide_findings(tmp_path):
+    miner = proc(20, XMRIG, cpu=780.0)
+    report = scan(denied_host(sandboxed_init(), miner), write_config(tmp_path, ACCEPT))
+    assert report.verdict == Verdict.NON_COMPLIANT
+    assert any(f["key"] == "accepted" for f in report.verdict_facts)
+
+
+def test_accepted_gap_through_the_cli_in_every_report(agent, tmp_path):
+    import json
+    snap = tmp_path / "s.json"
+    snap.write_text(json.dumps(denied_host(sandboxed_init()).to_dict()))
+    config = write_config(tmp_path, ACCEPT)
+    out = {lang: tmp_path / lang for lang in ("en", "zh-CN")}
+    for lang, folder in out.items():
+        folder.mkdir()
+        result = agent("scan", "--snapshot", str(snap), "--config", config, "--json", str(folder / "r.json"),
+                       "--html", str(folder / "r.html"), "--markdown", str(folder / "r.md"), "--lang", lang,
+                       "--fail-on-incomplete")
+        assert result.returncode == 0, result.stderr
+    report = json.loads((out["en"] / "r.json").read_text())
+    assert report["verdict"] == "compliant"
+    accepted = next(c for c in report["coverage"] if c["check"] == "processes")["accepted"]
+    assert accepted[0]["reason"].endswith("ticket OPS-4411") and accepted[0]["source"] == "config.yaml:3"
+    html, md = (out["en"] / "r.html").read_text(), (out["en"] / "r.md").read_text()
+    assert "Accepted by policy" in html and "OPS-4411" in html
+    assert "Accepted by policy: PID 1 runs under" in md
+    zh = (out["zh-CN"] / "r.html").read_text()
+    assert "已按策略接受" in zh and "OPS-4411" in zh
+    # without the entry the same scan is incomplete: exit 3 with --fail-on-incomplete
+    result = agent("scan", "--snapshot", str(snap), "--fail-on-incomplete", "-q")
+    assert result.returncode == 3

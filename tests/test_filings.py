@@ -127,7 +127,7 @@ def test_registry_errors_name_the_line(tmp_path):
     path.write_text("filings:\n  - number: X-1\n    approved_by: a\n    project: p\n    discipline: d\n"
                     "    responsible: r\n    hosts: [h]\n    workloads: ['(']\n"
                     "    valid_from: 2026-01-01\n    valid_until: 2026-12-31\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"filings\.yaml:2: bad workload regex"):
+    with pytest.raises(ConfigError, match=r"filings\.yaml:8: bad workload regex"):
         load_registry(path)
 
 
@@ -135,3 +135,44 @@ def test_demo_registry_loads():
     from audit_agent.paths import data_dir
     numbers = [f.number for f in load_registry(data_dir("seeds") / "filings.yaml")]
     assert numbers == ["DEMO-2026-BC-017", "DEMO-2025-BC-004"]
+
+
+DEMO_SNAPSHOT = Path(__file__).resolve().parents[1] / "seeds" / "login-02.snapshot.json"
+
+
+@pytest.mark.parametrize("written, line, message", [
+    ("valid_until: 2026-02-30", 12, "'2026-02-30' is not a real date"),       # YAML's own date type
+    ("valid_until: 2026-13-01", 12, "'2026-13-01' is not a real date"),
+    ("valid_until: '2026-02-30'", 12, "valid_until '2026-02-30' is not a real date"),    # quoted: a string
+    ("valid_until: 2026-02-29T10:00:00", 12, "is not a real date"),
+    ("valid_until: 2026-01-01 10:00:00 +25:00", 12, "is not a real date"),
+    ("valid_until: 2026-02-28", 12, "valid_until 2026-02-28 is before valid_from 2026-03-01"),
+    ("valid_until: [2027-01-01]", 12, "valid_until must be a date"),
+])
+def test_an_impossible_date_in_the_registry_is_one_line_with_file_and_line(agent, tmp_path, written, line, message):
+    """Through the real CLI: exit 2, one line naming filings.yaml and the line of the bad key, no traceback,
+    and no report written."""
+    path = tmp_path / "filings.yaml"
+    registry(tmp_path)          # the valid registry, then the date broken
+    path.write_text(path.read_text(encoding="utf-8").replace("valid_until: 2027-02-28", written), encoding="utf-8")
+    (tmp_path / "config.yaml").write_text("filings: filings.yaml\n", encoding="utf-8")
+    out = tmp_path / "report.json"
+    result = agent("scan", "--snapshot", str(DEMO_SNAPSHOT), "--config", str(tmp_path / "config.yaml"),
+                   "--json", str(out), "--html", str(tmp_path / "report.html"))
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert f"filings.yaml:{line}: " in result.stderr and message in result.stderr
+    assert not out.exists() and not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("scale, message", [("{cpu_cores: -1}", "scale.cpu_cores must be a non-negative number"),
+                                            ("{gpus: .inf}", "scale.gpus must be a non-negative number"),
+                                            ("{gpus: many}", "scale.gpus must be a non-negative number")])
+def test_a_bad_scale_names_its_line(tmp_path, scale, message):
+    path = tmp_path / "filings.yaml"
+    registry(tmp_path)
+    path.write_text(path.read_text(encoding="utf-8").replace("scale: {cpu_cores: 16, gpus: 0}", f"scale: {scale}"),
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        load_registry(path)
+    assert f"filings.yaml:10: {message}" in str(error.value)

@@ -191,7 +191,8 @@ def host_strings(report) -> list[str]:   # noqa: ANN001
         found |= {str(v) for v in item.values() if isinstance(v, (str, int, float))}
         found |= {str(v) for v in item.get("hosts") or []} | {str(v) for v in item.get("users") or []}
     for c in report.coverage:
-        found |= set(c.unreadable) | set(c.accepted) | {str(v) for d in c.details for v in d.facts.values()}
+        found |= set(c.unreadable) | {s for a in c.accepted for s in (a.item, a.reason, a.source)}
+        found |= {str(v) for d in c.details for v in d.facts.values()}
     return sorted((s for s in found if s and len(s) > 1), key=len, reverse=True)
 
 
@@ -217,3 +218,25 @@ def test_collectors_give_coverage_reasons_as_codes_not_sentences():
                 if isinstance(arg, ast.Constant) or isinstance(arg, ast.JoinedStr):
                     offenders.append(f"{path.name}:{call.lineno}: a sentence where a because(code) belongs")
     assert offenders == []
+
+
+def test_an_accepted_gap_in_chinese_shows_no_english_but_the_institutions_reason(tmp_path):
+    """accept_unreadable: the coverage row and the verdict say "accepted by policy" in Chinese; the only
+    English on the page is the reason the institution typed (and the process data), marked as data."""
+    from tests.factories import proc, scan, snapshot
+    from audit_agent.collect.processes import process_coverage
+    from audit_agent.model import Coverage, CoverageStatus, Verdict
+    reason = "PID 1 runs under the container's AppArmor profile; audited on the node"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"accept_unreadable:\n  - exe: /usr/lib/systemd/systemd\n    reason: \"{reason}\"\n")
+    processes = [proc(10, "/usr/bin/sleep 100"), proc(1, ["/sbin/init"], name="systemd",
+                                                       exe="/usr/lib/systemd/systemd", user="root", denied=["cmdline"])]
+    report = scan(snapshot(processes, coverage=[process_coverage(2, 1, processes),
+                                                Coverage("network", CoverageStatus.OK)]), str(config))
+    assert report.verdict == Verdict.COMPLIANT
+    html = render("html", report, RenderOptions(lang="zh-CN"))
+    assert "已按策略接受" in html and reason.replace("'", "&#39;") in html
+    data = [s for s in host_strings(report) if s != "Linux"]     # the OS name would also cut "SELinux" in a sentence
+    assert untranslated(strip_data(html, data), "zh-CN") == []
+    english = render("html", report, RenderOptions(lang="en"))
+    assert "Accepted by policy" in english and "except what the policy accepts" in english

@@ -202,7 +202,7 @@ def test_a_filing_whose_workload_no_longer_runs_is_reported_unused(tmp_path):
     assert report.verdict == Verdict.COMPLIANT
 
 
-@pytest.mark.parametrize("bad, where", [("valid_until: 2026-02-30", 12), ("valid_until: '2026-13-01'", 2)])
+@pytest.mark.parametrize("bad, where", [("valid_until: 2026-02-30", 12), ("valid_until: '2026-13-01'", 12)])
 def test_an_impossible_date_is_a_file_line_error(tmp_path, bad, where, agent):
     path = write_registry(tmp_path)
     path.write_text(path.read_text().replace("valid_until: 2027-06-30", bad))

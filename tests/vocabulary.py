@@ -13,7 +13,7 @@ from pathlib import Path
 
 from audit_agent.detect import coded_checks
 from audit_agent.i18n import coverage_reasons, load_messages, load_rule_texts
-from audit_agent.model import (CATEGORIES, AuditReport, Coverage, CoverageDetail, CoverageStatus, Evidence, Finding,
+from audit_agent.model import (CATEGORIES, AcceptedGap, AuditReport, Coverage, CoverageDetail, CoverageStatus, Evidence, Finding,
                                FindingStatus, HostInfo, RulePackInfo, Severity, Subject, Verdict)
 from audit_agent.rules.loader import load_pack
 
@@ -181,7 +181,8 @@ def everything_report() -> AuditReport:
         coverage.append(Coverage(check, status, "ENGLISH-COVERAGE", inspected=3, denied=1,
                                  details=[CoverageDetail(code, {p: DATA for p in placeholders(templates.get(code, ""))})
                                           for code in codes[n::len(check_ids())]],
-                                 unreadable=[f"pid 1 {DATA}"], accepted=[f"{DATA}: {DATA}"]))
+                                 unreadable=[f"pid 1 {DATA}", f"pid 2 {DATA}"],
+                                 accepted=[AcceptedGap(f"pid 2 {DATA}", DATA, f"{DATA}.yaml:3")]))
     verdict_facts = [{"key": key, "values": {"n": 2, "check": sorted(check_ids())[0], "status": "partial",
                                              "detail": "ENGLISH-DETAIL"}} for key in sorted(verdict_keys())]
     return AuditReport(host=HostInfo(hostname=DATA), findings=findings, coverage=coverage,

@@ -7,12 +7,13 @@ error names file:line, including a date that does not exist (2026-02-30).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit_agent.yamlfile import ConfigError, line_of, load_yaml
+from audit_agent.yamlfile import ConfigError, key_line, line_of, load_yaml
 
 FILING_KEYS = {"number", "approved_by", "project", "discipline", "responsible", "contact", "hosts", "users",
                "workloads", "scale", "valid_from", "valid_until", "notes",
@@ -78,7 +79,8 @@ def parse_filing(item: Any, path: Path) -> Filing:
     if missing:
         raise ConfigError(f"{where}: filing needs {', '.join(repr(k) for k in missing)}"
                           + (" (a draft: complete it before filing)" if "observed" in item else ""))
-    hosts, users, workloads = (_strings(item, key, where) for key in ("hosts", "users", "workloads"))
+    path_ = str(path)
+    hosts, users, workloads = (_strings(item, key, path_) for key in ("hosts", "users", "workloads"))
     if not hosts:
         raise ConfigError(f"{where}: filing {item['number']} must list the hosts it covers")
     if not workloads:
@@ -88,16 +90,18 @@ def parse_filing(item: Any, path: Path) -> Filing:
         try:
             patterns.append(re.compile(text, re.IGNORECASE))
         except re.error as exc:
-            raise ConfigError(f"{where}: bad workload regex {text!r}: {exc}") from None
+            raise ConfigError(f"{path}:{key_line(item, 'workloads')}: bad workload regex {text!r}: {exc}") from None
     scale = item.get("scale") or {}
     if not isinstance(scale, dict) or set(scale) - set(SCALE_KEYS):
-        raise ConfigError(f"{where}: scale must be a mapping of {', '.join(SCALE_KEYS)}")
+        raise ConfigError(f"{path}:{key_line(item, 'scale')}: scale must be a mapping of {', '.join(SCALE_KEYS)}")
     for key, value in scale.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{where}: scale.{key} must be a non-negative number")
-    valid_from, valid_until = _date(item, "valid_from", where), _date(item, "valid_until", where)
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                or value < 0):
+            raise ConfigError(f"{path}:{key_line(scale, key)}: scale.{key} must be a non-negative number")
+    valid_from, valid_until = _date(item, "valid_from", path_), _date(item, "valid_until", path_)
     if valid_until < valid_from:
-        raise ConfigError(f"{where}: valid_until is before valid_from")
+        raise ConfigError(f"{path}:{key_line(item, 'valid_until')}: valid_until {valid_until} is before "
+                          f"valid_from {valid_from}")
     return Filing(number=str(item["number"]), approved_by=str(item["approved_by"]), project=str(item["project"]),
                   discipline=str(item["discipline"]), responsible=str(item["responsible"]),
                   contact=str(item.get("contact", "")), hosts=hosts, users=users, workloads=patterns,
@@ -109,14 +113,17 @@ def parse_filing(item: Any, path: Path) -> Filing:
                   kind=str(item.get("kind") or ""), software=str(item.get("software") or ""), origin=where)
 
 
-def _strings(item: dict[str, Any], key: str, where: str) -> list[str]:
+def _strings(item: dict[str, Any], key: str, path: str) -> list[str]:
     value = item.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: {key} must be a list of strings")
+        raise ConfigError(f"{path}:{key_line(item, key)}: {key} must be a list of strings")
     return value
 
 
-def _date(item: dict[str, Any], key: str, where: str) -> dt.date:
+def _date(item: dict[str, Any], key: str, path: str) -> dt.date:
+    """A real date: YAML's own (2026-03-01, checked by the loader) or a quoted "YYYY-MM-DD"; the error
+    points at the key's line."""
+    where = f"{path}:{key_line(item, key)}"
     value = item.get(key)
     if isinstance(value, dt.datetime):
         return value.date()

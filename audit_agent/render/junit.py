@@ -59,8 +59,9 @@ def check_case(entry: Coverage, host: str) -> ET.Element:
     elif entry.status == CoverageStatus.ERROR:
         ET.SubElement(case, "error", {"message": detail, "type": "collector-error"}).text = detail
     else:
+        accepted = "".join(f"\n{a.item}: accepted by policy: {a.reason} ({a.source})" for a in entry.accepted)
         ET.SubElement(case, "system-out").text = xml_text(
-            f"{entry.status.value}: {entry.inspected} inspected, {entry.denied} denied. {entry.reason}".strip())
+            f"{entry.status.value}: {entry.inspected} inspected, {entry.denied} denied. {entry.reason}".strip() + accepted)
     return case
 
 

@@ -155,6 +155,8 @@ def coverage_table(report: AuditReport) -> Table:
     table.add_column("Detail", ratio=1)
     for entry in report.coverage:
         detail = entry.reason or (f"{entry.inspected} inspected" if entry.inspected else "")
+        if entry.accepted:
+            detail += "".join(f"; {a.item}: accepted by policy: {a.reason}" for a in entry.accepted[:5])
         table.add_row(Text(cap(entry.check, 60)), Text(entry.status.value, style=COVERAGE_STYLE[entry.status]),
                       Text(cap(detail, 300)))
     return table

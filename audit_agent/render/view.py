@@ -139,6 +139,8 @@ def verdict_reasons(report: AuditReport, t: Any) -> list[str]:
             values = {**values, "check": t.check(values.get("check", "")),
                       "status": t.enum("coverage", values["status"]),
                       "detail": coverage_detail(entry, t) if entry else values.get("detail", "")}
+        elif key == "accepted":
+            values = {**values, "check": t.check(values.get("check", ""))}
         phrased.append(t(f"verdict_reason.{key}", **values))
     return phrased
 

@@ -106,8 +106,8 @@ def _apply_item(tuning: Tuning, item: Any, path: Path, known: set[str]) -> None:
             raise ConfigError(f"{where}: allow names the rule id(s) it applies to")
         rule_ids = [_known_id(value, known, where) for value in ids]
         fields = LineDict((k, v) for k, v in item.items() if k != "allow")
-        fields.line = line_of(item)
-        entry = _allow_entry(fields, path)
+        fields.line, fields.key_lines = line_of(item), getattr(item, "key_lines", None)
+        entry = _allow_entry(fields, path, scoped=True)
         tuning.allows.append(ScopedAllow(set(rule_ids), entry))
         scope = ", ".join(f"{key}={getattr(entry, key)}" for key in ("exe", "user", "cmdline", "host")
                           if getattr(entry, key))
