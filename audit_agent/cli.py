@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--filing-drafts", metavar="DIR",
                       help="write a pre-filled filing draft (YAML + en/zh-CN HTML) per unfiled research system here")
     scan.add_argument("-q", "--quiet", action="store_true", help="no terminal summary or progress (for cron)")
+    add_sign_option(scan)
     add_event_outputs(scan)
     scan.set_defaults(handler=cmd_scan)
 
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--slow-every", type=int, default=10, metavar="N",
                        help="run the hidden-process and persistence checks every N cycles (default 10)")
     watch.add_argument("-q", "--quiet", action="store_true")
+    add_sign_option(watch)
     watch.set_defaults(handler=cmd_watch)
 
     fleet = commands.add_parser("fleet", help="merge many hosts' JSON reports into a fleet report")
@@ -140,8 +142,29 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--json", metavar="PATH")
     fleet.add_argument("--lang", choices=LANGS, default="en")
     fleet.add_argument("--stale-days", type=float, default=31.0, help="hosts not audited within N days")
+    fleet.add_argument("--keys", metavar="FILE_OR_DIR",
+                       help="registered host keys (lines of `audit-agent keys show`); refuse reports that are "
+                            "unsigned or not signed by their machine's key. Without it the reports are unverified")
+    fleet.add_argument("--fail-on", choices=SEVERITIES, default=None,
+                       help="exit 1 when a host has a counted finding at or above this severity (default: high)")
+    fleet.add_argument("--fail-on-incomplete", action="store_true", help="exit 3 when a host's audit is incomplete")
     fleet.set_defaults(handler=cmd_fleet)
+
+    keys = commands.add_parser("keys", help="this host's report signing key (for fleet --keys)")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    init = key_commands.add_parser("init", help="make the key if there is none, and print its registration line")
+    show = key_commands.add_parser("show", help="print the line that registers this host in the fleet's keys file")
+    for sub in (init, show):
+        sub.add_argument("--key", metavar="FILE", help="the key file (default: <state dir>/report-signing.key)")
+        sub.add_argument("--etc-root", default="/etc", help=argparse.SUPPRESS)
+    init.set_defaults(handler=cmd_keys_init)
+    show.set_defaults(handler=cmd_keys_show)
     return parser
+
+
+def add_sign_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sign", action="store_true",
+                        help="sign the JSON report with this host's key (made on first use; see `keys show`)")
 
 
 def add_collect_options(parser: argparse.ArgumentParser) -> None:
@@ -191,8 +214,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from audit_agent.model import Severity
     from audit_agent.pipeline import load_inputs, run_scan
 
+    if args.sign and not args.json:
+        raise UsageError("--sign signs the JSON report: give --json PATH too")
     inputs = load_inputs(args.rules, args.config)
     fail_on = resolve_fail_on(args.fail_on, inputs.policy.fail_on_or(Severity.HIGH))
+    signing = None
+    if args.sign:
+        from audit_agent.trust.hostkey import signing_identity
+        signing = signing_identity(args.etc_root)            # a key problem is exit 2 before the scan
     if args.snapshot:
         from audit_agent.output import read_snapshot
         snapshot = read_snapshot(args.snapshot)
@@ -203,6 +232,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
         from audit_agent.export.syslog import parse_target
         parse_target(args.syslog)                   # a bad target is an error before the scan, not after
     report = run_scan(snapshot, inputs, fail_on)
+    if signing:
+        from audit_agent.trust.signature import sign_report
+        report = sign_report(report, *signing)
     if args.filing_drafts:
         from audit_agent.filing.draft import write_drafts
         drafts = write_drafts(report, args.filing_drafts)       # before the reports: they link the drafts
@@ -365,6 +397,30 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_fleet(args: argparse.Namespace) -> int:
     from audit_agent.fleet import run_fleet
     return run_fleet(args)
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    from audit_agent.trust.hostkey import default_key_path, load_or_create, machine_id, public_line
+    path = Path(args.key) if args.key else default_key_path()
+    machine = machine_id(args.etc_root)
+    key, created = load_or_create(path)
+    print(f"{'made' if created else 'already there'}: {path}; register this line in the fleet's keys file:",
+          file=sys.stderr)
+    print(public_line(key, machine, host_name()))
+    return EXIT_OK
+
+
+def cmd_keys_show(args: argparse.Namespace) -> int:
+    from audit_agent.trust.hostkey import default_key_path, load_key, machine_id, public_line
+    path = Path(args.key) if args.key else default_key_path()
+    print(public_line(load_key(path), machine_id(args.etc_root), host_name()))
+    return EXIT_OK
+
+
+def host_name() -> str:
+    import socket
+    return socket.gethostname()
+
 
 
 # ---------------------------------------------------------------- helpers

@@ -323,8 +323,15 @@ def verdict(report: AuditReport) -> tuple[Verdict, list[str]]:
 
 def exit_code(report: AuditReport, fail_on: Severity | None, fail_on_incomplete: bool = False) -> int:
     """0 nothing at or above fail_on; 1 findings at or above it; 3 incomplete (only if asked)."""
-    if fail_on is not None and any(f.status in COUNTED and f.severity.rank >= fail_on.rank for f in report.findings):
+    return exit_status([f.severity for f in report.findings if f.status in COUNTED],
+                       report.verdict == Verdict.INCOMPLETE, fail_on, fail_on_incomplete)
+
+
+def exit_status(counted: list[Severity], incomplete: bool, fail_on: Severity | None,
+                fail_on_incomplete: bool = False) -> int:
+    """The exit code from the severities of the counted findings (one host's, or a whole fleet's)."""
+    if fail_on is not None and any(severity.rank >= fail_on.rank for severity in counted):
         return 1
-    if fail_on_incomplete and report.verdict == Verdict.INCOMPLETE:
+    if fail_on_incomplete and incomplete:
         return 3
     return 0

@@ -486,6 +486,18 @@ class RulePackInfo:
 
 
 @dataclass
+class ReportSignature:
+    """A host's Ed25519 signature of its own report (audit_agent/trust): who signed, and the signature.
+
+    It covers the report's canonical JSON with this block in it minus `value` (so the machine id and key id
+    are signed too); a fleet holding the registered public keys refuses a report changed after signing."""
+    algorithm: str = "ed25519"
+    key_id: str = ""            # first 16 hex digits of the public key's SHA-256
+    machine_id: str = ""        # the signing host's /etc/machine-id
+    value: str = ""             # base64 of the 64-byte signature
+
+
+@dataclass
 class AuditReport:
     schema_version: str = REPORT_SCHEMA_VERSION
     agent_version: str = ""
@@ -510,6 +522,7 @@ class AuditReport:
     research_systems: list[dict[str, Any]] = field(default_factory=list)   # per research system: use vs filed scale
     timezone: str = ""          # the institution's zone filings were judged in
     tuning: list[TuningChange] = field(default_factory=list)     # local rule changes in effect (rules.d)
+    signature: ReportSignature | None = None     # scan/watch --sign: the host's signature of this report
 
     @property
     def open_findings(self) -> list[Finding]:

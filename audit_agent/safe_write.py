@@ -104,8 +104,12 @@ def fallback_name(name: str, now: float | None = None) -> str:
     return f"{stem}-{stamp}{dot}{suffix}"
 
 
-def write_file(path: str | os.PathLike[str], data: bytes, mode: int = 0o640, warn: Warn | None = None) -> Written:
-    """Write `data` to `path` (whole or not at all) in a file created here; see the module doc."""
+def write_file(path: str | os.PathLike[str], data: bytes, mode: int = 0o640, warn: Warn | None = None,
+               replace: bool = True) -> Written:
+    """Write `data` to `path` (whole or not at all) in a file created here; see the module doc.
+
+    replace=False: never replace anything at `path` (FileExistsError instead), for a file that must be
+    created once, such as a signing key: two first runs at once cannot leave two different keys."""
     warn = warn or _default_warn
     target = Path(path)
     name = target.name
@@ -115,6 +119,10 @@ def write_file(path: str | os.PathLike[str], data: bytes, mode: int = 0o640, war
     try:
         tmp = _write_temp(dfd, name, data, mode)
         try:
+            if not replace:     # link() never replaces, and never follows a link planted at the name
+                os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+                _unlink(dfd, tmp)
+                return Written(target, False)
             return _place(dfd, tmp, target, shared, warn)
         except BaseException:
             _unlink(dfd, tmp)

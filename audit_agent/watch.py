@@ -66,6 +66,7 @@ class WatchOptions:
     full_every: int = 10                # cycles between full process rescans (events catch the rest)
     slow_every: int = 10                # cycles between hidden-process and persistence checks
     insecure: bool = False              # allow a push token over plain http
+    sign: bool = False                  # sign the JSON report (file and push) with the host's key
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "WatchOptions":
@@ -83,7 +84,8 @@ class WatchOptions:
                    max_spool=getattr(args, "max_spool", 100), events=style if style in ("text", "json") else "text",
                    events_file=None if style in ("text", "json") else style, syslog=getattr(args, "syslog", None),
                    quiet=args.quiet, full_every=max(1, getattr(args, "full_every", 10)),
-                   slow_every=max(1, getattr(args, "slow_every", 10)), insecure=getattr(args, "insecure", False))
+                   slow_every=max(1, getattr(args, "slow_every", 10)), insecure=getattr(args, "insecure", False),
+                   sign=getattr(args, "sign", False))
 
 
 # ---------------------------------------------------------------- state
@@ -278,6 +280,10 @@ class Watcher:
             from audit_agent.export.push import check_push
             check_push(options.push_url, options.push_token_file, options.insecure)   # fail early: exit 2
         self.check_output_dirs()
+        self.signing: Any = None
+        if options.sign:
+            from audit_agent.trust.hostkey import signing_identity
+            self.signing = signing_identity(options.etc_root)     # made or read now: a problem is exit 2
 
     def check_output_dirs(self) -> None:
         """Refuse (exit 2) at start an existing output directory another user could write: see safe_write."""
@@ -382,7 +388,11 @@ class Watcher:
         self.state.updated_at = now
         self.last_report = report
         json_path, push_url, textfile_dir = self.options.json_path, self.options.push_url, self.options.textfile_dir
-        payload = dumps(report.to_dict(), indent=None).encode("utf-8") if json_path or push_url else b""
+        signed = report
+        if self.signing is not None and (json_path or push_url):
+            from audit_agent.trust.signature import sign_report
+            signed = sign_report(report, *self.signing)
+        payload = dumps(signed.to_dict(), indent=None).encode("utf-8") if json_path or push_url else b""
         if json_path:
             from audit_agent.output import write_atomic
             self.guarded("report", lambda: write_atomic(json_path, payload))

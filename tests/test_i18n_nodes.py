@@ -240,3 +240,47 @@ def test_an_accepted_gap_in_chinese_shows_no_english_but_the_institutions_reason
     assert untranslated(strip_data(html, data), "zh-CN") == []
     english = render("html", report, RenderOptions(lang="en"))
     assert "Accepted by policy" in english and "except what the policy accepts" in english
+
+
+@pytest.mark.parametrize("verified", [False, True])
+def test_the_chinese_fleet_page_has_no_english_outside_data(demo_reports, tmp_path, verified):
+    """The fleet page in zh-CN: every label, notice, refusal, top finding and the sign-off in Chinese."""
+    import copy
+    import time
+
+    from nacl.signing import SigningKey
+
+    from audit_agent.fleet import merge
+    from audit_agent.fleet_html import render_html
+    from audit_agent.render.json_report import dumps
+    from audit_agent.trust.hostkey import public_line
+    from audit_agent.trust.registry import read_keys
+    from audit_agent.trust.signature import sign_report
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    keys, lines, data = {}, [], []
+    now = time.time()
+    reports_by_name = {name: copy.deepcopy(report) for name, report in demo_reports.items()}  # shared fixture
+    for number, name in enumerate(sorted(reports_by_name) + ["twin"]):
+        report = reports_by_name.get(name) or copy.deepcopy(reports_by_name["gpu-lab-03"])  # one name, two machines
+        machine = f"{number:032x}"
+        keys[machine] = SigningKey.generate()
+        lines.append(public_line(keys[machine], machine, name))
+        report.collected_at = report.generated_at = now - 3600
+        signed = sign_report(report, keys[machine], machine)
+        (reports / f"{name}.json").write_text(dumps(signed.to_dict()))
+        data += host_strings(report) + [machine[:12]]
+    (reports / "changed.json").write_text((reports / "login-02.json").read_text().replace("login-02", "login-03", 1))
+    ahead = copy.deepcopy(reports_by_name["login-02"])
+    ahead.collected_at += 86400
+    future = sign_report(ahead, keys[f"{1:032x}"], f"{1:032x}")
+    (reports / "future.json").write_text(dumps(future.to_dict()))
+    (tmp_path / "fleet.keys").write_text("\n".join(lines) + "\n")
+    fleet = merge([str(reports)], keys=read_keys(tmp_path / "fleet.keys") if verified else None,
+                  keys_source=str(tmp_path / "fleet.keys"))
+    assert fleet.duplicate_hostnames and fleet.errors and any(h.top_finding for h in fleet.hosts)
+    assert not verified or {e.code for e in fleet.errors} >= {"bad_signature", "future"}
+    html = render_html(fleet, "zh-CN", tmp_path)
+    assert untranslated(strip_data(html, data), "zh-CN") == []
+    assert "审计人" in html and "单位盖章" in html

@@ -34,6 +34,13 @@ def clean(value: Any) -> Any:
     return value
 
 
+def clean_line(value: Any) -> Any:
+    """`clean` for a page that shows data on one line (the fleet's tables): newlines and tabs made visible too."""
+    if isinstance(value, str) and not hasattr(value, "__html__"):
+        return clean(value.replace("\n", "\\x0a").replace("\t", "\\x09"))
+    return value
+
+
 def gib(size: int | None) -> str:
     if not size:
         return ""
