@@ -170,6 +170,9 @@ def add_sign_option(parser: argparse.ArgumentParser) -> None:
 def add_collect_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=non_negative, default=5.0, metavar="SECONDS",
                         help="CPU/GPU sampling window (default 5)")
+    parser.add_argument("--timeout", type=scan_seconds, default=600.0, metavar="SECONDS",
+                        help="hard ceiling for collecting; what did not finish is reported as incomplete (default 600)")
+    parser.add_argument("--call-timeout", type=scan_seconds, default=5.0, help=argparse.SUPPRESS)
     parser.add_argument("--proc-root", default="/proc", help=argparse.SUPPRESS)
     parser.add_argument("--sys-root", default="/sys", help=argparse.SUPPRESS)
     parser.add_argument("--etc-root", default="/etc", help=argparse.SUPPRESS)
@@ -203,6 +206,16 @@ def non_negative(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if value < 0 or value > 3600:
         raise argparse.ArgumentTypeError("must be between 0 and 3600")
+    return value
+
+
+def scan_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 86400")
     return value
 
 
@@ -439,7 +452,8 @@ def collect_with(args: argparse.Namespace, rules, progress):  # type: ignore[no-
     options = CollectOptions(window=args.window, proc_root=args.proc_root, sys_root=args.sys_root,
                              etc_root=args.etc_root, signature_strings=rules.signature_strings(),
                              yara_sources=rules.pack.yara_sources, progress=progress, families=rules.pack.families,
-                             check_behaviour=not getattr(args, "no_behaviour_checks", False))
+                             check_behaviour=not getattr(args, "no_behaviour_checks", False),
+                             timeout=args.timeout, call_timeout=args.call_timeout)
     return collect_snapshot(options)
 
 
@@ -480,6 +494,23 @@ def print_summary(report) -> None:  # type: ignore[no-untyped-def]
     write(console, report)
 
 
+PATH_ARGS = ("json", "html", "markdown", "junit", "sarif", "snapshot", "output", "rules", "config", "state",
+             "textfile_dir", "push_token_file", "spool_dir", "out", "report", "path", "rules_dir", "inputs",
+             "signing_key", "keys")
+
+
+def leave_working_directory(args: argparse.Namespace) -> None:
+    """Make path arguments absolute, then chdir to /: the directory the agent was started in (often /tmp or
+    a user's folder) must not be where it looks for anything, nor count as its own evidence."""
+    for name in PATH_ARGS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value and "://" not in value:
+            setattr(args, name, os.path.abspath(value))
+        elif isinstance(value, list):
+            setattr(args, name, [os.path.abspath(v) if isinstance(v, str) else v for v in value])
+    os.chdir("/")
+
+
 @contextmanager
 def progress_display(quiet: bool) -> Iterator[Callable[[str, float], None] | None]:
     """A Rich progress bar on stderr while the window and slow checks run, only on a terminal."""
@@ -507,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
     try:
+        leave_working_directory(args)
         return int(args.handler(args))
     except (ConfigError, UsageError) as exc:
         print(f"audit-agent: error: {exc}", file=sys.stderr)

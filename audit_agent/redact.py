@@ -10,9 +10,11 @@ SECRET_FLAGS = {"-p", "--pass", "--password", "-pass", "--http-access-token", "-
                 "--access-token", "--dualpass", "-pass2", "--api-password", "-epsw", "-dpsw", "--proxy-password"}
 # user:password in one value (xmrig -O/--userpass): the login stays (a wallet is evidence), the password goes.
 USERPASS_FLAGS = {"-O", "--userpass"}
+# Both start only where a run of key (or scheme) characters starts: never re-scanning the same run from each
+# of its characters, which made a 1 MiB word cost minutes (quadratic); linear on any text.
 SECRET_ASSIGN = re.compile(
-    r"(?i)\b((?:[a-z0-9_]*?(?:pass(?:word|wd)?|token|secret|api[_-]?key|access[_-]?key|auth))=)([^\s&;]+)")
-URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@\s/]+)(@)")
+    r"(?i)(?<![a-z0-9_-])([a-z0-9_-]*(?:pass(?:word|wd)?|token|secret|api[_-]?key|access[_-]?key|auth)=)([^\s&;]+)")
+URL_CREDENTIALS = re.compile(r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^/\s:@]+:)([^@\s/]+)(@)")
 # C0/C1 controls (ESC, BEL, NUL, ...), zero-width and bidi overrides, and lone surrogates (undecodable bytes)
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 

@@ -67,6 +67,8 @@ class WatchOptions:
     slow_every: int = 10                # cycles between hidden-process and persistence checks
     insecure: bool = False              # allow a push token over plain http
     sign: bool = False                  # sign the JSON report (file and push) with the host's key
+    timeout: float = 600.0              # ceiling of one cycle's collection
+    call_timeout: float = 5.0
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "WatchOptions":
@@ -85,7 +87,8 @@ class WatchOptions:
                    events_file=None if style in ("text", "json") else style, syslog=getattr(args, "syslog", None),
                    quiet=args.quiet, full_every=max(1, getattr(args, "full_every", 10)),
                    slow_every=max(1, getattr(args, "slow_every", 10)), insecure=getattr(args, "insecure", False),
-                   sign=getattr(args, "sign", False))
+                   sign=getattr(args, "sign", False),
+                   timeout=getattr(args, "timeout", 600.0), call_timeout=getattr(args, "call_timeout", 5.0))
 
 
 # ---------------------------------------------------------------- state
@@ -355,7 +358,8 @@ class Watcher:
                                                    yara_sources=self.inputs.rules.pack.yara_sources,
                                                    progress=check_stop, check_stealth=slow, check_persistence=slow,
                                                    process_source=self.tracker, check_families=slow,
-                                                   families=self.inputs.rules.pack.families))
+                                                   families=self.inputs.rules.pack.families, timeout=o.timeout,
+                                                   call_timeout=o.call_timeout))
         if slow:
             self.last_slow = snapshot
         else:

@@ -258,17 +258,29 @@ def test_reaching_the_file_limit_is_reported_as_partial(tmp_path, monkeypatch):
 
 
 @linux
-def test_a_config_is_read_only_if_its_process_could_read_it(tmp_path):
-    """Root reads for the audit, but `-c /root/secret.cnf` from a user's process must not leak that file."""
+def test_a_config_is_read_only_if_its_process_could_read_it():
+    """Root reads for the audit, but `-c /root/secret.cnf` from a user's process must not leak that file.
+    The file is read with the process user's file-system identity (setfsuid), so the kernel judges it and
+    every folder on the way; the tree lives in a folder others may enter, like a real one."""
     import dataclasses
-    work = tmp_path / "w"
-    work.mkdir()
-    secret = work / "private.json"
-    secret.write_text(json.dumps(XMRIG))
-    os.chmod(secret, 0o600)                       # owned by root (the test runs as root), unreadable to others
-    root, proc = fake_process(tmp_path, 700, work, ["tool", "-c", str(secret)])
-    as_user = dataclasses.replace(proc, uid=4321)
-    assert configs.scan_processes([as_user], str(root))[0] == []
-    assert [c.path for c in configs.scan_processes([dataclasses.replace(proc, uid=0)], str(root))[0]] == [str(secret)]
-    os.chown(secret, 4321, -1)                    # now the user's own file
-    assert [c.path for c in configs.scan_processes([as_user], str(root))[0]] == [str(secret)]
+    import shutil
+    import tempfile
+    base = Path(tempfile.mkdtemp(prefix="audit-configs-"))
+    try:
+        os.chmod(base, 0o755)
+        work = base / "w"
+        work.mkdir()
+        secret = work / "private.json"
+        secret.write_text(json.dumps(XMRIG))
+        os.chmod(secret, 0o600)                       # owned by root (the test runs as root), unreadable to others
+        root, proc = fake_process(base, 700, work, ["tool", "-c", str(secret)])
+        as_user = dataclasses.replace(proc, uid=4321)
+        assert configs.scan_processes([as_user], str(root))[0] == []
+        assert [c.path for c in configs.scan_processes([dataclasses.replace(proc, uid=0)], str(root))[0]] == \
+            [str(secret)]
+        os.chown(secret, 4321, -1)                    # now the user's own file
+        assert [c.path for c in configs.scan_processes([as_user], str(root))[0]] == [str(secret)]
+        os.chmod(work, 0o700)                         # ...but in a folder the user cannot enter
+        assert configs.scan_processes([as_user], str(root))[0] == [], "the kernel checks the way there too"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from audit_agent import __version__
+from audit_agent.collect import deadline
 from audit_agent.collect.gpu import GpuSampler
 from audit_agent.collect.host import collect_host
 from audit_agent.collect.network import collect_connections
@@ -17,6 +18,8 @@ from audit_agent.model import Coverage, CoverageStatus, LoadSample, ProcessInfo,
 
 Progress = Callable[[str, float], None]     # (what is happening, fraction of the window done 0..1)
 SAMPLE_EVERY = 0.5
+DEFAULT_TIMEOUT = 600.0     # well under the daily timer; a scan of a big host takes under a minute
+STEP_BUDGET = 240.0
 
 
 class ProcessSource(Protocol):
@@ -45,15 +48,32 @@ class CollectOptions:
     families: Any = None            # rules.families.Family list; None: the default pack's
     check_families: bool = True     # family configs and the artefact search (watch: on its slow cycles)
     check_behaviour: bool = True        # packing and the memory of suspects (off only to measure their cost)
+    timeout: float | None = DEFAULT_TIMEOUT     # the whole scan's ceiling, seconds
+    step_budget: float = STEP_BUDGET            # each step after the window, seconds (within the ceiling)
+    call_timeout: float = deadline.CALL_TIMEOUT  # one blocking call on a path another user controls
 
 
 def collect_snapshot(options: CollectOptions) -> Snapshot:
+    """The snapshot, always: a step that does not finish within its budget (or the ceiling) is `error`
+    coverage naming the limit, and calls that did not answer are listed under the `deadline` check."""
+    clock = deadline.start_scan(options.timeout, options.call_timeout)
     progress = options.progress or (lambda what, done: None)
     snapshot = Snapshot(agent_version=__version__, collected_at=time.time(), window_seconds=options.window)
     progress("host inventory", 0.0)
     snapshot.host, host_coverage = collect_host(options.proc_root, options.etc_root)
     snapshot.coverage.append(host_coverage)
+    options = _collect_core(snapshot, options, clock, progress)
+    for step in extra_steps(options):
+        progress(step.__doc__.splitlines()[0] if step.__doc__ else step.__name__, 1.0)
+        snapshot.coverage.extend(run_step(step, snapshot, options, clock))
+    if clock.timed_out:
+        snapshot.coverage.append(timeouts_coverage(clock))
+    return detach(snapshot) if clock.abandoned_steps else snapshot
 
+
+def _collect_core(snapshot: Snapshot, options: CollectOptions, clock: deadline.Deadlines,
+                  progress: Progress) -> CollectOptions:
+    """Window, processes, connections, GPUs; the options as the later steps need them (socket sample)."""
     gpu = options.gpu_sampler or GpuSampler()
     gpu.start()
     from audit_agent.collect.stealth import CpuAccount     # hidden-CPU check: /proc/stat over this window
@@ -66,38 +86,75 @@ def collect_snapshot(options: CollectOptions) -> Snapshot:
     snapshot.load = sample_window(options.window, gpu, progress)
 
     progress("processes", 1.0)
-    if options.process_source is not None:
-        snapshot.processes, coverage = options.process_source.read(first)
-        snapshot.coverage.append(options.process_source.coverage())
+    source = options.process_source
+    read = (lambda: source.read(first)) if source is not None else (lambda: read_processes(first, options.proc_root))
+    done, result = clock.run_step(read, options.step_budget)
+    if done and result is not None:
+        snapshot.processes, coverage = result
+        if source is not None:
+            snapshot.coverage.append(source.coverage())
+        if cpu_account is not None:
+            cpu_account.finish(snapshot)    # /proc/stat vs the listed processes over the same window
     else:
-        snapshot.processes, coverage = read_processes(first, options.proc_root)
-    if cpu_account is not None:
-        cpu_account.finish(snapshot)    # /proc/stat vs the listed processes over the same window
+        coverage = over_time("processes", options.step_budget, clock)
     snapshot.coverage.append(coverage)
     progress("connections", 1.0)
-    snapshot.connections, coverage = collect_connections(options.proc_root)
+    done, found = clock.run_step(lambda: collect_connections(options.proc_root), options.step_budget)
+    if done and found is not None:
+        snapshot.connections, coverage = found
+    else:
+        coverage = over_time("network", options.step_budget, clock)
     snapshot.coverage.append(coverage)
     progress("GPUs", 1.0)
     snapshot.gpus, coverage = gpu.finish()
     snapshot.host.gpus = snapshot.gpus
     snapshot.coverage.append(coverage)
-    for step in extra_steps(options):
-        progress(step.__doc__.splitlines()[0] if step.__doc__ else step.__name__, 1.0)
-        snapshot.coverage.extend(run_step(step, snapshot, options))
-    return snapshot
+    return options
 
 
 MAX_ERROR_CHARS = 300
 
 
+def over_time(check: str, budget: float, clock: deadline.Deadlines) -> Coverage:
+    """Error coverage for a part of the scan that did not finish within its budget or the ceiling."""
+    why = "the scan's time limit (--timeout) was reached" if clock.left() == 0 else \
+        f"it did not finish within its {budget:g}s budget"
+    return Coverage(check, CoverageStatus.ERROR, f"not finished: {why}; given up so the report is still written")
+
+
+def timeouts_coverage(clock: deadline.Deadlines) -> Coverage:
+    """The `deadline` check: what on the host did not answer in time (a stalled mount hides what is on it)."""
+    listed = [t for t in clock.timed_out if not t.startswith("…")]
+    shown = "; ".join(clock.timed_out[:8]) + (" …" if len(clock.timed_out) > 8 else "")
+    return Coverage(deadline.CHECK, CoverageStatus.ERROR,
+                    f"{len(listed)} call(s) on the host did not answer in time, so what they lead to was not seen: "
+                    f"{shown}"[:MAX_ERROR_CHARS * 2], denied=len(listed))
+
+
+def detach(snapshot: Snapshot) -> Snapshot:
+    """A copy no abandoned step thread can still change (it may write to the original as it unwinds)."""
+    for _ in range(20):
+        try:
+            return Snapshot.from_dict(snapshot.to_dict())
+        except RuntimeError:        # "changed size during iteration": that thread was writing; try again
+            time.sleep(0.05)
+    return snapshot
+
+
 def run_step(step: Callable[[Snapshot, CollectOptions], list[Coverage]], snapshot: Snapshot,
-             options: CollectOptions) -> list[Coverage]:
-    """One extra step's coverage; a step that fails unexpectedly becomes `error` coverage and the scan goes on.
+             options: CollectOptions, clock: deadline.Deadlines | None = None) -> list[Coverage]:
+    """One extra step's coverage; a step that fails unexpectedly becomes `error` coverage and the scan
+    goes on, and so does one that runs past its budget (it is given up, see deadline.run_step).
 
     An audit that could not look is never reported as clean: the failed check
     is named in the coverage (so the verdict is incomplete), not left out."""
+    clock = clock or deadline.current()
+    budget = options.step_budget if options is not None else STEP_BUDGET
     try:
-        return step(snapshot, options)
+        done, result = clock.run_step(lambda: step(snapshot, options), budget)
+        if not done:
+            return [over_time(check, budget, clock) for check in step_checks(step)]
+        return result or []
     except Exception as exc:        # noqa: BLE001 - any bug in one check must not cost the whole audit
         message = " ".join(str(exc).split())
         if len(message) > MAX_ERROR_CHARS:

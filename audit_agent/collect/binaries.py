@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from audit_agent import __version__
-from audit_agent.collect import scan_cache
+from audit_agent.collect import deadline, scan_cache
 from audit_agent.collect.coverage import because, coverage, is_root
 from audit_agent.model import BinaryScan, Coverage, CoverageStatus, Snapshot
 from audit_agent.rules.yara_files import SIGNATURE_RULE, signature_rule, yara_module
@@ -49,6 +49,7 @@ from audit_agent.rules.yara_files import SIGNATURE_RULE, signature_rule, yara_mo
 CHECK = "binaries"
 MAX_SCAN_BYTES = 64 * 1024 * 1024       # per executable: the head and the tail of a bigger file (strings
 TAIL_SCAN_BYTES = 16 * 1024 * 1024      # appended after padding past a fixed cut are still seen)
+SCAN_TIMEOUT = 30.0                     # seconds for one executable (64 MB through YARA); longer: its mount stalls
 HASH_MAX_BYTES = 32 * 1024 * 1024       # sha256 only where cheap (~20 ms at this size)
 ON_LINUX = sys.platform.startswith("linux")
 MAX_CACHED = 4096                       # scan results kept between watch-mode cycles (least recently used go)
@@ -224,7 +225,8 @@ def locate(pid: int, known_exe: str, proc_root: str) -> tuple[_Target | None, in
             return None, 0
         open_path = path = known_exe
     try:
-        info = os.stat(open_path)       # follows /proc/PID/exe to the file itself, deleted or not
+        # follows /proc/PID/exe to the file itself, deleted or not; on a stalled (FUSE) mount it times out
+        info = deadline.call(os.stat, open_path, path=open_path)
     except PermissionError:
         return None, 1
     except OSError:
@@ -245,7 +247,8 @@ def scan_target(target: _Target, signature_id: Any, strings: list[str], encoded:
     if isinstance(yara_rules, LazyYara):            # compiled only now that there is something new to scan
         yara_rules = yara_rules.compiled()
     try:
-        result = scan_file(target.open_path, strings, encoded, yara_rules)
+        result = deadline.call(scan_file, target.open_path, strings, encoded, yara_rules, path=target.open_path,
+                               timeout=SCAN_TIMEOUT)
     except PermissionError:
         return _Cached("", target.size, 0, [], "builtin", "access denied")
     except (FileNotFoundError, ProcessLookupError):

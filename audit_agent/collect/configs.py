@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from audit_agent.collect import linux_only
+from audit_agent.collect import deadline
 from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
 from audit_agent.collect.coverage import because, coverage
 from audit_agent.model import Coverage, CoverageStatus, MinerConfig, ProcessInfo, Snapshot
@@ -103,9 +104,12 @@ def scan_processes(processes: list[ProcessInfo], proc_root: str = "/proc",
     """Miner configs used by `processes`; one MinerConfig per distinct file, listing every pid."""
     budget = budget or _Budget()
     found: list[MinerConfig] = []
+    own = os.getpid()
     for index, proc in enumerate(processes):
         if not proc.exe and not proc.cmdline:
             continue            # kernel thread
+        if proc.pid == own:
+            continue            # the agent's own files (its working directory) are not evidence about the host
         for shown, access, named in candidates(proc, proc_root, budget):
             if budget.files >= MAX_FILES_TOTAL:
                 budget.not_examined = sum(1 for p in processes[index:] if p.exe or p.cmdline)
@@ -198,7 +202,8 @@ def directory_candidates(directory: str, budget: _Budget) -> list[str]:
     names = []
     for name in DEFAULT_NAMES:
         try:
-            if stat.S_ISREG(os.stat(os.path.join(directory, name)).st_mode):
+            candidate = os.path.join(directory, name)
+            if stat.S_ISREG(deadline.call(os.stat, candidate, path=candidate).st_mode):
                 names.append(name)
         except PermissionError:
             budget.denied += 1
@@ -233,8 +238,8 @@ def read_bounded(path: str, budget: _Budget, reader_uid: int | None = 0) -> tupl
     itself could read: `-c /root/.my.cnf` from a user's process must not put a
     root-only file's values into the report."""
     try:
-        opened = read_regular(path, MAX_CONFIG_BYTES, accept=lambda info, real, linked:
-                              not is_forbidden(real) and readable_by(info, reader_uid))
+        opened = read_regular(path, MAX_CONFIG_BYTES, as_uid=reader_uid,
+                              accept=lambda info, real, linked: not is_forbidden(real) and readable_by(info, reader_uid))
     except PermissionError:
         budget.denied += 1
         return None, None

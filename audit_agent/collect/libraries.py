@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audit_agent.collect import CollectOptions, linux_only
+from audit_agent.collect import CollectOptions, deadline, linux_only
 from audit_agent.model import Coverage, CoverageStatus, Snapshot
 from audit_agent.collect.coverage import because, coverage
 
@@ -16,6 +16,7 @@ CHECK = "libraries"
 BUSY_CPU_PERCENT = 50.0
 MAX_LIBRARIES = 300
 MAX_MAPS_BYTES = 4 << 20
+MAPS_TIMEOUT = 5.0
 
 
 def collect_libraries(snapshot: Snapshot, options: CollectOptions) -> list[Coverage]:
@@ -39,11 +40,15 @@ def collect_libraries(snapshot: Snapshot, options: CollectOptions) -> list[Cover
     return [Coverage(CHECK, CoverageStatus.OK, inspected=len(wanted))]
 
 
+def _read_maps(path: Path) -> bytes:
+    with open(path, "rb") as maps:
+        return maps.read(MAX_MAPS_BYTES)
+
+
 def mapped_libraries(pid: int, proc_root: str = "/proc") -> list[str] | None:
     """Basenames of the shared objects in /proc/PID/maps, in first-mapped order; None if unreadable."""
-    try:
-        with open(Path(proc_root) / str(pid) / "maps", "rb") as maps:
-            text = maps.read(MAX_MAPS_BYTES)
+    try:    # reading maps waits for the process's memory lock, which a process stuck on a FUSE page holds
+        text = deadline.call(_read_maps, Path(proc_root) / str(pid) / "maps", timeout=MAPS_TIMEOUT)
     except OSError:
         return None
     seen: dict[str, None] = {}

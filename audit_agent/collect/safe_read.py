@@ -55,15 +55,68 @@ class FileRead:
         return self.info.st_dev, self.info.st_ino
 
 
-def read_regular(path: str | os.PathLike[str], limit: int, accept: Accept | None = None) -> FileRead:
+def read_regular(path: str | os.PathLike[str], limit: int, accept: Accept | None = None,
+                 guard: bool = True, as_uid: int | None = None) -> FileRead:
     """At most `limit` bytes of the regular file at `path`, never opening anything else for reading.
 
     Raises FileNotFoundError / PermissionError / other OSError as the OS does,
-    NotRegularFile for anything but a regular file, Refused when `accept` says no."""
+    NotRegularFile for anything but a regular file, Refused when `accept` says no,
+    deadline.TimedOut (an OSError) when the file system does not answer in time
+    (guard=False: the caller already runs this under a deadline).
+
+    as_uid: open and read with that user's file-system identity (setfsuid, this
+    thread only), so the kernel checks every directory on the way and the file
+    as it would for that user's process: root never reads for a user what the
+    user could not read."""
     path = os.fspath(path)
-    if O_PATH and _proc_fd_works():
-        return _read_linux(path, limit, accept)
-    return _read_portable(path, limit, accept)
+    read = _read_linux if O_PATH and _proc_fd_works() else _read_portable
+    if as_uid is not None:
+        read = _as_user(read, as_uid)
+    if not guard:
+        return read(path, limit, accept)
+    from audit_agent.collect import deadline
+    return deadline.call(read, path, limit, accept, path=path)
+
+
+NOGROUP = 65534
+
+
+def _as_user(read: Callable[[str, int, Accept | None], FileRead], uid: int) -> Callable[..., FileRead]:
+    """`read` run under fsuid=uid, fsgid=nogroup in the calling thread (a no-op unless we are root)."""
+    libc = _libc()
+    if libc is None or os.geteuid() != 0 or uid == 0:
+        return read
+
+    def wrapped(path: str, limit: int, accept: Accept | None) -> FileRead:
+        libc.setfsgid(NOGROUP)
+        libc.setfsuid(uid)
+        try:
+            if libc.setfsuid(-1 & 0xFFFFFFFF) != uid:      # -1 reads the current value back
+                raise PermissionError(1, "cannot take the file-system identity of the process's user", path)
+            return read(path, limit, accept)
+        finally:
+            libc.setfsuid(os.geteuid())
+            libc.setfsgid(os.getegid())
+    return wrapped
+
+
+_LIBC: object = None
+
+
+def _libc():  # type: ignore[no-untyped-def]
+    """glibc's setfsuid/setfsgid (per thread on Linux); None elsewhere."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+            import ctypes.util
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            lib.setfsuid.argtypes = [ctypes.c_uint]
+            lib.setfsgid.argtypes = [ctypes.c_uint]
+            _LIBC = lib
+        except (OSError, AttributeError):
+            _LIBC = False
+    return _LIBC or None
 
 
 def read_no_symlink(path: str | os.PathLike[str], limit: int) -> bytes:

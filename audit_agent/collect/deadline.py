@@ -1,0 +1,317 @@
+"""Time limits for everything that touches the host: a stuck file system cannot stop the scan.
+
+A local user controls file systems the agent must look at: a FUSE server with
+allow_other mounted on their unit folder or serving a running program's
+executable, an NFS home whose server is gone. A stat, open, read or readdir
+there blocks until the server answers, possibly forever, in an uninterruptible
+wait that no signal ends.
+
+So such calls go through `call()`: the caller waits at most `timeout` seconds.
+On a FUSE or network mount the call runs in a forked child process: a request
+the FUSE server has read but never answers is waited out by the kernel even
+through SIGKILL, and a thread stuck so would keep the whole agent from exiting;
+a stuck child is simply left behind (it ends when the server does). Elsewhere
+the call runs in a worker thread; one that does not come back is abandoned (a
+daemon thread) and a fresh one takes the next call. The mount that stalled is remembered, and later calls on
+paths under it fail at once rather than each waiting its full timeout. Every
+call that did not answer is logged, so the report can say what timed out.
+
+`TimedOut` is an OSError (ETIMEDOUT): collectors that already count an
+unreadable file as denied or skipped treat a stuck one the same way.
+
+The scan's own ceiling and each step's budget are deadlines on the monotonic
+clock; `call()` never waits past the step's deadline, and once a step has been
+given up, its guarded calls fail at once so its thread unwinds.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+CALL_TIMEOUT = 5.0          # seconds one file-system call may take before its mount counts as stuck
+MAX_ABANDONED = 16          # stuck worker threads kept at most; beyond that, guarded calls fail at once
+MAX_LOGGED = 50
+CHECK = "deadline"          # the coverage check that lists what did not answer
+NEVER_STUCK = {"/", "/proc", "/sys", "/dev"}    # one slow call there must not blind the rest of the scan
+
+
+class TimedOut(OSError):
+    """A call on the host did not answer within its time limit (or its mount stalled before)."""
+
+    def __init__(self, what: str, seconds: float) -> None:
+        super().__init__(errno.ETIMEDOUT, f"no answer within {seconds:g}s", what)
+        self.seconds = seconds
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return TimedOut, (self.filename, self.seconds)
+
+
+class _Worker(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="audit-agent-fs", daemon=True)
+        self.jobs: queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue[tuple[bool, Any]]] | None] = \
+            queue.SimpleQueue()
+
+    def run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            action, reply = job
+            try:
+                reply.put((True, action()))
+            except BaseException as exc:        # noqa: BLE001 - handed to the caller, raised there
+                reply.put((False, exc))
+
+
+class Deadlines:
+    """The scan's clock: its ceiling, the running step's budget, stuck mounts and the timeout log."""
+
+    def __init__(self, ceiling: float | None = None, call_timeout: float = CALL_TIMEOUT) -> None:
+        self.ceiling = time.monotonic() + ceiling if ceiling else None
+        self.call_timeout = call_timeout
+        self.timed_out: list[str] = []          # "what: after Ns", for the report
+        self.stuck_mounts: set[str] = set()
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._abandoned = 0
+        self.abandoned_steps = 0                # steps given up (their threads may still write)
+        self._local = threading.local()         # per thread: the step deadline and whether it was given up
+        self._pid = os.getpid()                 # in a forked child, calls run directly (no worker threads there)
+
+    # -- deadlines
+
+    def left(self) -> float | None:
+        """Seconds until the nearest deadline that applies to this thread (None: no limit)."""
+        ends = [d for d in (self.ceiling, getattr(self._local, "step_end", None)) if d is not None]
+        return max(0.0, min(ends) - time.monotonic()) if ends else None
+
+    def expired(self) -> bool:
+        left = self.left()
+        return getattr(self._local, "abandoned", None) is not None and self._local.abandoned.is_set() \
+            or (left is not None and left <= 0)
+
+    def note(self, what: str) -> None:
+        with self._lock:
+            if len(self.timed_out) < MAX_LOGGED:
+                self.timed_out.append(what)
+            elif len(self.timed_out) == MAX_LOGGED:
+                self.timed_out.append("… more not listed")
+
+    # -- guarded calls
+
+    def call(self, action: Callable[..., T], *args: Any, path: str = "", what: str = "",
+             timeout: float | None = None) -> T:
+        """`action(*args)` in a worker thread; TimedOut when it does not return in time (the worker is left)."""
+        if os.getpid() != self._pid:
+            return action(*args)
+        label = what or path or getattr(action, "__name__", "call")
+        mount = mount_of(path) if path else ""
+        if mount and mount in self.stuck_mounts:
+            raise TimedOut(f"{label} (the file system at {mount} stopped answering)", 0)
+        limit = self.call_timeout if timeout is None else timeout
+        left = self.left()
+        if left is not None:
+            limit = min(limit, left)
+        if self.expired() or limit <= 0:
+            raise TimedOut(f"{label} (time limit of the scan reached)", 0)
+        if mount and fstype_of(mount).startswith(FORK_FSTYPES) and hasattr(os, "fork"):
+            return self._call_forked(action, args, label, mount, limit)
+        worker = self._take_worker()
+        if worker is None:
+            raise TimedOut(f"{label} (too many calls already stuck)", 0)
+        reply: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+        worker.jobs.put((lambda: action(*args), reply))
+        try:
+            ok, value = reply.get(timeout=limit)
+        except queue.Empty:
+            with self._lock:
+                self._abandoned += 1
+            if mount and mount not in NEVER_STUCK:
+                self.stuck_mounts.add(mount)
+            self.note(f"{label}: no answer within {limit:.3g}s")
+            raise TimedOut(label, limit) from None
+        self._give_back(worker)
+        if ok:
+            return value
+        raise value
+
+    def _call_forked(self, action: Callable[..., T], args: tuple[Any, ...], label: str, mount: str,
+                     limit: float) -> T:
+        """`action(*args)` in a child process; its result or exception comes back pickled through a pipe."""
+        import pickle
+        import select
+        with self._lock:
+            if self._abandoned >= MAX_ABANDONED:
+                raise TimedOut(f"{label} (too many calls already stuck)", 0)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:        # the child: run, send, leave at once (no atexit, no flushing of inherited buffers)
+            try:
+                # nothing inherited stays open: a child stuck on the mount must not hold the agent's
+                # stdout, stderr or report files (whoever reads them would wait for it too)
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                os.closerange(3, write_end)
+                os.closerange(write_end + 1, 65536)
+                try:
+                    payload = pickle.dumps((True, action(*args)))
+                except BaseException as exc:        # noqa: BLE001 - sent to the parent
+                    payload = pickle.dumps((False, exc))
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(write_end, view):]
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        chunks: list[bytes] = []
+        end = time.monotonic() + limit
+        try:
+            while True:
+                left = end - time.monotonic()
+                if left <= 0 or not select.select([read_end], [], [], left)[0]:
+                    break
+                chunk = os.read(read_end, 1 << 20)
+                if not chunk:
+                    os.waitpid(pid, 0)
+                    ok, value = pickle.loads(b"".join(chunks))
+                    if ok:
+                        return value
+                    raise value
+                chunks.append(chunk)
+        finally:
+            os.close(read_end)
+        os.kill(pid, 9)     # it dies when the server answers or goes; never waited for
+        with self._lock:
+            self._abandoned += 1
+        if mount not in NEVER_STUCK:
+            self.stuck_mounts.add(mount)
+        self.note(f"{label}: no answer within {limit:.3g}s")
+        raise TimedOut(label, limit)
+
+    def _take_worker(self) -> _Worker | None:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            if self._abandoned >= MAX_ABANDONED:
+                return None
+        worker = _Worker()
+        worker.start()
+        return worker
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._lock:
+            if len(self._idle) < 4:
+                self._idle.append(worker)
+                return
+        worker.jobs.put(None)
+
+    # -- steps
+
+    def run_step(self, action: Callable[[], T], budget: float) -> tuple[bool, T | None]:
+        """(finished, result) of `action` run in its own thread for at most `budget` seconds (and the ceiling).
+
+        A step that overruns is given up: its thread is left running, but every guarded call it
+        makes from then on fails at once, so it unwinds soon; its result is never used."""
+        left = self.left()
+        limit = budget if left is None else min(budget, left)
+        given_up = threading.Event()
+        box: dict[str, Any] = {}
+
+        def body() -> None:
+            self._local.step_end = time.monotonic() + limit
+            self._local.abandoned = given_up
+            try:
+                box["result"] = action()
+            except BaseException as exc:    # noqa: BLE001 - re-raised in the caller's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=body, name="audit-agent-step", daemon=True)
+        thread.start()
+        thread.join(limit if limit > 0 else 0)
+        if thread.is_alive():
+            given_up.set()
+            self.abandoned_steps += 1
+            return False, None
+        if "error" in box:
+            raise box["error"]
+        return True, box.get("result")
+
+
+_current = Deadlines()
+
+
+def current() -> Deadlines:
+    """The running scan's deadlines (a default without a ceiling outside a scan)."""
+    return _current
+
+
+def start_scan(ceiling: float | None, call_timeout: float = CALL_TIMEOUT) -> Deadlines:
+    global _current
+    _current = Deadlines(ceiling, call_timeout)
+    return _current
+
+
+def call(action: Callable[..., T], *args: Any, path: str = "", what: str = "", timeout: float | None = None) -> T:
+    """Shorthand for current().call(...): use it for any blocking call on a path another user controls."""
+    return _current.call(action, *args, path=path, what=what, timeout=timeout)
+
+
+# ---------------------------------------------------------------- mounts
+
+
+# Where a server another user (or another host) runs answers each request: calls there go to a child process.
+FORK_FSTYPES = ("fuse", "nfs", "cifs", "smb", "9p", "ceph", "glusterfs", "afs", "sshfs", "davfs", "lustre",
+                "gpfs", "beegfs", "ncpfs", "virtiofs")
+_MOUNTS: tuple[float, dict[str, str]] = (0.0, {})
+
+
+def mount_table() -> dict[str, str]:
+    """Mount point -> file-system type, longest point first (re-read at most once a second)."""
+    global _MOUNTS
+    read_at, table = _MOUNTS
+    if time.monotonic() - read_at < 1.0:
+        return table
+    found: dict[str, str] = {}
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) > 4 and " - " in line:
+                    point = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+                    found[point] = line.split(" - ", 1)[1].split()[0]
+    except OSError:
+        found = {"/": ""}
+    table = dict(sorted(found.items(), key=lambda item: len(item[0]), reverse=True))
+    _MOUNTS = (time.monotonic(), table)
+    return table
+
+
+def mount_points() -> list[str]:
+    return list(mount_table())
+
+
+def fstype_of(mount: str) -> str:
+    return mount_table().get(mount, "")
+
+
+def mount_of(path: str) -> str:
+    """The mount point a path (as named, symlinks not resolved) lies on; /proc/PID/exe is resolved by readlink,
+    which never touches the file system the executable lives on."""
+    if path.startswith("/proc/") and path.endswith(("/exe", "/cwd", "/root")):
+        try:
+            path = os.readlink(path)
+        except OSError:
+            return ""
+    path = os.path.normpath(path) if path.startswith("/") else os.path.abspath(path)
+    for point in mount_points():
+        if path == point or path.startswith(point.rstrip("/") + "/"):
+            return point
+    return "/"
