@@ -264,6 +264,28 @@ def call(action: Callable[..., T], *args: Any, path: str = "", what: str = "", t
     return _current.call(action, *args, path=path, what=what, timeout=timeout)
 
 
+def answers(path: str) -> bool:
+    """False when `path` lies on a FUSE or network mount that does not answer (probed in a child process,
+    within the call timeout; a stalled mount is remembered). Code that must keep descriptors in this
+    process (openat walks) asks first; a mount that stalls right after the probe is not covered."""
+    mount = mount_of(path)
+    if not mount or not fstype_of(mount).startswith(FORK_FSTYPES):
+        return True
+    try:
+        call(_probe, path, path=path)
+    except TimedOut:
+        return False
+    except OSError:
+        pass            # missing or denied: the caller's own call sees it
+    return True
+
+
+def _probe(path: str) -> None:
+    import stat as stat_module
+    if stat_module.S_ISDIR(os.lstat(path).st_mode):
+        os.listdir(path)
+
+
 # ---------------------------------------------------------------- mounts
 
 

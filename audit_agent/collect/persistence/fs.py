@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from audit_agent.collect import deadline
 from audit_agent.collect.safe_read import _read_fd as read_all
 
 O_PATH = getattr(os, "O_PATH", 0)
@@ -151,6 +152,9 @@ class Tree:
         symlink was followed; None when it is missing, denied, refused or of the wrong type."""
         if self.fd < 0:
             return None
+        if not deadline.answers(self.full(rel)):    # a user's FUSE mount that never answers: not entered
+            self.scope.denied.add(self.full(rel))
+            return None
         parts: deque[str] = deque(p for p in rel.split("/") if p and p != ".")
         done: list[str] = []
         fd = os.dup(self.fd)
@@ -272,6 +276,8 @@ class Tree:
         return Read(self.full(rel), b"", info, False)
 
     def exists(self, rel: str) -> bool:
+        if not deadline.answers(self.full(rel)):
+            return False
         try:
             os.stat(self.full(rel), follow_symlinks=False)
             return True
@@ -280,6 +286,8 @@ class Tree:
 
     def lstat(self, rel: str) -> os.stat_result | None:
         """The entry itself (a symlink is not followed), looked up by path: only for ordering and ages."""
+        if not deadline.answers(self.full(rel)):
+            return None
         try:
             return os.stat(self.full(rel), follow_symlinks=False)
         except OSError:
