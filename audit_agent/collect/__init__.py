@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from audit_agent import __version__
-from audit_agent.collect import deadline
+from audit_agent.collect import bounds, deadline
 from audit_agent.collect.gpu import GpuSampler
 from audit_agent.collect.host import collect_host
 from audit_agent.collect.network import collect_connections
@@ -57,6 +57,7 @@ def collect_snapshot(options: CollectOptions) -> Snapshot:
     """The snapshot, always: a step that does not finish within its budget (or the ceiling) is `error`
     coverage naming the limit, and calls that did not answer are listed under the `deadline` check."""
     clock = deadline.start_scan(options.timeout, options.call_timeout)
+    bounds.new_scan()
     progress = options.progress or (lambda what, done: None)
     snapshot = Snapshot(agent_version=__version__, collected_at=time.time(), window_seconds=options.window)
     progress("host inventory", 0.0)

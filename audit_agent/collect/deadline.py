@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -293,6 +294,7 @@ def _probe(path: str) -> None:
 FORK_FSTYPES = ("fuse", "nfs", "cifs", "smb", "9p", "ceph", "glusterfs", "afs", "sshfs", "davfs", "lustre",
                 "gpfs", "beegfs", "ncpfs", "virtiofs")
 _MOUNTS: tuple[float, dict[str, str]] = (0.0, {})
+PROC_LINK = re.compile(r"^(/proc/\d+/(?:task/\d+/)?(?:root|cwd|exe))(/.*)?$")
 
 
 def mount_table() -> dict[str, str]:
@@ -327,11 +329,13 @@ def fstype_of(mount: str) -> str:
 def mount_of(path: str) -> str:
     """The mount point a path (as named, symlinks not resolved) lies on; /proc/PID/exe is resolved by readlink,
     which never touches the file system the executable lives on."""
-    if path.startswith("/proc/") and path.endswith(("/exe", "/cwd", "/root")):
+    match = PROC_LINK.match(path)
+    if match:           # /proc/PID/root/x, /proc/PID/cwd/x, /proc/PID/exe: where the link really leads
         try:
-            path = os.readlink(path)
+            target = os.readlink(match.group(1))
         except OSError:
             return ""
+        path = target + match.group(2) if match.group(2) and target != "/" else (match.group(2) or target)
     path = os.path.normpath(path) if path.startswith("/") else os.path.abspath(path)
     for point in mount_points():
         if path == point or path.startswith(point.rstrip("/") + "/"):

@@ -25,6 +25,7 @@ try:
 except ImportError:     # not on Windows
     pwd = None  # type: ignore[assignment]
 
+from audit_agent.collect import bounds
 from audit_agent.collect.procfs import boot_time
 from audit_agent.collect.cgroups import cgroup_path, container_id, read_cgroup, slurm_job_id
 from audit_agent.collect.coverage import because, coverage, is_root
@@ -194,25 +195,30 @@ def clean_text(text: str) -> str:
 
 
 def cap_cmdline(argv: list[str]) -> list[str]:
-    """Bound what one hostile command line can cost us by characters, keeping its head and its tail."""
-    args = [cap_arg(arg) for arg in argv]
-    if sum(len(arg) + 1 for arg in args) <= MAX_CMDLINE_CHARS:
+    """Bound what one hostile command line can cost us by characters, keeping its head and its tail; once the
+    scan has kept its share of command lines (collect/bounds.py), each further one keeps less."""
+    limit = min(MAX_CMDLINE_CHARS, bounds.allowance())
+    args = [cap_arg(arg, min(MAX_ARG_CHARS, limit // 2)) for arg in argv]
+    total = sum(len(arg) + 1 for arg in args)
+    if total <= limit:
+        bounds.spend(total)
         return args
     head, used = 0, 0
-    while head < len(args) and used + len(args[head]) + 1 <= MAX_CMDLINE_CHARS * 3 // 4:
+    while head < len(args) and used + len(args[head]) + 1 <= limit * 3 // 4:
         used += len(args[head]) + 1
         head += 1
-    tail, used = len(args), 0
-    while tail > head and used + len(args[tail - 1]) + 1 <= MAX_CMDLINE_CHARS // 4:
+    tail, used_tail = len(args), 0
+    while tail > head and used_tail + len(args[tail - 1]) + 1 <= limit // 4:
         tail -= 1
-        used += len(args[tail]) + 1
+        used_tail += len(args[tail]) + 1
+    bounds.spend(used + used_tail)
     return [*args[:head], f"…[{tail - head} arguments cut]…", *args[tail:]]
 
 
-def cap_arg(arg: str) -> str:
-    if len(arg) <= MAX_ARG_CHARS:
+def cap_arg(arg: str, limit: int = MAX_ARG_CHARS) -> str:
+    if len(arg) <= limit:
         return arg
-    keep = MAX_ARG_CHARS // 2
+    keep = limit // 2
     return f"{arg[:keep]}…[{len(arg) - 2 * keep} characters cut]…{arg[-keep:]}"
 
 
@@ -294,19 +300,23 @@ def is_live_procfs(proc_root: str) -> bool:
     return ON_LINUX and os.path.isfile(os.path.join(proc_root, "self", "stat"))
 
 
-def read_proc_file(path: bytes) -> bytes:
-    """The whole file in as few read(2) calls as possible (a short read is the end of a /proc file)."""
+def read_proc_file(path: bytes, limit: int = 4 << 20) -> bytes:
+    """The file (at most `limit` bytes: a process's cmdline and environ are its to inflate) in as few
+    read(2) calls as possible (a short read is the end of a /proc file)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        data = os.read(fd, READ_CHUNK)
+        data = os.read(fd, min(READ_CHUNK, limit))
         if len(data) < READ_CHUNK:
             return data
         chunks = [data]
-        while True:
-            data = os.read(fd, 1 << 20)
+        size = len(data)
+        while size < limit:
+            data = os.read(fd, min(1 << 20, limit - size))
             if not data:
-                return b"".join(chunks)
+                break
             chunks.append(data)
+            size += len(data)
+        return b"".join(chunks)
     finally:
         os.close(fd)
 
