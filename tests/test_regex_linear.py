@@ -50,10 +50,10 @@ def test_regex_time_grows_linearly(where, pattern):
 KNOWN_QUADRATIC_SHAPES = [
     ("audit_agent.redact.SECRET_ASSIGN", "", "a", ""),                  # one long word, no '='
     ("audit_agent.redact.SECRET_ASSIGN", "", "password", ""),
-    ("audit_agent.detect.persistence.FETCH_PIPE_SHELL", "", "curl ", ""),   # many downloads, no pipe
-    ("audit_agent.detect.persistence.DECODE_RUN", "", "base64 -d ", ""),
-    ("audit_agent.detect.persistence.FETCH_SAVE", "", "wget ", ""),
+    ("audit_agent.collect.persistence.shell.FETCH_SAVE", "", "wget ", ""),
     ("audit_agent.redact.URL_CREDENTIALS", "", "a.", ""),
+    ("audit_agent.detect.research.ENDPOINT", "", "Za", ""),                 # one long word, no colon
+    ("audit_agent.detect.research.ENDPOINT", "", "a:", ""),
 ]
 
 

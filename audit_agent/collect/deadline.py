@@ -32,7 +32,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 CALL_TIMEOUT = 5.0          # seconds one file-system call may take before its mount counts as stuck
@@ -140,7 +140,7 @@ class Deadlines:
             raise TimedOut(label, limit) from None
         self._give_back(worker)
         if ok:
-            return value
+            return cast(T, value)
         raise value
 
     def _call_forked(self, action: Callable[..., T], args: tuple[Any, ...], label: str, mount: str,
@@ -184,7 +184,7 @@ class Deadlines:
                     os.waitpid(pid, 0)
                     ok, value = pickle.loads(b"".join(chunks))
                     if ok:
-                        return value
+                        return cast(T, value)
                     raise value
                 chunks.append(chunk)
         finally:

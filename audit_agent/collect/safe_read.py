@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 O_PATH = getattr(os, "O_PATH", 0)
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -103,7 +103,7 @@ def _as_user(read: Callable[[str, int, Accept | None], FileRead], uid: int) -> C
 _LIBC: object = None
 
 
-def _libc():  # type: ignore[no-untyped-def]
+def _libc() -> Any:
     """glibc's setfsuid/setfsgid (per thread on Linux); None elsewhere."""
     global _LIBC
     if _LIBC is None:

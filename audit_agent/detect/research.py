@@ -24,7 +24,10 @@ from audit_agent.rules.research import ResearchHit
 
 CATEGORY = "research"
 # host:port or scheme://[user@]host:port in evidence text
-ENDPOINT = re.compile(r"(?:[a-z][a-z0-9+.-]*://)?(?:[^@\s/]+@)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{2,5})\b")
+# Linear on any text: a match starts only where no host character precedes it, and every part is bounded by
+# what the standards allow (a host name is at most 253 characters), so one start costs a bounded amount.
+ENDPOINT = re.compile(r"(?<![A-Za-z0-9.+-])(?:[a-z][a-z0-9+.-]{0,31}://)?(?:[^@\s/]{1,256}@)?"
+                      r"(\[[0-9a-fA-F:.]{2,45}\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252}):(\d{2,5})\b")
 LOCAL_SUFFIXES = (".local", ".lan", ".internal", ".localdomain", ".test", ".home.arpa")
 MAIN_NETWORK_KINDS = ("wallet", "domains")
 CHAIN = re.compile(r"(?:^|\s)--?(?:chain=)?(regtest|testnet4|testnet|signet|stagenet)\b", re.IGNORECASE)
