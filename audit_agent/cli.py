@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="re-render a saved JSON report without rescanning")
     report.add_argument("report", metavar="REPORT.json")
+    report.add_argument("--config", metavar="FILE",
+                        help="fill the institution's profile from this config (a report saved without one)")
     add_report_outputs(report, json_output=False)
     report.set_defaults(handler=cmd_report)
 
@@ -79,9 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--tuning", metavar="DIR", help="also validate this rules.d overlay (default: "
                           "$AUDIT_AGENT_TUNING_DIR, else /etc/audit-agent/rules.d, when it exists)")
     validate.set_defaults(handler=cmd_rules_validate)
-    listing = rule_commands.add_parser("list", help="list the rules of a pack")
+    listing = rule_commands.add_parser("list", help="list every rule id the engine can emit (pack and coded checks)")
     listing.add_argument("--rules", metavar="DIR")
+    listing.add_argument("--lang", choices=LANGS, default="en")
     listing.set_defaults(handler=cmd_rules_list)
+    show = rule_commands.add_parser("show", help="explain one rule: what it detects, its source, examples")
+    show.add_argument("rule_id", metavar="ID")
+    show.add_argument("--rules", metavar="DIR")
+    show.add_argument("--lang", choices=LANGS, default="en")
+    show.set_defaults(handler=cmd_rules_show)
     update = rule_commands.add_parser("update", help="verify a signed rule pack (URL or file) and install it")
     update.add_argument("source", nargs="?", metavar="URL_OR_FILE", help="the pack archive (.tar.gz)")
     update.add_argument("--url", help=argparse.SUPPRESS)          # older spelling of the source
@@ -127,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--syslog", metavar="TARGET", help="also send each change as RFC 5424 syslog: unix:/dev/log "
                        "(or a socket path) or udp:127.0.0.1:PORT")
     watch.add_argument("--json", metavar="PATH", help="write the latest JSON report here")
+    watch.add_argument("--html", metavar="DIR",
+                       help="write the signable HTML report of each cycle here, named HOST-YYYY-MM-DD.html")
+    watch.add_argument("--lang", choices=LANGS, default="en", help="language of the --html report")
     watch.add_argument("--full-every", type=int, default=10, metavar="N",
                        help="re-read every process in full every N cycles; between them only processes the "
                             "kernel reports as new or changed (default 10)")
@@ -256,7 +267,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     write_reports(report, args)
     export_events(report, args)
     if not args.quiet:
-        print_summary(report)
+        print_summary(report, args)
     return exit_code(report, fail_on, args.fail_on_incomplete)
 
 
@@ -281,6 +292,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     report = read_report(args.report)
     if not any(getattr(args, name) for name, _ in REPORT_FORMATS):
         raise UsageError("nothing to write: give at least one of --html, --markdown, --junit, --sarif")
+    if args.config:
+        from audit_agent.policy import load_policy
+        report.profile = {**report.profile, **load_policy(args.config).profile}
     write_reports(report, args)
     return EXIT_OK
 
@@ -336,14 +350,24 @@ def cmd_rules_validate(args: argparse.Namespace) -> int:
 def cmd_rules_list(args: argparse.Namespace) -> int:
     from audit_agent.rules.active import active_rules_path
     from audit_agent.rules.loader import load_pack
+    from audit_agent.rules.explain import list_lines
     pack = load_pack(active_rules_path(args.rules))
-    print(f"{pack.name} {pack.version} sha256:{pack.sha256[:16]}")
-    for rule in pack.rules:
-        print(f"{rule.id:<20} {rule.severity.value:<8} {rule.kind:<13} {rule.title}")
+    print("\n".join(list_lines(pack, args.lang)))
     if pack.families:
         print(f"\n{len(pack.families)} families (rules/families/*.yaml):")
     for family in pack.families:
         print(f"{family.id:<12} {family.category:<16} {family.coin:<6} {family.name}: {family_signals(family)}")
+    return EXIT_OK
+
+
+def cmd_rules_show(args: argparse.Namespace) -> int:
+    from audit_agent.rules.active import active_rules_path
+    from audit_agent.rules.explain import show_lines
+    from audit_agent.rules.loader import load_pack
+    lines = show_lines(load_pack(active_rules_path(args.rules)), args.rule_id, args.lang)
+    if lines is None:
+        raise UsageError(f"no rule {args.rule_id!r}: audit-agent rules list shows every rule id")
+    print("\n".join(lines))
     return EXIT_OK
 
 
@@ -483,15 +507,18 @@ def export_events(report, args: argparse.Namespace) -> None:  # type: ignore[no-
             print(f"audit-agent: warning: syslog {args.syslog}: {exc.strerror or exc}; events not sent", file=sys.stderr)
 
 
-def print_summary(report) -> None:  # type: ignore[no-untyped-def]
+def print_summary(report, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+    """The terminal summary in --lang, saying truthfully which reports this run wrote."""
     from rich.console import Console
 
-    from audit_agent.render.text import write
+    from audit_agent.render.text import Written, write
 
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     console = Console(color_system="standard" if color else None, no_color=not color, highlight=False,
                       emoji=False, markup=False)
-    write(console, report)
+    written = Written(json=getattr(args, "json", None) or "", html=getattr(args, "html", None) or "",
+                      markdown=getattr(args, "markdown", None) or "")
+    write(console, report, getattr(args, "lang", "en") or "en", written)
 
 
 PATH_ARGS = ("json", "html", "markdown", "junit", "sarif", "snapshot", "output", "rules", "config", "state",

@@ -55,6 +55,8 @@ class WatchOptions:
     etc_root: str = "/etc"
     textfile_dir: str | None = None
     json_path: str | None = None
+    html_dir: str | None = None         # the dated signable report of each cycle goes here
+    lang: str = "en"
     push_url: str | None = None
     push_token_file: str | None = None
     spool_dir: Path | None = None
@@ -81,6 +83,7 @@ class WatchOptions:
         return cls(interval=max(0.0, args.interval), once=args.once, state_path=state_path, rules=args.rules,
                    config=args.config, window=args.window, proc_root=args.proc_root, sys_root=args.sys_root,
                    etc_root=args.etc_root, textfile_dir=args.textfile_dir, json_path=args.json,
+                   html_dir=getattr(args, "html", None), lang=getattr(args, "lang", "en") or "en",
                    push_url=args.push, push_token_file=args.push_token_file,
                    spool_dir=Path(spool) if spool else state_path.parent / "spool",
                    max_spool=getattr(args, "max_spool", 100), events=style if style in ("text", "json") else "text",
@@ -400,6 +403,8 @@ class Watcher:
         if json_path:
             from audit_agent.output import write_atomic
             self.guarded("report", lambda: write_atomic(json_path, payload))
+        if self.options.html_dir:
+            self.guarded("html report", lambda: self.write_html(report))
         if push_url:
             self.guarded("push spool", lambda: self.push(payload, push_url))
         if textfile_dir:
@@ -443,6 +448,14 @@ class Watcher:
     def write_metrics(self, report: AuditReport, duration: float, now: float, directory: str) -> None:
         from audit_agent.export.prometheus import render, write_textfile
         write_textfile(directory, render(report, duration, now, self.state.counters))
+
+    def write_html(self, report: AuditReport) -> None:
+        """The signable report of this cycle, dated, beside the JSON: a scheduled audit leaves a document."""
+        from audit_agent.output import write_atomic
+        from audit_agent.render import RenderOptions, render
+        Path(self.options.html_dir or ".").mkdir(mode=0o750, parents=True, exist_ok=True)
+        write_atomic(html_report_path(self.options.html_dir or ".", report),
+                     render("html", report, RenderOptions(lang=self.options.lang)))
 
     def save_state(self) -> None:
         from audit_agent.output import write_atomic
@@ -531,3 +544,15 @@ def run_watch(args: argparse.Namespace) -> int:
         return 0
     finally:
         restore()
+
+
+def html_report_path(folder: str, report: AuditReport) -> Path:
+    """FOLDER/HOST-YYYY-MM-DD.html, the day in the institution's time zone; a later run that day replaces it."""
+    from audit_agent.timezone import institution_zone, local_day
+    try:
+        zone = institution_zone(report.timezone or "")
+    except ValueError:          # a label that is no zone name: the host's zone
+        zone = institution_zone()
+    day = local_day(report.collected_at or time.time(), zone)
+    host = "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in report.host.hostname)[:64] or "host"
+    return Path(folder) / f"{host}-{day.isoformat()}.html"

@@ -284,3 +284,10 @@ def test_the_chinese_fleet_page_has_no_english_outside_data(demo_reports, tmp_pa
     html = render_html(fleet, "zh-CN", tmp_path)
     assert untranslated(strip_data(html, data), "zh-CN") == []
     assert "审计人" in html and "单位盖章" in html
+
+
+def test_every_coded_check_is_in_the_registry_that_rules_list_reads():
+    from audit_agent.detect import coded_checks
+    from audit_agent.rules.loader import load_pack
+    in_code = vocabulary.rule_ids() - {rule.id for rule in load_pack().rules}
+    assert sorted(in_code - set(coded_checks())) == [], "add them to audit_agent/detect/checks.yaml"

@@ -42,6 +42,10 @@ def research_systems(findings: list[Finding], snapshot: Snapshot, rules_by_id: d
             "exe": finding.subject.exe, "command": finding.subject.cmdline,
             "started_at": proc.create_time if proc else None, "container": finding.subject.container_id,
             "used": used, "filed": filed, "over_scale": scale.excess(filed, used, finding.filing) if filing else [],
+            # the same as facts, for each report language to phrase
+            "over_scale_facts": [{"code": code, **facts} for code, facts in scale.excess_facts(filed, used,
+                                                                                             finding.filing)]
+            if filing else [],
             "endpoints": endpoints(pid, snapshot.connections), "filing": finding.filing,
             "status": finding.status.value if isinstance(finding.status, FindingStatus) else str(finding.status),
             "draft": ""})
