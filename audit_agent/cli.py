@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--rules", metavar="DIR", help="rule pack (its signature strings drive the binary scan)")
     collect.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the snapshot JSON")
     collect.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    collect.add_argument("--keep-secrets", action="store_true",
+                         help="keep pool passwords, tokens and URL credentials of other users' command lines "
+                              "and files in the snapshot (redacted by default)")
     collect.set_defaults(handler=cmd_collect)
 
     report = commands.add_parser("report", help="re-render a saved JSON report without rescanning")
@@ -279,6 +282,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     rules = load_rules(args.rules)
     with progress_display(args.quiet) as progress:
         snapshot = collect_with(args, rules, progress)
+    if not args.keep_secrets:
+        from audit_agent.redact import redact_snapshot
+        redact_snapshot(snapshot)
     write_atomic(args.output, dumps(snapshot.to_dict(), indent=1) + "\n")
     if not args.quiet:
         print(f"wrote {args.output}: {len(snapshot.processes)} processes, {len(snapshot.connections)} connections",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Callable
+from typing import Any, Callable
 
 REDACTED = "***"
 # -p/--pass/--password VALUE: the pool password (wallets after -u are kept: they are evidence)
@@ -73,3 +73,20 @@ def cap(text: str, limit: int) -> str:
     text = CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}" if ord(m.group(0)) < 0x100 else f"\\u{ord(m.group(0)):04x}",
                        text or "")
     return text if len(text) <= limit else text[:limit] + f"…[{len(text) - limit} more chars]"
+
+
+def redact_snapshot(snapshot: Any) -> None:
+    """Other users' secrets out of a raw snapshot (`collect -o`), in place: pool passwords and tokens in
+    command lines, URL credentials and key=value secrets in configs and persistence lines. Wallets and
+    pool addresses stay: they are the evidence a later `scan --snapshot` judges."""
+    for process in snapshot.processes:
+        process.cmdline = redact_argv(process.cmdline)
+    for config in snapshot.configs:
+        config.urls = [redact_text(url) for url in config.urls]
+        config.commands = [redact_flat(command) for command in config.commands]
+    for entry in snapshot.persistence:
+        entry.text = redact_flat(entry.text)
+        entry.decoded = [redact_flat(command) for command in entry.decoded]
+        entry.downloads = [redact_text(url) for url in entry.downloads]
+    for family_config in snapshot.family_configs:
+        family_config.urls = [redact_text(url) for url in family_config.urls]

@@ -196,3 +196,26 @@ def test_cli_writes_no_report_when_any_render_fails(tmp_path, mocker):
     assert code == 2 and "renderer failed" in err.getvalue()
     assert list(outdir.iterdir()) == []
     assert text_renderer  # the text renderer is untouched by the failing one
+
+
+SECRET = "hunter2-not-a-wallet"
+
+
+def test_collect_snapshots_redact_other_users_secrets_unless_asked(agent, tmp_path, processes):
+    """`collect -o` writes a file that travels (to a colleague, into a ticket): pool passwords, tokens and
+    URL credentials of other users' command lines are redacted; the wallet, the evidence, stays."""
+    import sys
+    argv = [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)",
+            "-o", "stratum+tcp://pool.invalid:3333", "-u", MONERO_WALLET, "--pass", SECRET,
+            f"--proxy=socks5://worker:{SECRET}@127.0.0.1:1080", f"api_token={SECRET}"]
+    child = processes.start(argv, wait_for_line="ready")
+    redacted, kept = tmp_path / "redacted.json", tmp_path / "kept.json"
+    result = agent("collect", "--window", "0", "-o", str(redacted), "--quiet")
+    assert result.returncode == 0, result.stderr
+    mine = next(p for p in json.loads(redacted.read_text())["processes"] if p["pid"] == child.pid)
+    assert SECRET not in redacted.read_text(), "no copy of the secret anywhere in the snapshot"
+    assert MONERO_WALLET in mine["cmdline"] and "***" in mine["cmdline"]
+    result = agent("collect", "--window", "0", "-o", str(kept), "--quiet", "--keep-secrets")
+    assert result.returncode == 0, result.stderr
+    mine = next(p for p in json.loads(kept.read_text())["processes"] if p["pid"] == child.pid)
+    assert SECRET in mine["cmdline"], "--keep-secrets keeps the command line as it was"
