@@ -181,3 +181,28 @@ def test_operator_commands_validate_and_scan_with_the_overlay(agent, tmp_path):
     broken = agent("scan", "--snapshot", str(seed), "--quiet", env={"AUDIT_AGENT_TUNING_DIR": str(folder)})
     assert broken.returncode == 2 and "20-bad.yaml:2: every tuning change needs a reason" in broken.stderr
     assert agent("rules", "validate", "--tuning", str(tmp_path / "nope")).returncode == 2
+
+
+def test_an_overlay_written_for_a_former_rule_id_keeps_working_and_says_the_new_id(tmp_path, capsys):
+    """pack.yaml `renamed:` maps ids the pack gave up (AA-PERS-00N joined AA-PERSIST): an institution's
+    rules.d still disables the rule it meant, with a warning naming the id to write now."""
+    from audit_agent.rules.loader import load_pack
+    renamed = load_pack().renamed
+    old, new = sorted(renamed.items())[0]
+    folder = overlay(tmp_path, f"  - disable: {old}\n    reason: \"noisy on our build farm\"\n")
+    rules = load_tuned_rules(None, str(folder))
+    assert new not in {rule.id for rule in rules.pack.rules}
+    assert f"{old} is now {new}" in capsys.readouterr().err
+    folder = overlay(tmp_path, "  - disable: AA-NOPE-001\n    reason: x\n", "20-bad.yaml")
+    with pytest.raises(ConfigError, match="no rule AA-NOPE-001"):
+        load_tuned_rules(None, str(folder))
+
+
+def test_one_id_namespace_per_area():
+    """No area's prefix is a shortened form of another's (AA-PERS beside AA-PERSIST): one family, one name."""
+    from audit_agent.detect import coded_checks
+    from audit_agent.rules.loader import load_pack
+    ids = {rule.id for rule in load_pack().rules} | set(coded_checks())
+    areas = {rule_id.rsplit("-", 1)[0] for rule_id in ids}
+    clashes = [(a, b) for a in areas for b in areas if a != b and b.startswith(a) and b[len(a)].isalpha()]
+    assert clashes == []

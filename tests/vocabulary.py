@@ -171,8 +171,8 @@ def everything_report() -> AuditReport:
                                 filing=DATA if status != FindingStatus.ALLOWLISTED else "", decision=decision))
     for kind in persistence_kinds():        # every persistence entry kind, as a subject
         findings.append(Finding(fingerprint="f" * 16, subject=Subject(kind="persistence", name=kind, path=f"/{DATA}"),
-                                title=english["AA-PERS-001"]["title"], category="persistence",
-                                severity=Severity.HIGH, confidence=0.9, rule_ids=["AA-PERS-001"]))
+                                title=english["AA-PERSIST-101"]["title"], category="persistence",
+                                severity=Severity.HIGH, confidence=0.9, rule_ids=["AA-PERSIST-101"]))
     codes = sorted(coverage_codes())
     templates = coverage_reasons("en")
     coverage = []

@@ -64,6 +64,7 @@ class RulePack:
     families: list[Any] = field(default_factory=list)       # rules.families.Family, one per families/*.yaml
     yara_sources: dict[str, str] = field(default_factory=dict)    # "yara/<file>" -> text, the pack's own
     update: UpdatePolicy = field(default_factory=UpdatePolicy)
+    renamed: dict[str, str] = field(default_factory=dict)     # a former rule id -> its id now (pack.yaml)
 
     def by_kind(self, kind: str) -> list[Rule]:
         return [rule for rule in self.rules if rule.kind == kind]
@@ -87,6 +88,7 @@ def load_pack(path: str | Path | None = None) -> RulePack:
     digest = hashlib.sha256()
     name, version, description = root.name, "0", ""
     update = UpdatePolicy()
+    renamed: dict[str, str] = {}
     rules: list[Rule] = []
     for file in files:
         data = read_rule_file(file, digest)
@@ -99,6 +101,7 @@ def load_pack(path: str | Path | None = None) -> RulePack:
             version = str(data.get("version", "0"))
             description = str(data.get("description", ""))
             update = parse_update_policy(data.get("update"), file)
+            renamed = parse_renamed(data.get("renamed"), file)
             continue
         unknown = set(data) - {"rules"}
         if unknown:
@@ -112,11 +115,30 @@ def load_pack(path: str | Path | None = None) -> RulePack:
     for family in families:
         rules.extend(family_rules(family))
     _check_unique_ids(rules)
+    _check_renamed(renamed, rules, root)
     yara_sources = read_yara_files(root, digest) if root.is_dir() else {}
     check_yara(yara_sources, root)
     return RulePack(name=name, version=version, description=description, sha256=digest.hexdigest(),
                     files=[f.name for f in files] + family_files + list(yara_sources), rules=rules, families=families,
-                    yara_sources=yara_sources, update=update)
+                    yara_sources=yara_sources, update=update, renamed=renamed)
+
+
+def parse_renamed(data: Any, file: Path) -> dict[str, str]:
+    """pack.yaml `renamed:`: former id -> current id, so overlays written for an older pack keep working."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ConfigError(f"{file}:{line_of(data, 1)}: renamed: maps a former rule id to its current id")
+    return dict(data)
+
+
+def _check_renamed(renamed: dict[str, str], rules: list[Rule], root: Path) -> None:
+    ids = {rule.id for rule in rules}
+    for old, new in renamed.items():
+        if old in ids:
+            raise ConfigError(f"{root}: renamed: {old} is still a rule id of the pack")
+        if new not in ids:
+            raise ConfigError(f"{root}: renamed: {old} -> {new}: no such rule")
 
 
 def load_families(directory: Path | None, digest: Any) -> tuple[list[Any], list[str]]:

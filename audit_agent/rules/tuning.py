@@ -24,6 +24,7 @@ skip-test, OpenSCAP tailoring and Falco's local rules, the pack itself stays unt
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,11 +71,11 @@ def load_tuning(folder: str | Path | None, pack: RulePack, known_ids: set[str]) 
         if not isinstance(data, dict) or set(data) != {"tuning"} or not isinstance(data["tuning"], list):
             raise ConfigError(f"{path}:{line_of(data, 1)}: a tuning file holds one key, 'tuning:', a list of changes")
         for item in data["tuning"]:
-            _apply_item(tuning, item, path, known)
+            _apply_item(tuning, item, path, known, pack.renamed)
     return tuning
 
 
-def _apply_item(tuning: Tuning, item: Any, path: Path, known: set[str]) -> None:
+def _apply_item(tuning: Tuning, item: Any, path: Path, known: set[str], renamed: dict[str, str]) -> None:
     where = f"{path}:{line_of(item)}"
     if not isinstance(item, dict):
         raise ConfigError(f"{where}: each tuning change must be a mapping")
@@ -87,12 +88,12 @@ def _apply_item(tuning: Tuning, item: Any, path: Path, known: set[str]) -> None:
     action = actions[0]
     if action == "disable":
         _only(item, {"disable", "reason"}, where)
-        rule_id = _known_id(item["disable"], known, where)
+        rule_id = _known_id(item["disable"], known, where, renamed)
         tuning.disabled.add(rule_id)
         tuning.changes.append(TuningChange("disable", [rule_id], "", reason, where))
     elif action == "rule":
         _only(item, {"rule", "severity", "reason"}, where)
-        rule_id = _known_id(item["rule"], known, where)
+        rule_id = _known_id(item["rule"], known, where, renamed)
         try:
             severity = Severity(item.get("severity"))
         except ValueError:
@@ -104,7 +105,7 @@ def _apply_item(tuning: Tuning, item: Any, path: Path, known: set[str]) -> None:
         ids = item["allow"] if isinstance(item["allow"], list) else [item["allow"]]
         if not ids:
             raise ConfigError(f"{where}: allow names the rule id(s) it applies to")
-        rule_ids = [_known_id(value, known, where) for value in ids]
+        rule_ids = [_known_id(value, known, where, renamed) for value in ids]
         fields = LineDict((k, v) for k, v in item.items() if k != "allow")
         fields.line, fields.key_lines = line_of(item), getattr(item, "key_lines", None)
         entry = _allow_entry(fields, path, scoped=True)
@@ -128,9 +129,13 @@ def _only(item: dict[str, Any], allowed: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} for this change")
 
 
-def _known_id(value: Any, known: set[str], where: str) -> str:
+def _known_id(value: Any, known: set[str], where: str, renamed: dict[str, str]) -> str:
     if not isinstance(value, str) or not RULE_ID.match(value):
         raise ConfigError(f"{where}: {value!r} is not a rule id")
+    if value in renamed and value not in known:
+        # an overlay written for an older pack keeps working, and says what to write now
+        print(f"audit-agent: warning: {where}: {value} is now {renamed[value]}", file=sys.stderr)
+        value = renamed[value]
     if value not in known:
         raise ConfigError(f"{where}: no rule {value} in the pack or the built-in checks")
     return value
