@@ -132,13 +132,14 @@ def _only(item: dict[str, Any], allowed: set[str], where: str) -> None:
 def _known_id(value: Any, known: set[str], where: str, renamed: dict[str, str]) -> str:
     if not isinstance(value, str) or not RULE_ID.match(value):
         raise ConfigError(f"{where}: {value!r} is not a rule id")
-    if value in renamed and value not in known:
+    rule_id: str = value
+    if rule_id in renamed and rule_id not in known:
         # an overlay written for an older pack keeps working, and says what to write now
-        print(f"audit-agent: warning: {where}: {value} is now {renamed[value]}", file=sys.stderr)
-        value = renamed[value]
-    if value not in known:
-        raise ConfigError(f"{where}: no rule {value} in the pack or the built-in checks")
-    return value
+        print(f"audit-agent: warning: {where}: {rule_id} is now {renamed[rule_id]}", file=sys.stderr)
+        rule_id = renamed[rule_id]
+    if rule_id not in known:
+        raise ConfigError(f"{where}: no rule {rule_id} in the pack or the built-in checks")
+    return rule_id
 
 
 def tuned_pack(pack: RulePack, tuning: Tuning) -> RulePack:
