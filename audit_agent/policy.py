@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit_agent.linear_regex import compile_linear
 from audit_agent.model import Severity
 from audit_agent.yamlfile import ConfigError, LineDict, key_line, line_of, load_yaml
 
@@ -235,7 +236,7 @@ def _allow_entry(item: Any, path: Path, scoped: bool = False, near: int = 0) -> 
                        cmdline=item.get("cmdline", ""), host=item.get("host", ""), origin=where, allow_all=allow_all)
     if entry.cmdline:
         try:
-            entry._cmdline_regex = re.compile(entry.cmdline)
+            entry._cmdline_regex = compile_linear(entry.cmdline)
         except re.error as exc:
             raise ConfigError(f"{path}:{key_line(item, 'cmdline')}: bad cmdline regex {entry.cmdline!r}: {exc}") from None
     if not scoped and not allow_all:

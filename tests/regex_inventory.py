@@ -30,7 +30,9 @@ def code_regexes() -> Iterator[tuple[str, re.Pattern[str]]]:
 
 
 def pack_regexes() -> Iterator[tuple[str, re.Pattern[str]]]:
-    """(rule id, pattern) for every regex in the default pack, compiled the way the compiler does."""
+    """(rule id, pattern) for every regex in the default pack, compiled the way the compiler does (RE2 where
+    the pattern allows, audit_agent/linear_regex.py), so the timing is of what the agent runs."""
+    from audit_agent.linear_regex import compile_linear
     from audit_agent.rules.loader import load_pack
     for rule in load_pack().rules:
         for key in ("patterns", "unless", "libraries"):
@@ -38,14 +40,14 @@ def pack_regexes() -> Iterator[tuple[str, re.Pattern[str]]]:
                 source = entry.get("regex") if isinstance(entry, dict) else entry
                 if isinstance(source, str):
                     flags = 0 if rule.kind == "wallet" else re.IGNORECASE
-                    yield f"{rule.id}.{key}[{index}]", re.compile(source, flags)
+                    yield f"{rule.id}.{key}[{index}]", compile_linear(source, flags)
 
 
 def all_regexes() -> list[tuple[str, re.Pattern[str]]]:
     seen: dict[tuple[str, int], str] = {}
     out = []
     for where, pattern in [*code_regexes(), *pack_regexes()]:
-        key = (pattern.pattern, pattern.flags)
+        key = (pattern.pattern, getattr(pattern, "flags", -1))
         if key not in seen:
             seen[key] = where
             out.append((where, pattern))

@@ -136,7 +136,12 @@ def test_the_scan_ceiling_always_ends_with_a_report(stall_mount, tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     persistence = next(c for c in report["coverage"] if c["check"] == "persistence")
-    assert persistence["status"] == "error" and "time limit" in persistence["reason"]
+    # the stalled call is cut to what is left of the step's budget (never the 120 s asked for), and the
+    # check says the folder was not entered because its file system did not answer
+    assert persistence["status"] in ("error", "partial"), persistence
+    assert "did not answer" in persistence["reason"] or "time limit" in persistence["reason"], persistence
+    stalled = next(c for c in report["coverage"] if c["check"] == "deadline")
+    assert stalled["status"] == "error" and str(units) in stalled["reason"]
     assert report["verdict"] in ("incomplete", "non_compliant", "needs_review")
 
 

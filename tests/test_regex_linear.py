@@ -54,6 +54,7 @@ KNOWN_QUADRATIC_SHAPES = [
     ("audit_agent.redact.URL_CREDENTIALS", "", "a.", ""),
     ("audit_agent.detect.research.ENDPOINT", "", "Za", ""),                 # one long word, no colon
     ("audit_agent.detect.research.ENDPOINT", "", "a:", ""),
+    ("AA-SIA-CMD.patterns[1]", "9 ", "siad -", ""),                      # `siad\s.*-M`: every start scans on
 ]
 
 
@@ -65,3 +66,25 @@ def test_shapes_that_were_quadratic_stay_linear(where, prefix, seed, suffix):
         pytest.skip(f"{where} is no longer a module-level regex")
     ratio, small, big = growth_ratio(pattern, prefix, seed, suffix, SMALL, FACTOR)
     assert big < FLOOR or ratio < BOUND, f"{where}: x{ratio:.0f} ({small * 1000:.2f} ms -> {big * 1000:.1f} ms)"
+
+
+LOOKAROUND = ("(?=", "(?!", "(?<=", "(?<!")
+
+
+def test_pack_patterns_run_on_the_linear_engine_unless_they_need_lookaround():
+    """Every pack regex RE2 can express runs on RE2 (linear by construction); only lookaround patterns stay
+    on `re`, and bench/regex_linear.py measures those. A silent fallback (a flag RE2 was not given, a
+    missing google-re2) would show here."""
+    from audit_agent.linear_regex import engine_of
+    from tests.regex_inventory import pack_regexes
+    on_re = [where for where, pattern in pack_regexes()
+             if engine_of(pattern) == "re" and not any(mark in pattern.pattern for mark in LOOKAROUND)]
+    assert on_re == []
+
+
+def test_the_linear_engine_matches_like_re_on_the_rule_examples():
+    """RE2 and `re` differ at the edges (Unicode classes, `$` before a final newline): every pack example
+    still matches or not as its rule says (rules validate runs them through the compiled pack)."""
+    from audit_agent.rules.examples import check_examples
+    from audit_agent.rules.loader import load_pack
+    assert check_examples(load_pack()) == []

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from audit_agent.collect import deadline
 from audit_agent.collect.families import Found
 from audit_agent.collect.coverage import because, coverage
 from audit_agent.model import ArtefactGroup, Coverage, CoverageStatus, Snapshot
@@ -53,6 +54,7 @@ class Walk:
     stopped: str = ""                                 # why the walk ended early
     done: bool = False
     seen: set[tuple[int, int]] = field(default_factory=set)
+    inside: str = ""                                  # the remote mount this (child) walk was started on
 
     def run(self) -> None:
         try:
@@ -71,6 +73,10 @@ class Walk:
             return
         if self.entries >= MAX_ENTRIES or self.folders >= MAX_FOLDERS:
             self.stopped = f"limit of {MAX_ENTRIES} entries / {MAX_FOLDERS} folders reached"
+            return
+        remote = deadline.remote_mount_of(access)
+        if remote and remote != self.inside:
+            self.walk_remote(shown, access, via, depth, remote)
             return
         try:
             info = os.stat(access, follow_symlinks=False)
@@ -104,6 +110,34 @@ class Walk:
         for name in subfolders:
             self.walk(os.path.join(shown, name), os.path.join(access, name), via, depth - 1)
 
+    def walk_remote(self, shown: str, access: str, via: str, depth: int, mount: str) -> None:
+        """A folder on a FUSE or network mount is walked in a child process (deadline.call forks for such
+        paths): a server that stops answering, as a local user's FUSE server can at will, stalls the child,
+        never this process (a thread stuck in a FUSE request would keep the agent from exiting at all)."""
+        child = Walk(roots=[], matchers=self.matchers, deadline=self.deadline, seen=set(self.seen), inside=mount)
+        left = max(0.0, self.deadline - time.monotonic())
+        try:
+            child = deadline.call(_walked, child, shown, access, via, depth, path=access, timeout=left,
+                                  what=f"artefact search in {shown}")
+        except deadline.TimedOut:
+            self.stopped = self.stopped or f"{cap(mount, 200)} did not answer"
+            return
+        except OSError:
+            return
+        self.entries += child.entries
+        self.folders += child.folders
+        self.denied += child.denied
+        self.crowded += child.crowded
+        self.seen |= child.seen
+        self.stopped = self.stopped or child.stopped
+        for key, group in child.groups.items():
+            mine = self.groups.setdefault(key, ArtefactGroup(family=group.family, kind=group.kind,
+                                                             directory=group.directory, found_via=group.found_via))
+            mine.count += group.count
+            mine.total_bytes += group.total_bytes
+            mine.allocated_bytes += group.allocated_bytes
+            mine.examples = (mine.examples + group.examples)[:EXAMPLES]
+
     def consider(self, entry: os.DirEntry[str], folder: str, via: str) -> None:
         try:
             info = entry.stat(follow_symlinks=False)
@@ -122,6 +156,14 @@ class Walk:
         group.allocated_bytes += getattr(info, "st_blocks", 0) * 512
         if len(group.examples) < EXAMPLES:
             group.examples.append(cap(entry.name, 200))
+
+
+def _walked(walk: Walk, shown: str, access: str, via: str, depth: int) -> Walk:
+    """Run in the child: the subtree walked; the Walk (without its matchers) comes back pickled."""
+    walk.walk(shown, access, via, depth)
+    walk.done = True
+    walk.matchers = None  # type: ignore[assignment]
+    return walk
 
 
 def search_artefacts(snapshot: Snapshot, families: list[Family], found: Found, options: Any) -> Coverage:

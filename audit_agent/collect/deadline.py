@@ -281,6 +281,19 @@ def answers(path: str) -> bool:
     return True
 
 
+def stat_path(path: str, follow_symlinks: bool = False) -> os.stat_result:
+    """os.stat of a path another user may control: on a FUSE or network mount in a child process under the
+    call timeout (TimedOut), elsewhere directly (a local disk answers, and this runs thousands of times)."""
+    mount = mount_of(path)
+    if mount and fstype_of(mount).startswith(FORK_FSTYPES):
+        return call(_stat, path, follow_symlinks, path=path)
+    return os.stat(path, follow_symlinks=follow_symlinks)
+
+
+def _stat(path: str, follow_symlinks: bool) -> os.stat_result:
+    return os.stat(path, follow_symlinks=follow_symlinks)
+
+
 def _probe(path: str) -> None:
     import stat as stat_module
     if stat_module.S_ISDIR(os.lstat(path).st_mode):
@@ -324,6 +337,16 @@ def mount_points() -> list[str]:
 
 def fstype_of(mount: str) -> str:
     return mount_table().get(mount, "")
+
+
+def remote_mount_of(path: str) -> str:
+    """The FUSE or network mount an absolute path lies on ("" on a local file system): cheap enough to ask
+    for every folder of a walk (a host has few such mounts)."""
+    remote = [point for point, fstype in mount_table().items() if fstype.startswith(FORK_FSTYPES)]
+    if not remote:
+        return ""
+    point = mount_of(path)      # /proc/PID/root/... and /proc/PID/cwd/... judged by where they lead
+    return point if point in remote else ""
 
 
 def mount_of(path: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audit_agent.linear_regex import compile_linear
 from audit_agent.yamlfile import ConfigError, key_line, line_of, load_yaml
 
 FILING_KEYS = {"number", "approved_by", "project", "discipline", "responsible", "contact", "hosts", "users",
@@ -88,7 +89,7 @@ def parse_filing(item: Any, path: Path) -> Filing:
     patterns = []
     for text in workloads:
         try:
-            patterns.append(re.compile(text, re.IGNORECASE))
+            patterns.append(compile_linear(text, re.IGNORECASE))
         except re.error as exc:
             raise ConfigError(f"{path}:{key_line(item, 'workloads')}: bad workload regex {text!r}: {exc}") from None
     scale = item.get("scale") or {}

@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, Callable
 
+from audit_agent.linear_regex import compile_linear
 from audit_agent.redact import cap, redact_flat
 from audit_agent.rules.loader import DomainEntry, Rule, RulePack, domain_entries
 from audit_agent.rules.research import ResearchMatcher
@@ -234,7 +235,7 @@ class LazyRegex:
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         compiled = self._compiled
         if compiled is None:
-            compiled = self._compiled = re.compile(self.pattern, self.flags)
+            compiled = self._compiled = compile_linear(self.pattern, self.flags)
         return getattr(compiled, name)
 
     def __getstate__(self) -> tuple[str, int]:
@@ -282,7 +283,7 @@ class _PatternSet:
     def any(self) -> re.Pattern[str] | None:
         """All patterns as one regex (only needed for non-ASCII text); compiled on first use."""
         if self._any is None and self._every:
-            self._any = re.compile("|".join(self._every), re.IGNORECASE)
+            self._any = compile_linear("|".join(self._every), re.IGNORECASE)
         return self._any
 
     def regexes(self, index: int) -> tuple[re.Pattern[str], re.Pattern[str] | None]:
@@ -291,8 +292,8 @@ class _PatternSet:
         if found is None:
             rule = self.rules[index]
             unless = rule.params.get("unless") or []
-            found = (re.compile("|".join(f"(?:{p})" for p in rule.params["patterns"]), re.IGNORECASE),
-                     re.compile("|".join(f"(?:{p})" for p in unless), re.IGNORECASE) if unless else None)
+            found = (compile_linear("|".join(f"(?:{p})" for p in rule.params["patterns"]), re.IGNORECASE),
+                     compile_linear("|".join(f"(?:{p})" for p in unless), re.IGNORECASE) if unless else None)
             self._compiled[index] = found
         return found
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from audit_agent.linear_regex import compile_linear
 from audit_agent.redact import redact_text
 from audit_agent.rules.families import ArtefactSpec, ConfigSpec, Family
 from audit_agent.rules.loader import Rule, RulePack
@@ -62,8 +63,8 @@ class FamilyMatchers:
             elif rule.kind == "family_file":
                 self.file_rules[family] = rule
                 for spec in rule.params["specs"]:
-                    self.artefacts.append(ArtefactPattern(family, spec, re.compile(spec.name, re.IGNORECASE),
-                                                          re.compile(spec.parent) if spec.parent else None))
+                    self.artefacts.append(ArtefactPattern(family, spec, compile_linear(spec.name, re.IGNORECASE),
+                                                          compile_linear(spec.parent) if spec.parent else None))
 
     def env_keys(self) -> set[str]:
         return set(self.env)

@@ -103,7 +103,7 @@ def persistence_coverage(out: Collected) -> Coverage:
             if tally.count:
                 examples = ", ".join(tally.examples[:MAX_EXAMPLES])
                 parts.append(because(f"persistence_{name}", n=tally.count, examples=examples))
-                if name in ("denied", "refused"):
+                if name in ("denied", "refused", "stalled"):
                     unreadable += tally.examples[:MAX_EXAMPLES]
         if name_limit := scope.limit_hit:
             parts.insert(0, because("persistence_limit", limit=name_limit))

@@ -81,6 +81,7 @@ class Scope:
     deep: Tally = field(default_factory=Tally)              # folders below the depth cap
     truncated: Tally = field(default_factory=Tally)         # files read only in part
     failed: Tally = field(default_factory=Tally)            # places lost to an unexpected error
+    stalled: Tally = field(default_factory=Tally)           # places on a mount that did not answer in time
 
     def spent(self) -> str:
         """The limit this scope has reached ('' while it may go on)."""
@@ -153,7 +154,7 @@ class Tree:
         if self.fd < 0:
             return None
         if not deadline.answers(self.full(rel)):    # a user's FUSE mount that never answers: not entered
-            self.scope.denied.add(self.full(rel))
+            self.scope.stalled.add(self.full(rel))
             return None
         parts: deque[str] = deque(p for p in rel.split("/") if p and p != ".")
         done: list[str] = []
@@ -276,21 +277,17 @@ class Tree:
         return Read(self.full(rel), b"", info, False)
 
     def exists(self, rel: str) -> bool:
-        if not deadline.answers(self.full(rel)):
-            return False
         try:
-            os.stat(self.full(rel), follow_symlinks=False)
+            deadline.stat_path(self.full(rel))
             return True
-        except OSError:
+        except (OSError, deadline.TimedOut):
             return False
 
     def lstat(self, rel: str) -> os.stat_result | None:
         """The entry itself (a symlink is not followed), looked up by path: only for ordering and ages."""
-        if not deadline.answers(self.full(rel)):
-            return None
         try:
-            return os.stat(self.full(rel), follow_symlinks=False)
-        except OSError:
+            return deadline.stat_path(self.full(rel))
+        except (OSError, deadline.TimedOut):
             return None
 
     # ---------------------------------------------------------------- listing
@@ -371,5 +368,5 @@ def read_fd(fd: int, limit: int) -> bytes:
 
 
 def iter_tallies(scope: Scope) -> Iterator[tuple[str, Tally]]:
-    for name in ("denied", "refused", "skipped", "deep", "truncated", "failed"):
+    for name in ("denied", "refused", "stalled", "skipped", "deep", "truncated", "failed"):
         yield name, getattr(scope, name)

@@ -22,7 +22,7 @@ import os
 import posixpath
 from typing import Any
 
-from audit_agent.collect import binaries, configs
+from audit_agent.collect import binaries, configs, deadline
 from audit_agent.collect.persistence import lines as fmt
 from audit_agent.collect.persistence import shell
 from audit_agent.collect.persistence.baseline import read_baseline
@@ -192,8 +192,8 @@ class Resolver:
         if info.st_mode & 0o020 and info.st_gid != 0:
             return "group"
         try:        # the folder itself, through links such as /sbin -> usr/sbin
-            folder: Any = os.stat(self.tree.full(posixpath.dirname(rel)))
-        except OSError:
+            folder: Any = deadline.stat_path(self.tree.full(posixpath.dirname(rel)), follow_symlinks=True)
+        except (OSError, deadline.TimedOut):
             folder = None
         if folder is not None and folder.st_mode & 0o002 and not folder.st_mode & 0o1000:
             return "world"

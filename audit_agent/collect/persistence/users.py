@@ -9,11 +9,12 @@ link out of it is never followed.
 """
 from __future__ import annotations
 
-import os
+import stat
 import posixpath
 import time
 from dataclasses import dataclass
 
+from audit_agent.collect import deadline
 from audit_agent.collect.persistence import lines as fmt
 from audit_agent.collect.persistence.fs import USER_LIMITS, Limits, Scope, Tree
 from audit_agent.collect.persistence.state import Collected, guarded
@@ -70,7 +71,10 @@ def read_users(out: Collected, accounts: list[Account], limits: Limits = USER_LI
             continue
         homes_done.add(home)
         top = out.root.rstrip("/") + home
-        if not os.path.isdir(top):
+        try:
+            if not stat.S_ISDIR(deadline.stat_path(top, follow_symlinks=True).st_mode):
+                continue
+        except (OSError, deadline.TimedOut):
             continue
         scope = Scope(f"user {account.name}", limits)
         out.scopes.append(scope)
@@ -140,6 +144,6 @@ def read_ssh(tree: Tree, out: Collected, account: Account, ssh_files: list[str])
 
 def _owner(path: str) -> int | None:
     try:
-        return os.stat(path).st_uid
-    except OSError:
+        return deadline.stat_path(path, follow_symlinks=True).st_uid
+    except (OSError, deadline.TimedOut):
         return None
