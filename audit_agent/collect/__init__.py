@@ -15,6 +15,7 @@ from audit_agent.collect.network import collect_connections
 from audit_agent.collect.processes import FirstReading, first_reading, read_processes
 from audit_agent.collect.coverage import because, coverage
 from audit_agent.model import Coverage, CoverageStatus, LoadSample, ProcessInfo, Snapshot
+from audit_agent.redact import cap
 
 Progress = Callable[[str, float], None]     # (what is happening, fraction of the window done 0..1)
 SAMPLE_EVERY = 0.5
@@ -118,18 +119,20 @@ MAX_ERROR_CHARS = 300
 
 def over_time(check: str, budget: float, clock: deadline.Deadlines) -> Coverage:
     """Error coverage for a part of the scan that did not finish within its budget or the ceiling."""
-    why = "the scan's time limit (--timeout) was reached" if clock.left() == 0 else \
-        f"it did not finish within its {budget:g}s budget"
-    return Coverage(check, CoverageStatus.ERROR, f"not finished: {why}; given up so the report is still written")
+    if clock.left() == 0:
+        return coverage(check, CoverageStatus.ERROR, because("step_over_ceiling"))
+    return coverage(check, CoverageStatus.ERROR, because("step_over_budget", budget=f"{budget:g}"))
 
 
 def timeouts_coverage(clock: deadline.Deadlines) -> Coverage:
-    """The `deadline` check: what on the host did not answer in time (a stalled mount hides what is on it)."""
-    listed = [t for t in clock.timed_out if not t.startswith("…")]
-    shown = "; ".join(clock.timed_out[:8]) + (" …" if len(clock.timed_out) > 8 else "")
-    return Coverage(deadline.CHECK, CoverageStatus.ERROR,
-                    f"{len(listed)} call(s) on the host did not answer in time, so what they lead to was not seen: "
-                    f"{shown}"[:MAX_ERROR_CHARS * 2], denied=len(listed))
+    """The `deadline` check: what on the host did not answer in time (a stalled mount hides what is on it).
+    Each call is named by its path and the seconds it was given (data, the same in every language)."""
+    listed = [t for t in clock.timed_out if t != "…"]
+    shown = "; ".join(cap(item, MAX_ERROR_CHARS) for item in clock.timed_out[:8])
+    if len(clock.timed_out) > 8:
+        shown += " …"
+    return coverage(deadline.CHECK, CoverageStatus.ERROR, because("calls_unanswered", n=len(listed), calls=shown),
+                    denied=len(listed), unreadable=listed)
 
 
 def detach(snapshot: Snapshot) -> Snapshot:

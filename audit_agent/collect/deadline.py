@@ -103,7 +103,7 @@ class Deadlines:
             if len(self.timed_out) < MAX_LOGGED:
                 self.timed_out.append(what)
             elif len(self.timed_out) == MAX_LOGGED:
-                self.timed_out.append("… more not listed")
+                self.timed_out.append("…")
 
     # -- guarded calls
 
@@ -136,7 +136,7 @@ class Deadlines:
                 self._abandoned += 1
             if mount and mount not in NEVER_STUCK:
                 self.stuck_mounts.add(mount)
-            self.note(f"{label}: no answer within {limit:.3g}s")
+            self.note(f"{label} ({limit:.3g} s)")
             raise TimedOut(label, limit) from None
         self._give_back(worker)
         if ok:
@@ -194,7 +194,7 @@ class Deadlines:
             self._abandoned += 1
         if mount not in NEVER_STUCK:
             self.stuck_mounts.add(mount)
-        self.note(f"{label}: no answer within {limit:.3g}s")
+        self.note(f"{label} ({limit:.3g} s)")
         raise TimedOut(label, limit)
 
     def _take_worker(self) -> _Worker | None:

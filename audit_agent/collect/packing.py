@@ -24,7 +24,7 @@ import struct
 from collections import Counter
 from typing import Any
 
-from audit_agent.collect import linux_only
+from audit_agent.collect import deadline, linux_only
 from audit_agent.detect.places import PACKAGE_DIRS
 from audit_agent.collect.coverage import because, coverage, is_root
 from audit_agent.model import Coverage, CoverageStatus, Packing, Snapshot
@@ -36,6 +36,22 @@ SAMPLES = 16
 # UPX writes "UPX!" in its l_info/PackHeader and these lines into its stub; UPX0/UPX1 name its sections.
 UPX_MARKS = (b"UPX!", b"$Info: This file is packed with the UPX", b"$Id: UPX ", b"UPX0", b"UPX1")
 PT_LOAD, PT_DYNAMIC, PF_X, DT_NEEDED = 1, 2, 1, 1
+
+
+def examine_path(path: str, exe: str, known: set[tuple[int, int]]) -> tuple[tuple[int, int], Packing | None] | None:
+    """(file key, its Packing) of the executable at `path`; the Packing is None for a file already examined
+    (`known`), and the whole answer None for something that is not a regular file."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        key = (info.st_dev, info.st_ino)
+        if key in known:
+            return key, None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return key, examine(fd, info.st_size, exe)
+    finally:
+        os.close(fd)
 
 
 def collect_packing(snapshot: Snapshot, options: Any) -> list[Coverage]:
@@ -51,27 +67,24 @@ def collect_packing(snapshot: Snapshot, options: Any) -> list[Coverage]:
             continue
         path = os.path.join(proc_root, str(proc.pid), "exe")
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+            # an executable served by a user's FUSE server is read in a child process under the call
+            # timeout (deadline.call forks for such mounts): a server that stalls cannot stall the scan
+            found = deadline.call(examine_path, path, proc.exe, set(by_file), path=path, what=path)
         except PermissionError:
             denied += 1
             continue
-        except OSError:
-            continue        # gone, or a kernel thread
-        try:
-            info = os.fstat(fd)
-            key = (info.st_dev, info.st_ino)
-            if key in by_file:
-                by_file[key].pids.append(proc.pid)
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                continue
-            packing = examine(fd, info.st_size, proc.exe)
-        except OSError:
+        except (OSError, deadline.TimedOut):
+            continue        # gone, a kernel thread, or a file system that did not answer
+        if found is None:
             continue
-        finally:
-            os.close(fd)
-        packing.pids.append(proc.pid)
-        by_file[key] = packing
+        key, packing = found
+        known = by_file.get(key)
+        if known is not None:
+            known.pids.append(proc.pid)
+            continue
+        if packing is not None:
+            packing.pids.append(proc.pid)
+            by_file[key] = packing
     snapshot.packing.extend(by_file.values())
     if denied:
         return [coverage(CHECK, CoverageStatus.PARTIAL,
