@@ -228,7 +228,7 @@ def test_an_unknown_time_zone_is_a_config_error(tmp_path):
 def test_terminal_summary_names_unfiled_systems_and_filing_lifecycle(tmp_path):
     from audit_agent.render import RenderOptions, render
     unfiled = render("text", run(research_snapshot()), RenderOptions(width=300))
-    assert "Research system without a filing: pid 600 XMRig (benchmark); draft one with --filing-drafts DIR" in unfiled
+    assert "Research system without a filing: PID 600 XMRig (benchmark); no draft written (audit-agent scan --filing-drafts DIR)" in unfiled
     filings = load_registry(write_registry(tmp_path, valid_until="2026-12-10"))
     text = render("text", run(filed_snapshot(), Policy(timezone="UTC"), filings, now=EVENING_UTC),
                   RenderOptions(width=300))

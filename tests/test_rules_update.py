@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from audit_agent.paths import data_dir
+from audit_agent.rules.loader import load_pack
 from audit_agent.rules.signing import generate_keys, read_secret_key, sign
 from audit_agent.rules.update import build_archive, compare_versions, rollback, update_pack
 from audit_agent.yamlfile import ConfigError
 from tests.loopback_http import LoopbackServer
 
-SHIPPED = "2026.11.0"
+SHIPPED = load_pack().version          # the shipped pack, whatever its version now
 
 
 @pytest.fixture

@@ -97,7 +97,8 @@ def filing_notices(report: AuditReport, t: Any) -> list[Text]:
         if filing.get("status") == "unused":
             lines.append(Text(t("terminal.filing_unused", number=number), style="dim"))
         elif filing.get("expiring_soon"):
-            lines.append(Text(t("terminal.filing_expiring", number=number, n=filing.get("expires_in_days")),
+            lines.append(Text(t("terminal.filing_expiring", number=number, n=filing.get("expires_in_days"),
+                                                zone=one_line(filing.get("timezone", ""), 40)),
                               style="yellow"))
     return lines
 
