@@ -219,11 +219,26 @@ class Packing:
 
 
 @dataclass
+class ProgramIdentity:
+    """Whether a process that calls itself a known program (python3, sshd, nginx, ...) runs that program's
+    file: the file its name resolves to on the system PATH, or one the package database lists."""
+    pid: int
+    claimed: str                            # the name it calls itself
+    exe: str
+    on_path: str = ""                       # what the name resolves to on the system PATH (real path), "" none
+    same_as_path: bool | None = None        # the executable is that very file (same device and inode)
+    package: str | None = None              # package listing the executable; "" listed by none; None: not read
+    package_db: str = ""                    # dpkg, rpm (not read), or "" when the host has none
+    env_marker: str = ""                    # pyvenv.cfg or conda-meta beside it: a copied virtual environment
+
+
+@dataclass
 class MemoryRegion:
     """An anonymous mapping whose size tells a hashing algorithm (from /proc/PID/smaps)."""
     size_bytes: int
     shape: str                              # randomx-cache, randomx-dataset, scratchpad
     huge_pages: bool = False
+    count: int = 1                          # scratchpads: mappings of this size (one per hashing thread)
 
 
 @dataclass
@@ -393,6 +408,7 @@ class Snapshot:
     configs: list[MinerConfig] = field(default_factory=list)
     packing: list[Packing] = field(default_factory=list)
     memory: list[MemoryScan] = field(default_factory=list)
+    identities: list[ProgramIdentity] = field(default_factory=list)
     stealth: StealthState = field(default_factory=StealthState)
     persistence: list[PersistenceEntry] = field(default_factory=list)
     persistence_baseline: PersistenceBaseline = field(default_factory=PersistenceBaseline)

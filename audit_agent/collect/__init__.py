@@ -215,9 +215,10 @@ def extra_steps(options: CollectOptions) -> list[Callable[[Snapshot, CollectOpti
         from audit_agent.collect.configs import collect_configs
         from audit_agent.collect.memscan import collect_memory
         from audit_agent.collect.packing import collect_packing
+        from audit_agent.collect.programs import collect_programs
         steps += [collect_binaries, collect_configs]
-        if options.check_behaviour:
-            steps += [collect_packing, collect_memory]      # memory: suspects only
+        if options.check_behaviour:     # memory: suspects only, and a name its program contradicts makes one
+            steps += [collect_packing, collect_programs, collect_memory]
     from audit_agent.collect.libraries import collect_libraries
     steps.append(collect_libraries)
     if options.check_families:

@@ -17,11 +17,15 @@ The algorithm fingerprint needs no string at all: RandomX needs its 256 MiB
 cache (light mode) or its 2080 MiB dataset (fast mode), and a 2 MiB scratchpad
 per hashing thread (RANDOMX_CACHE_MAX_SIZE 268435456, RANDOMX_DATASET_MAX_SIZE
 2181038080, RANDOMX_SCRATCHPAD_L3 2097152 in xmrig/src/crypto/randomx/
-configuration.h; tevador/RandomX doc/dataset.md), CryptoNight a 2 MiB
-scratchpad per thread (1 MiB -lite, 256 KiB -pico, 4 MiB -heavy), and miners ask
-for huge pages for all of them. Sizes and page use come from /proc/PID/smaps;
-the kernel merges neighbouring mappings, so a cache followed by scratchpads is
-recognised by size modulo 2 MiB. Threads come from /proc/PID/task/*/stat.
+configuration.h; tevador/RandomX doc/dataset.md), and every CPU algorithm a
+scratchpad per hashing thread whose size the algorithm fixes (detect/hashing.py:
+2 MiB cn/0..cn/2 and rx/0, 1 MiB cn-lite, 4 MiB cn-heavy, 256 KiB cn-pico,
+512 KiB / 1 MiB / 256 KiB argon2 chukwa / chukwav2 / wrkz, from xmrig's source);
+miners ask for huge pages for all of them. Sizes and page use come from
+/proc/PID/smaps; the kernel merges neighbouring mappings, so a cache followed by
+scratchpads is recognised by size modulo 2 MiB; without huge pages, a scratchpad
+size counts only when it repeats (once per thread). Threads come from
+/proc/PID/task/*/stat.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from audit_agent.collect.binaries import load_yara_rules, scan_ranges, yara_matc
 from audit_agent.collect.processes import CLOCK_TICKS, split_stat
 from audit_agent.collect.suspects import find_suspects
 from audit_agent.collect.coverage import because, coverage, is_root
+from audit_agent.detect.hashing import scratchpad_sizes
 from audit_agent.model import (
     Coverage,
     CoverageStatus,
@@ -191,11 +196,17 @@ def huge(mapping: dict[str, Any]) -> bool:
 
 
 def algorithm_regions(mappings: list[dict[str, Any]], threads: int) -> list[MemoryRegion]:
-    """Anonymous read-write mappings shaped like a RandomX cache or dataset, or CryptoNight/RandomX
-    scratchpads (whole 2 MiB multiples asking for huge pages), possibly merged with their neighbours."""
+    """Anonymous read-write mappings shaped like a RandomX cache or dataset, or hashing scratchpads: whole
+    2 MiB multiples asking for huge pages (possibly merged with their neighbours), or mappings of one
+    scratchpad size of the table in detect/hashing.py (CryptoNight variants, RandomX variants, Argon2)
+    repeated once per hashing thread. Thread stacks (a guard page right below) and malloc arenas (their
+    reserved, inaccessible rest right above) are never scratchpads."""
     found = []
     extra_room = SCRATCHPAD * (threads + 1) + SLACK
-    for mapping in mappings:
+    table = scratchpad_sizes()
+    groups: dict[int, list[bool]] = {}          # size -> huge-page use of each mapping that size
+    ordered = sorted(mappings, key=lambda m: m["start"])
+    for index, mapping in enumerate(ordered):
         if mapping["path"] not in ("", "[heap]") or not mapping["perms"].startswith("rw"):
             continue
         size = mapping["end"] - mapping["start"]
@@ -205,10 +216,28 @@ def algorithm_regions(mappings: list[dict[str, Any]], threads: int) -> list[Memo
                 found.append(MemoryRegion(size, shape, huge(mapping)))
                 break
         else:
-            if SCRATCHPAD <= size <= extra_room and size % SCRATCHPAD <= SLACK and huge(mapping) \
-                    and "gd" not in mapping["flags"].split():     # gd: a thread stack's guard region
-                found.append(MemoryRegion(size, "scratchpad", True))
+            if mapping["path"] or "gd" in mapping["flags"].split() or guarded(ordered, index):
+                continue                # the heap, a thread's stack, a malloc arena: never a scratchpad
+            if size in table:
+                groups.setdefault(size, []).append(huge(mapping))
+            elif SCRATCHPAD <= size <= extra_room and size % SCRATCHPAD <= SLACK and huge(mapping):
+                found.append(MemoryRegion(size, "scratchpad", True))       # neighbours merged by the kernel
+    for size, pages in groups.items():
+        if any(pages) or len(pages) >= 2:       # huge pages asked for, or the same size once per thread
+            found.append(MemoryRegion(size, "scratchpad", any(pages), count=len(pages)))
     return found
+
+
+def guarded(ordered: list[dict[str, Any]], index: int) -> bool:
+    """An inaccessible mapping right below (a thread stack's guard) or a large one right above (the reserved
+    rest of a glibc malloc arena or a JVM heap): the mapping is a stack or an arena, not a scratchpad."""
+    mapping = ordered[index]
+    below = ordered[index - 1] if index > 0 else None
+    above = ordered[index + 1] if index + 1 < len(ordered) else None
+    if below is not None and below["end"] == mapping["start"] and below["perms"].startswith("---"):
+        return True
+    return (above is not None and above["start"] == mapping["end"] and above["perms"].startswith("---")
+            and above["end"] - above["start"] >= MiB)
 
 
 def thread_shape(base: str) -> tuple[int, bool]:

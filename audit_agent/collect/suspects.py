@@ -23,7 +23,7 @@ from audit_agent.detect.places import (
     WORLD_WRITABLE_DIRS,
     hidden_component,
 )
-from audit_agent.model import Packing, ProcessInfo, Snapshot
+from audit_agent.model import Packing, ProcessInfo, ProgramIdentity, Snapshot
 
 BUSY_PERCENT = 25.0             # of one core, over the window or on average over its life
 MIN_LIFE_SECONDS = 5.0          # a lifetime average over less than this is noise
@@ -39,7 +39,8 @@ def lifetime_cpu_percent(proc: ProcessInfo, now: float) -> float | None:
     return 100.0 * proc.lifetime_cpu_seconds / age
 
 
-def suspect_reasons(proc: ProcessInfo, packing: Packing | None, now: float) -> list[str]:
+def suspect_reasons(proc: ProcessInfo, packing: Packing | None, now: float,
+                    facts: ProgramIdentity | None = None) -> list[str]:
     """Why this process gets a memory scan ([] when it does not)."""
     why = []
     lifetime = lifetime_cpu_percent(proc, now)
@@ -58,7 +59,7 @@ def suspect_reasons(proc: ProcessInfo, packing: Packing | None, now: float) -> l
         why.append("unknown binary")
     if packing is not None and is_packed(packing):
         why.append("packed executable")
-    if identity_claim(proc) is not None:
+    if identity_claim(proc, facts) is not None:
         why.append("name its executable contradicts")
     return why
 
@@ -68,11 +69,12 @@ def find_suspects(snapshot: Snapshot, now: float | None = None) -> list[tuple[Pr
     not enough: home-built tools and venvs are everywhere on research hosts."""
     moment = now if now is not None else time.time()
     packing_by_pid = {pid: packing for packing in snapshot.packing for pid in packing.pids}
+    facts_by_pid = {facts.pid: facts for facts in snapshot.identities}
     found = []
     for proc in snapshot.processes:
         if proc.hidden or not proc.exe and not proc.cmdline:
             continue        # kernel threads have no memory of their own to scan
-        why = suspect_reasons(proc, packing_by_pid.get(proc.pid), moment)
+        why = suspect_reasons(proc, packing_by_pid.get(proc.pid), moment, facts_by_pid.get(proc.pid))
         if why and why != ["unknown binary"]:
             found.append((proc, why))
     found.sort(key=lambda item: -len(item[1]))

@@ -9,15 +9,17 @@ BLAS thread pool can also take are weak on their own.
 from __future__ import annotations
 
 from audit_agent.detect import Context, Signal, process_key, process_subject
+from audit_agent.detect.hashing import algorithms_for_unit, size_text
 from audit_agent.detect.identity import is_packed
 from audit_agent.detect.load import cpu_saturated, known_workload, suspicious_exe
 from audit_agent.detect.places import WORLD_WRITABLE_DIRS, hidden_component
-from audit_agent.model import Evidence, MemoryScan, Packing, ProcessInfo, Severity
+from audit_agent.model import Evidence, MemoryRegion, MemoryScan, Packing, ProcessInfo, Severity
 from audit_agent.redact import cap
 
 RULE_MEMORY_STRINGS = "AA-MEM-001"
 RULE_RANDOMX_SHAPE = "AA-MEM-002"
 RULE_SCRATCHPADS = "AA-MEM-003"
+RULE_LOCKSTEP = "AA-CPU-003"
 RULE_PACKED = "AA-PACK-001"
 RULE_LIFETIME = "AA-CPU-001"
 RULE_PAUSED = "AA-CPU-002"
@@ -87,12 +89,21 @@ def runtime_process(proc: ProcessInfo, ctx: Context) -> bool:
     return any(lib.startswith(RUNTIME_LIBRARIES) for lib in proc.libraries) or known_workload(proc, ctx)
 
 
+def scratchpad_threads(region: MemoryRegion) -> int:
+    """Hashing threads a scratchpad region stands for: its mappings, and on huge pages every 2 MiB of them
+    (the kernel merges neighbouring huge-page scratchpads into one mapping)."""
+    if region.huge_pages and region.size_bytes % (2 * MiB) <= 64 * 1024:
+        return max(region.count, region.count * (region.size_bytes // (2 * MiB)))
+    return region.count
+
+
 def shape_signals(scan: MemoryScan, proc: ProcessInfo, ctx: Context) -> list[Signal]:
     shapes = {region.shape for region in scan.regions}
+    found = lockstep_signals(scan, proc, ctx)
     if not shapes:
-        return []
+        return found
     pads = [r for r in scan.regions if r.shape == "scratchpad"]
-    pad_count = sum(r.size_bytes // (2 * MiB) for r in pads)
+    pad_count = sum(scratchpad_threads(r) for r in pads)
     threads = (f"; {scan.busy_threads} threads busy over their life" + (" in lockstep" if scan.lockstep else "")
                if scan.busy_threads else "")
     runtime = runtime_process(proc, ctx)
@@ -102,19 +113,49 @@ def shape_signals(scan: MemoryScan, proc: ProcessInfo, ctx: Context) -> list[Sig
         mode = "fast-mode dataset (2080 MiB)" if big.shape == "randomx-dataset" else "light-mode cache (256 MiB)"
         hugepages = " on huge pages" if big.huge_pages else ""
         strong = not runtime and (big.shape == "randomx-dataset" or big.huge_pages or bool(pads))
-        return [signal(proc, RULE_RANDOMX_SHAPE, "Memory shaped like RandomX", Severity.MEDIUM if strong else
-                       (Severity.INFO if runtime else Severity.LOW), 0.6 if strong else 0.3,
-                       f"It holds an anonymous mapping of {big.size_bytes / MiB:.0f} MiB{hugepages}, the size of the "
-                       f"RandomX {mode}, and {pad_count} scratchpad-sized (2 MiB) huge-page region(s){threads}: "
-                       "the memory RandomX (Monero) hashing needs, whatever the process is called.",
-                       "memory", f"{big.size_bytes} bytes{hugepages}, {pad_count} x 2 MiB{threads}",
-                       big.shape, weak=not strong, action=action)]
-    if pad_count and scan.busy_threads and not runtime:
-        return [signal(proc, RULE_SCRATCHPADS, "Hashing scratchpads on huge pages", Severity.LOW, 0.3,
-                       f"It holds {pad_count} scratchpad-sized (2 MiB) regions asking for huge pages{threads}: "
-                       "the layout of CryptoNight/RandomX hashing threads.",
-                       "memory", f"{pad_count} x 2 MiB{threads}", "hashing scratchpads", weak=True, action=action)]
-    return []
+        return found + [signal(proc, RULE_RANDOMX_SHAPE, "Memory shaped like RandomX", Severity.MEDIUM if strong else
+                               (Severity.INFO if runtime else Severity.LOW), 0.6 if strong else 0.3,
+                               f"It holds an anonymous mapping of {big.size_bytes / MiB:.0f} MiB{hugepages}, the size "
+                               f"of the RandomX {mode}, and {pad_count} scratchpad-sized (2 MiB) huge-page region(s)"
+                               f"{threads}: the memory RandomX (Monero) hashing needs, whatever the process is called.",
+                               "memory", f"{big.size_bytes} bytes{hugepages}, {pad_count} x 2 MiB{threads}",
+                               big.shape, weak=not strong, action=action)]
+    if not pad_count or not scan.busy_threads or runtime:
+        return found
+    # Without huge pages a scratchpad size is only telling when it repeats once per busy thread.
+    matching = [r for r in pads if r.huge_pages or abs(r.count - scan.busy_threads) <= 1]
+    if not matching:
+        return found
+    lead = max(matching, key=scratchpad_threads)
+    unit = lead.size_bytes if not lead.huge_pages or lead.count > 1 or lead.size_bytes < 2 * MiB else 2 * MiB
+    algorithms = algorithms_for_unit(unit) or algorithms_for_unit(2 * MiB)
+    pages = "on huge pages" if lead.huge_pages else "without huge pages"
+    count = sum(scratchpad_threads(r) for r in matching)
+    return found + [signal(proc, RULE_SCRATCHPADS, "Hashing scratchpads, one per busy thread", Severity.LOW, 0.3,
+                           f"It holds {count} scratchpad-sized region(s) of {size_text(unit)} {pages}{threads}: "
+                           f"one per hashing thread is the layout of {'; '.join(algorithms[:3])}.",
+                           "memory", f"{count} x {size_text(unit)} {pages}{threads}",
+                           f"hashing scratchpads {size_text(unit)}", weak=True, action=action)]
+
+
+def lockstep_signals(scan: MemoryScan, proc: ProcessInfo, ctx: Context) -> list[Signal]:
+    """N threads of one process, each burning about the same CPU over its life, N about the CPUs it may use:
+    how a miner splits one job (xmrig starts a thread per core by default). Numeric libraries (BLAS,
+    OpenMP, PyTorch) and JVMs do the same, so this only adds to other evidence: info for them, a weak
+    low otherwise, never more on its own."""
+    allowed = proc.allowed_cpus or ctx.snapshot.host.cpu_threads or 0
+    busy = scan.busy_threads
+    if not scan.lockstep or busy < 2 or allowed < 2 or not allowed - max(1, allowed // 8) <= busy <= allowed + 1:
+        return []
+    quiet = runtime_process(proc, ctx)
+    return [signal(proc, RULE_LOCKSTEP, "Threads burning CPU in lockstep", Severity.INFO if quiet else Severity.LOW,
+                   0.1 if quiet else 0.2,
+                   f"{busy} of its threads each used about the same share of a core over their life, and it may "
+                   f"run on {allowed} CPUs: one job split across every CPU, as a miner's hashing threads are"
+                   + (" (and as a numeric library's thread pool is: it maps one)." if quiet else "."),
+                   "threads", f"{busy} busy threads in lockstep, {allowed} CPUs allowed", "threads in lockstep",
+                   weak=True, category="load",
+                   action="Ask the owner what this workload is; check it against the filed research systems.")]
 
 
 # ---------------------------------------------------------------- packing

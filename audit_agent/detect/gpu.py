@@ -1,22 +1,35 @@
-"""GPU heuristics: a busy GPU whose process is not a known ML/HPC framework, or busy with no process at all.
+"""GPU heuristics: a busy GPU whose process is not a known ML/HPC framework, or busy with no process at all,
+and a GPU process whose memory is the Ethash/KawPow DAG of some epoch.
 
 These only ask for review or raise confidence: a GPU at 100 % is what a long
-training job looks like too.
+training job looks like too, and the DAG grows by 8 MiB an epoch, so "the size
+of some epoch's DAG plus a context" is a band (1 to ~9 GiB), not a point: a
+GPU job of that size that is not a known framework is worth a second look, no
+more.
 """
 from __future__ import annotations
 
 from audit_agent.detect import Context, Signal, process_key, process_subject
-from audit_agent.model import Evidence, GpuDevice, ProcessInfo, Severity, Subject
+from audit_agent.detect.hashing import dag_cache_bytes, dag_dataset_bytes, dag_epochs_fitting
+from audit_agent.model import Evidence, GpuDevice, GpuProcess, ProcessInfo, Severity, Subject
 
 RULE_UNKNOWN = "AA-GPU-001"
 RULE_NO_PROCESS = "AA-GPU-002"
+RULE_DAG = "AA-GPU-003"
+MiB = 1 << 20
+# Beyond the dataset and cache a GPU miner holds its CUDA/OpenCL context (about 0.3-0.5 GiB on current
+# drivers, counted in the process's used memory by NVML) and a few small buffers.
+DAG_OVERHEAD = 768 * MiB
+DAG_MAX_EPOCH = 1024            # a 9 GiB DAG: beyond every Ethash-family chain mined today
 
 
 def signals(ctx: Context) -> list[Signal]:
     found = []
     busy_at = ctx.policy.thresholds.gpu_busy_percent
     for device in ctx.snapshot.gpus:
-        if device.utilization_percent is None or device.utilization_percent < busy_at:
+        busy = device.utilization_percent is not None and device.utilization_percent >= busy_at
+        found += dag_signals(device, busy, ctx)
+        if not busy:
             continue
         if not device.processes:
             found.append(no_process_signal(device))
@@ -30,6 +43,41 @@ def signals(ctx: Context) -> list[Signal]:
                 continue
             found.append(unknown_process_signal(device, proc))
     return found
+
+
+def dag_signals(device: GpuDevice, busy: bool, ctx: Context) -> list[Signal]:
+    """GPU processes that are not a known framework and hold the memory of an Ethash/KawPow DAG."""
+    found = []
+    for gpu_proc in device.processes:
+        used = gpu_proc.used_memory_bytes
+        fits = dag_epochs_fitting(used, DAG_OVERHEAD, DAG_MAX_EPOCH) if used else None
+        proc = host_process(gpu_proc.pid, ctx)
+        if fits is None or proc is None or looks_like_research(proc, ctx):
+            continue
+        found.append(dag_signal(device, gpu_proc, proc, fits, busy))
+    return found
+
+
+def dag_signal(device: GpuDevice, gpu_proc: GpuProcess, proc: ProcessInfo, epochs: tuple[int, int],
+               busy: bool) -> Signal:
+    first, last = epochs
+    used = (gpu_proc.used_memory_bytes or 0) / MiB
+    low = (dag_dataset_bytes(first) + dag_cache_bytes(first)) / MiB
+    span = f"epoch {first}" if first == last else f"epochs {first}-{last}"
+    subject = process_subject(proc)
+    subject.gpu_index = device.index
+    return Signal(
+        subject_key=process_key(proc.pid), subject=subject, rule_id=RULE_DAG,
+        title="GPU memory the size of an Ethash/KawPow DAG", category="gpu",
+        severity=Severity.LOW if busy else Severity.INFO, confidence=0.25 if busy else 0.1,
+        reason=f"It holds {used:.0f} MiB on GPU {device.index} ({device.name}): the Ethash/KawPow dataset and "
+               f"light cache of {span} ({low:.0f} MiB and up) plus a driver context, and it is not a known ML or "
+               f"HPC framework" + (", with the GPU busy." if busy else "."),
+        evidence=Evidence(field="gpu", value=f"GPU {device.index} {device.name}: {used:.0f} MiB used by PID {proc.pid}",
+                          matched=f"DAG {span}", rule_id=RULE_DAG,
+                          facts={**gpu_facts(device), "mib": round(used), "first": first, "last": last}),
+        action="Ask the owner what this GPU job is; check it against the filed research systems.",
+        indicator="gpu memory DAG-sized", weak=True)
 
 
 def looks_like_research(proc: ProcessInfo, ctx: Context) -> bool:
