@@ -204,7 +204,7 @@ def algorithm_regions(mappings: list[dict[str, Any]], threads: int) -> list[Memo
     found = []
     extra_room = SCRATCHPAD * (threads + 1) + SLACK
     table = scratchpad_sizes()
-    groups: dict[int, list[bool]] = {}          # size -> huge-page use of each mapping that size
+    raw: dict[int, list[bool]] = {}             # size -> huge-page use of each candidate mapping that size
     ordered = sorted(mappings, key=lambda m: m["start"])
     for index, mapping in enumerate(ordered):
         if mapping["path"] not in ("", "[heap]") or not mapping["perms"].startswith("rw"):
@@ -218,14 +218,34 @@ def algorithm_regions(mappings: list[dict[str, Any]], threads: int) -> list[Memo
         else:
             if mapping["path"] or "gd" in mapping["flags"].split() or guarded(ordered, index):
                 continue                # the heap, a thread's stack, a malloc arena: never a scratchpad
-            if size in table:
-                groups.setdefault(size, []).append(huge(mapping))
+            if scratchpad_unit(size, 1, threads, table)[0]:
+                raw.setdefault(size, []).append(huge(mapping))
             elif SCRATCHPAD <= size <= extra_room and size % SCRATCHPAD <= SLACK and huge(mapping):
                 found.append(MemoryRegion(size, "scratchpad", True))       # neighbours merged by the kernel
+    groups: dict[int, list[bool]] = {}          # one scratchpad's size -> huge-page use of each
+    separate: dict[int, int] = {}               # ... and how many separate mappings hold them
+    for size, pages in raw.items():
+        unit, count = scratchpad_unit(size, len(pages), threads, table)
+        groups.setdefault(unit, []).extend(pages * count)
+        separate[unit] = separate.get(unit, 0) + len(pages)
     for size, pages in groups.items():
-        if any(pages) or len(pages) >= 2:       # huge pages asked for, or the same size once per thread
+        if any(pages) or separate[size] >= 2:   # huge pages asked for, or the same size mapped once per thread
             found.append(MemoryRegion(size, "scratchpad", any(pages), count=len(pages)))
     return found
+
+
+def scratchpad_unit(size: int, seen: int, threads: int, table: dict[int, list[str]]) -> tuple[int, int]:
+    """(one scratchpad's size, how many each mapping holds) when `seen` mappings of `size` are scratchpads,
+    or up to threads + 1 of them merged by the kernel into each; (0, 0) when not. One mapping where
+    several threads hash is read as all their scratchpads merged when that splits into a known size."""
+    if seen == 1 and threads >= 2 and size % threads == 0 and size // threads in table:
+        return size // threads, threads
+    if size in table:
+        return size, 1
+    for count in range(2, threads + 2):
+        if size % count == 0 and size // count in table:
+            return size // count, count
+    return 0, 0
 
 
 def guarded(ordered: list[dict[str, Any]], index: int) -> bool:

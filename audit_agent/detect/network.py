@@ -7,8 +7,15 @@ local TCP connection are both in the tables (the client's socket and the
 proxy's accepted one, local and remote swapped, same namespace), so the client
 is found from the proxy, and the proxy's pool connection is attributed to it.
 
+A proxy whose upstream is on a generic TLS port (443 and the other HTTPS ports of
+rules/clients.yaml) relays a pool behind TLS just as well; there the client must
+be busy and be neither a known TLS client nor a known research workload, since
+browsers and package managers reach 443 through local proxies all day
+(its CPU: at least tls_session_min_cpu_percent over the window, as AA-NET-003).
+
 Ownerless connections: see collect/netns.py. Kernel clients (NFS, SMB, iSCSI,
-Ceph, DRBD) hold sockets without any process; their ports are left alone.
+Ceph, DRBD) hold sockets without any process; their ports are rule data (the
+`ownerless` rule in rules/network.yaml), which institutions tune.
 """
 from __future__ import annotations
 
@@ -21,8 +28,6 @@ from audit_agent.redact import cap
 
 RULE_RELAYED = "AA-NET-001"
 RULE_OWNERLESS = "AA-NET-002"
-# Ports of in-kernel clients, whose sockets no process holds: NFS, portmapper, SMB, iSCSI, Ceph mon/osd, DRBD.
-KERNEL_CLIENT_PORTS = {111, 139, 445, 2049, 3260, 3300, 6789, 7789, *range(6800, 7301)}
 MAX_PROXY_CLIENTS_ALL_FLAGGED = 4   # a proxy with more local clients: only its busy clients are named
 EPHEMERAL_FROM = 32768
 
@@ -62,8 +67,10 @@ def relay_signals(ctx: Context) -> list[Signal]:
     conns = [c for c in ctx.snapshot.connections if established(c)]
     by_local = {(c.namespace, c.local_address, c.local_port, c.remote_address, c.remote_port): c for c in conns}
     pool_links: dict[int, list[Connection]] = {}
+    tls_ports = ctx.rules.client_ports
     for conn in conns:
-        if conn.pid is not None and ctx.rules.pool_port_rule(conn.remote_port) and conn.local_port != conn.remote_port:
+        if conn.pid is not None and conn.local_port != conn.remote_port and (
+                ctx.rules.pool_port_rule(conn.remote_port) or (conn.remote_port in tls_ports and dialled(conn))):
             pool_links.setdefault(conn.pid, []).append(conn)
     if not pool_links:
         return []
@@ -75,7 +82,8 @@ def relay_signals(ctx: Context) -> list[Signal]:
                              conn.local_port))
         if peer is None or peer.pid is None or peer.pid == conn.pid or peer.pid not in pool_links:
             continue
-        upstreams = [p for p in pool_links[peer.pid] if p is not peer]
+        upstreams = sorted((p for p in pool_links[peer.pid] if p is not peer),
+                           key=lambda p: ctx.rules.pool_port_rule(p.remote_port) is None)     # pool ports first
         if dialled(conn) and upstreams:
             clients.setdefault(peer.pid, []).append((conn, upstreams[0]))
     found = []
@@ -90,12 +98,16 @@ def relay_signals(ctx: Context) -> list[Signal]:
             busy = cpu_saturated(client, thresholds, host_cpus)
             if len(distinct) > MAX_PROXY_CLIENTS_ALL_FLAGGED and not busy:
                 continue
-            found.append(relay_signal(client, conn, upstream, proxy, proxy_pid, busy))
+            pool_port = ctx.rules.pool_port_rule(upstream.remote_port) is not None
+            hashing = (client.cpu_percent or 0.0) >= thresholds.tls_session_min_cpu_percent
+            if not pool_port and (not hashing or is_known(client, ctx)):
+                continue        # a TLS upstream: only a client that burns CPU and is no known client or workload
+            found.append(relay_signal(client, conn, upstream, proxy, proxy_pid, busy if pool_port else hashing, pool_port))
     return found
 
 
 def relay_signal(client: ProcessInfo, conn: Connection, upstream: Connection, proxy: ProcessInfo | None,
-                 proxy_pid: int, busy: bool) -> Signal:
+                 proxy_pid: int, busy: bool, pool_port: bool = True) -> Signal:
     proxy_name = f"{cap(proxy.name, 60)!r} (PID {proxy_pid})" if proxy else f"PID {proxy_pid}"
     subject = process_subject(client)
     subject.connections = [f"{conn.remote_address}:{conn.remote_port}", endpoint(upstream)]
@@ -103,16 +115,20 @@ def relay_signal(client: ProcessInfo, conn: Connection, upstream: Connection, pr
     return Signal(
         subject_key=process_key(client.pid), subject=subject, rule_id=RULE_RELAYED,
         title="Mining traffic relayed through a local proxy", category="network",
-        severity=Severity.HIGH if busy else Severity.MEDIUM, confidence=0.6 if busy else 0.45,
+        severity=Severity.HIGH if busy and pool_port else Severity.MEDIUM, confidence=0.6 if busy and pool_port else 0.45,
         reason=cap(f"It is connected to the local proxy {proxy_name} at {conn.remote_address}:{conn.remote_port}, "
-                   f"and that proxy holds a connection to {endpoint(upstream)}, a mining-pool port: the pool session "
-                   f"is this process's, relayed{load}.", 800),
+                   f"and that proxy holds a connection to {endpoint(upstream)}, "
+                   + ("a mining-pool port: the pool session is this process's, relayed" if pool_port else
+                      "a TLS port where pools hide, while this process is no known client and keeps the CPU busy: "
+                      "the session is likely this process's, relayed")
+                   + f"{load}.", 800),
         evidence=Evidence(field="connection", value=cap(f"{conn.local_address}:{conn.local_port} -> "
                                                         f"{conn.remote_address}:{conn.remote_port} -> proxy "
                                                         f"{proxy_pid} -> {endpoint(upstream)}", 300),
-                          matched=f"proxy to pool port {upstream.remote_port}", rule_id=RULE_RELAYED),
+                          matched=f"proxy to {'pool' if pool_port else 'TLS'} port {upstream.remote_port}",
+                          rule_id=RULE_RELAYED),
         action="Stop the client and the proxy, and find who configured the client to use the proxy.",
-        indicator=f"relayed to pool port {upstream.remote_port}", weak=not busy)
+        indicator=f"relayed to {'pool' if pool_port else 'TLS'} port {upstream.remote_port}", weak=not busy)
 
 
 # ---------------------------------------------------------------- connections nobody holds
@@ -121,7 +137,8 @@ def relay_signal(client: ProcessInfo, conn: Connection, upstream: Connection, pr
 def ownerless_signals(ctx: Context) -> list[Signal]:
     found = []
     for conn in ctx.snapshot.connections:
-        if not conn.owner_unseen or conn.remote_port in KERNEL_CLIENT_PORTS or conn.local_port in KERNEL_CLIENT_PORTS:
+        kernel_ports = ctx.rules.kernel_client_ports
+        if not conn.owner_unseen or conn.remote_port in kernel_ports or conn.local_port in kernel_ports:
             continue
         pool_rule = ctx.rules.pool_port_rule(conn.remote_port)
         where = endpoint(conn)

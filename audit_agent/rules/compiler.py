@@ -96,6 +96,11 @@ class CompiledRules:
         self.client_names = {basename(str(v)) for rule in clients for v in rule.params["values"]}
         self.client_regex = _alternation([p for rule in clients for p in rule.params.get("patterns", [])])
         self.client_ports = {int(p) for rule in clients for p in rule.params["ports"]}
+        # Ports of in-kernel clients (NFS, SMB, iSCSI, Ceph, DRBD): sockets no process holds, left alone.
+        from audit_agent.rules.loader import kernel_client_ports
+        self.kernel_client_ports: set[int] = set()
+        for rule in pack.by_kind("ownerless"):
+            self.kernel_client_ports |= kernel_client_ports(rule.params)
         from audit_agent.rules.family_match import FamilyMatchers
         self.families = FamilyMatchers(pack)
 

@@ -39,6 +39,8 @@ def rule_matches(rule: Rule, example: str) -> bool:
         return alone.is_framework(example, "", example)
     if kind == "clients":
         return alone.known_client(example if "/" not in example else "", example if "/" in example else "") is not None
+    if kind == "ownerless":     # a remote port: matches when a connection to it without an owner is flagged
+        return example.strip().isdigit() and int(example) not in alone.kernel_client_ports
     if kind.startswith("family_"):
         return family_example_matches(rule, example, alone)
     return False

@@ -13,7 +13,7 @@ from audit_agent.rules.yara_files import check_yara, read_yara_files
 from audit_agent.yamlfile import ConfigError, line_of, parse_yaml
 
 KINDS = ("names", "cmdline", "wallet", "domains", "ports", "strings", "persistence", "frameworks", "research",
-         "clients")
+         "clients", "ownerless")
 RESEARCH_SYSTEMS = ("pow_node", "devnet", "pool", "benchmark", "library", "farming")
 DOMAIN_TYPES = ("pool", "proxy", "donate", "browser", "dyndns", "campaign")
 DOMAIN_STATUSES = ("active", "defunct")
@@ -281,6 +281,8 @@ def _check_params(kind: str, params: dict[str, Any], where: str, rule_id: str) -
         for port in _string_list(params, "ports", where, rule_id):
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
                 raise ConfigError(f"{where}: {rule_id}: {port!r} is not a port number")
+    elif kind == "ownerless":
+        kernel_client_ports(params, where, rule_id)
     elif kind == "wallet":
         for entry in _string_list(params, "patterns", where, rule_id):
             if not isinstance(entry, dict) or not isinstance(entry.get("coin"), str) or "regex" not in entry:
@@ -298,6 +300,22 @@ def _check_params(kind: str, params: dict[str, Any], where: str, rule_id: str) -
         minimum = params.get("min_matches", 1)
         if not isinstance(minimum, int) or isinstance(minimum, bool) or not 1 <= minimum <= len(strings):
             raise ConfigError(f"{where}: {rule_id}: min_matches must be between 1 and the number of strings")
+
+
+def kernel_client_ports(params: dict[str, Any], where: str = "", rule_id: str = "") -> set[int]:
+    """The ports of an `ownerless` rule's kernel_clients: numbers, or "first-last" ranges."""
+    ports: set[int] = set()
+    for entry in _string_list(params, "kernel_clients", where, rule_id):
+        if isinstance(entry, str) and "-" in entry:
+            first, _, last = entry.partition("-")
+            if not (first.strip().isdigit() and last.strip().isdigit()) or not 0 < int(first) <= int(last) < 65536:
+                raise ConfigError(f"{where}: {rule_id}: {entry!r} is not a port range (first-last)")
+            ports.update(range(int(first), int(last) + 1))
+        elif isinstance(entry, int) and not isinstance(entry, bool) and 0 < entry < 65536:
+            ports.add(entry)
+        else:
+            raise ConfigError(f"{where}: {rule_id}: {entry!r} is not a port number or range")
+    return ports
 
 
 def _check_research(params: dict[str, Any], where: str, rule_id: str) -> None:

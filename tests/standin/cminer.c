@@ -13,7 +13,8 @@
      process named like the auditor runs; with MARK, only one whose command line also holds MARK, so a test on
      a shared host reacts to its own audit only), --memfd (re-exec itself from an anonymous memfd via fexecve),
      --randomx (RandomX light-mode layout: a 256 MiB cache, MAP_HUGETLB when available),
-     --threads N, --seconds S.
+     --scratchpad KIB (each hashing thread's scratchpad: 2048 by default as CryptoNight and rx/0; 256 is
+     cn-pico, 1024 cn-lite, 4096 cn-heavy, 512 argon2/chukwa), --threads N, --seconds S.
    The pool defaults to the one compiled in; CMINER_POOL=host:port overrides it (tests in namespaces).
    It prints "ready" once the pool accepted the login.
 
@@ -129,8 +130,10 @@ PK static void sleep_for(double seconds) {
     nanosleep(&ts, NULL);
 }
 
+static size_t scratchpad_bytes = SCRATCHPAD_BYTES;
+
 PK static void *worker(void *arg) {
-    uint64_t *pad = map_memory(SCRATCHPAD_BYTES);
+    uint64_t *pad = map_memory(scratchpad_bytes);
     uint64_t nonce = (uint64_t)(uintptr_t)arg << 40;
     if (!pad)
         return NULL;
@@ -141,7 +144,7 @@ PK static void *worker(void *arg) {
         }
         double start = now();
         while (now() - start < 0.02)
-            if ((hash_once(pad, SCRATCHPAD_BYTES / 8, nonce++) & 0xffff) == 0)
+            if ((hash_once(pad, scratchpad_bytes / 8, nonce++) & 0xffff) == 0)
                 __atomic_add_fetch(&shares, 1, __ATOMIC_RELAXED);
         if (throttle_pct < 100)                /* duty cycle: 20 ms of work, then rest in proportion */
             sleep_for((now() - start) * (100 - throttle_pct) / throttle_pct);
@@ -279,7 +282,7 @@ PK __attribute__((noinline)) static int real_main(int argc, char **argv) {
         {"tls", no_argument, 0, 't'}, {"name", required_argument, 0, 'n'}, {"blank-argv", no_argument, 0, 'b'},
         {"throttle", required_argument, 0, 'T'}, {"pause-on-agent", optional_argument, 0, 'P'},
         {"memfd", no_argument, 0, 'm'}, {"randomx", no_argument, 0, 'r'}, {"threads", required_argument, 0, 'j'},
-        {"seconds", required_argument, 0, 's'}, {0, 0, 0, 0}};
+        {"seconds", required_argument, 0, 's'}, {"scratchpad", required_argument, 0, 'S'}, {0, 0, 0, 0}};
     int tls = 0, blank = 0, pause_on_agent = 0, memfd = 0, randomx = 0, threads = 1, opt;
     double seconds = 600;
     const char *name = NULL;
@@ -294,12 +297,15 @@ PK __attribute__((noinline)) static int real_main(int argc, char **argv) {
         case 'r': randomx = 1; break;
         case 'j': threads = atoi(optarg); break;
         case 's': seconds = atof(optarg); break;
+        case 'S': scratchpad_bytes = (size_t)atol(optarg) * 1024; break;
         default: fprintf(stderr, "usage: cminer [--tls] [--name N] [--blank-argv] [--throttle PCT] "
-                                 "[--pause-on-agent[=MARK]] [--memfd] [--randomx] [--threads N] [--seconds S]\n");
+                                 "[--pause-on-agent[=MARK]] [--memfd] [--randomx] [--scratchpad KIB] [--threads N] "
+                                 "[--seconds S]\n");
             return 2;
         }
     }
-    if (throttle_pct < 1 || throttle_pct > 100 || threads < 1 || threads > MAX_THREADS)
+    if (throttle_pct < 1 || throttle_pct > 100 || threads < 1 || threads > MAX_THREADS ||
+        scratchpad_bytes < 64 * 1024 || scratchpad_bytes > 64u * 1024 * 1024)
         return 2;
     if (memfd)
         run_from_memfd(argv);
