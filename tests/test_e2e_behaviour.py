@@ -234,3 +234,65 @@ def test_launcher_script_that_starts_a_miner_is_read(agent, pool, processes, tmp
     assert any(e["field"] == "config" and str(script) in e["value"] for e in found["evidence"])
     assert found["severity"] in ("high", "critical")
     assert "hunter2-pass" not in json.dumps(report)
+
+
+# ---------------------------------------------------------------- items 2 and 3, the rest
+
+def test_cn_pico_scratchpads_one_per_thread(agent, pool, processes, tmp_path):
+    """Item 2: a 256 KiB scratchpad per hashing thread (cn-pico, rx/arq, argon2/wrkz), not RandomX's 2 MiB."""
+    exe = build_cminer(tmp_path / "bin", port=pool.port)
+    miner = start_cminer(processes, exe, "--scratchpad", "256", "--threads", "2", "--name", "dbus-worker")
+    time.sleep(3)           # threads busy over their life before the audit looks
+    report = scan(agent, tmp_path)
+    found = finding(report, miner.pid)
+    pads = [r for r in found["reasons"] if "scratchpad-sized region" in r]
+    assert "AA-MEM-003" in found["rule_ids"], found["reasons"]
+    assert pads and "256 KiB" in pads[0] and "cn-pico" in pads[0], pads
+
+
+PYTHON_BUSY = "import time\nprint('ready', flush=True)\nend = time.time() + 240\nwhile time.time() < end: pass\n"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3.11").is_file() and not Path("/usr/bin/python3").is_file(),
+                    reason="no packaged python3 to copy")
+def test_copy_of_the_packaged_python_in_tmp_is_not_python3(agent, processes, tmp_path):
+    """Item 3: /tmp/.../python3 is python's own file, but not the one the system installed nor the one PATH runs."""
+    import os
+    packaged = Path(os.path.realpath("/usr/bin/python3"))
+    copy = tmp_path / "python3"
+    shutil.copy2(packaged, copy)
+    impostor = processes.start([str(copy), "-c", PYTHON_BUSY], wait_for_line="ready")
+    genuine = processes.start([str(packaged), "-c", PYTHON_BUSY], wait_for_line="ready")
+    report = scan(agent, tmp_path)
+    found = finding(report, impostor.pid)
+    assert "AA-IDENT-001" in found["rule_ids"], found["reasons"]
+    assert found["severity"] in ("high", "critical")
+    assert any("system PATH" in r and "dpkg" in r for r in found["reasons"]), found["reasons"]
+    real = [f for f in report["findings"] if f["subject"]["pid"] == genuine.pid]
+    assert not real or "AA-IDENT-001" not in real[0]["rule_ids"]
+    identity = next(c for c in report["coverage"] if c["check"] == "identity")
+    assert identity["status"] in ("ok", "partial")
+
+
+NUMPY_THREADS = textwrap.dedent("""
+    import numpy, time
+    a = numpy.random.rand(700, 700)
+    print("ready", flush=True)
+    end = time.time() + 240
+    while time.time() < end:
+        a = a @ a.T
+        a /= numpy.abs(a).max()
+""")
+
+
+def test_blas_thread_pool_stays_quiet(agent, processes, tmp_path):
+    """Item 2 control: a BLAS matrix loop keeps threads busy in lockstep; it maps its library, so context only."""
+    pytest.importorskip("numpy")
+    blas = processes.start([sys.executable, "-c", NUMPY_THREADS], wait_for_line="ready")
+    time.sleep(3)
+    report = scan(agent, tmp_path)
+    for found in report["findings"]:
+        if found["subject"]["pid"] == blas.pid:
+            assert found["severity"] in ("info", "low"), found["reasons"]
+            assert not {"AA-CPU-003", "AA-MEM-003", "AA-IDENT-001"} & set(found["rule_ids"]) \
+                or found["severity"] == "info", found["reasons"]

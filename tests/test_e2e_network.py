@@ -143,6 +143,47 @@ def test_miner_behind_a_local_socks_proxy_gets_the_pool_connection(listed_pool, 
     assert "AA-NET-001" not in rules_of(report, browser_like.pid)
 
 
+@pytest.fixture
+def tls_port_pool(compiled_rules):
+    """A pool on 127.0.0.1 on a generic TLS port of the pack (8443, 9443, ..., 443): what firewalls let out."""
+    from tests.standin.pool import StratumPool
+    for port in sorted(compiled_rules.client_ports, key=lambda p: (p == 443, p)):
+        try:
+            running = StratumPool(port)
+        except OSError:
+            continue            # taken (another test's server)
+        with running:
+            yield running
+        return
+    pytest.skip("every TLS port of the pack is taken on 127.0.0.1")
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no system python3 to run the stand-in from /tmp")
+def test_miner_behind_a_local_proxy_to_a_tls_port(tls_port_pool, processes, agent, tmp_path):
+    """Item 5: the proxy's upstream is on an HTTPS port, not a pool port; the busy client is still named."""
+    proxy = processes.start([sys.executable, "-m", "tests.standin.socks"], cwd=REPO,
+                            env={"PYTHONPATH": str(REPO)}, wait_for_line="ready")
+    proxy_port = proxy_listening_port(proxy.pid)
+    dropped = tmp_path / "backup-sync"          # an interpreter copied out of its place, as droppers do
+    shutil.copy2(os.path.realpath("/usr/bin/python3"), dropped)
+    miner = processes.start([str(dropped), str(REPO / "tests" / "standin" / "miner.py"), "-x",
+                             f"127.0.0.1:{proxy_port}", "-o", f"127.0.0.1:{tls_port_pool.port}", "-u", MONERO_WALLET],
+                            env={"PYTHONPATH": str(REPO), "STANDIN_SECONDS": "240"}, wait_for_line="ready")
+    other_proxy = processes.start([sys.executable, "-m", "tests.standin.socks"], cwd=REPO,
+                                  env={"PYTHONPATH": str(REPO)}, wait_for_line="ready")
+    idle_client = processes.start([sys.executable, "-c", (
+        "import sys, time\nfrom tests.standin.socks import connect_via\n"
+        f"s = connect_via('127.0.0.1:{proxy_listening_port(other_proxy.pid)}', '127.0.0.1', {tls_port_pool.port})\n"
+        "print('ready', flush=True); time.sleep(240)\n")], cwd=REPO, env={"PYTHONPATH": str(REPO)},
+        wait_for_line="ready")
+    report = scan_json(agent, tmp_path)
+    assert "AA-NET-001" in rules_of(report, miner.pid), finding(report, miner.pid)
+    reason = next(r for r in finding(report, miner.pid)["reasons"] if "proxy" in r)
+    assert f"PID {proxy.pid}" in reason and f":{tls_port_pool.port}" in reason and "TLS port" in reason
+    assert "AA-NET-001" not in rules_of(report, idle_client.pid), "an idle client of a proxy to 443 is left alone"
+    assert "AA-NET-001" not in rules_of(report, proxy.pid)
+
+
 def proxy_listening_port(pid: int) -> int:
     """The port a stand-in proxy listens on (it printed it; read back from its socket table entry instead)."""
     import psutil
