@@ -165,11 +165,11 @@ def gpu_snapshot(used: int, proc: ProcessInfo, util: float = 98.0) -> Snapshot:
 def test_gpu_memory_the_size_of_a_dag(compiled_rules):
     used = hashing.dag_dataset_bytes(520) + hashing.dag_cache_bytes(520) + 350 * MiB
     miner = ProcessInfo(pid=11, name="svc", exe="/opt/svc/svc")
-    found = [s for s in gpu.signals(context(gpu_snapshot(used, miner), compiled_rules)) if s.rule_id == "AA-GPU-003"]
+    found = [s for s in gpu.signals(context(gpu_snapshot(used, miner), compiled_rules)) if s.rule_id == "AA-GPU-004"]
     assert [(s.severity.value, s.weak) for s in found] == [("low", True)]
     assert "520" in found[0].evidence.matched or "epochs" in found[0].evidence.matched
     idle = [s for s in gpu.signals(context(gpu_snapshot(used, miner, util=0.0), compiled_rules))
-            if s.rule_id == "AA-GPU-003"]
+            if s.rule_id == "AA-GPU-004"]
     assert [s.severity.value for s in idle] == ["info"]
 
 
@@ -179,7 +179,7 @@ def test_gpu_memory_the_size_of_a_dag(compiled_rules):
     (ProcessInfo(pid=13, name="svc", exe="/opt/svc/svc"), 600 * MiB),      # smaller than any DAG
 ])
 def test_gpu_controls_are_not_dags(compiled_rules, proc, used):
-    assert not [s for s in gpu.signals(context(gpu_snapshot(used, proc), compiled_rules)) if s.rule_id == "AA-GPU-003"]
+    assert not [s for s in gpu.signals(context(gpu_snapshot(used, proc), compiled_rules)) if s.rule_id == "AA-GPU-004"]
 
 
 # ---------------------------------------------------------------- identity: package database and PATH

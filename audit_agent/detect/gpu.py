@@ -15,7 +15,7 @@ from audit_agent.model import Evidence, GpuDevice, GpuProcess, ProcessInfo, Seve
 
 RULE_UNKNOWN = "AA-GPU-001"
 RULE_NO_PROCESS = "AA-GPU-002"
-RULE_DAG = "AA-GPU-003"
+RULE_DAG = "AA-GPU-004"
 MiB = 1 << 20
 # Beyond the dataset and cache a GPU miner holds its CUDA/OpenCL context (about 0.3-0.5 GiB on current
 # drivers, counted in the process's used memory by NVML) and a few small buffers.
