@@ -64,9 +64,10 @@ def collect_programs(snapshot: Snapshot, options: Any) -> list[Coverage]:
         on_path, path_id = resolved[name]
         facts = ProgramIdentity(pid=proc.pid, claimed=name, exe=proc.exe, on_path=on_path)
         try:
-            info = os.stat(os.path.join(proc_root, str(proc.pid), "exe"))
+            # on a FUSE or network mount the stat runs in a child under the call timeout
+            info = deadline.stat_path(os.path.join(proc_root, str(proc.pid), "exe"), follow_symlinks=True)
             facts.same_as_path = path_id is not None and (info.st_dev, info.st_ino) == path_id
-        except OSError:
+        except (OSError, deadline.TimedOut):
             facts.same_as_path = None       # gone, or denied: judged on the package database alone
         found.append(facts)
     wanted = {canonical(f.exe) for f in found if not f.same_as_path}
