@@ -164,7 +164,10 @@ def finding_from(group: list[Signal]) -> Finding:
     else:
         severity = min(max((s.severity for s in group), key=lambda s: s.rank), WEAK_ONLY_CAP, key=lambda s: s.rank)
         confidence = min(confidence, 0.6)
-    lead = max(group, key=lambda s: (not s.weak, s.severity.rank, s.confidence))
+    # The finding is titled by its lead: the gravest strong signal, and among equally grave ones one that names
+    # what was found (a coin or network family: "Qubic mining software") before a generic one ("Mining pool
+    # host name"), then the surest.
+    lead = max(group, key=lambda s: (not s.weak, s.severity.rank, bool(s.identifies), s.confidence))
     subject = lead.subject
     for signal in group:                     # a later signal may know more (connections, GPU)
         for endpoint in signal.subject.connections:

@@ -11,6 +11,7 @@ Nothing is followed through a symlink; only names and sizes are read.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import threading
 import time
@@ -146,6 +147,8 @@ class Walk:
         pattern = self.matchers.match_file(entry.name, os.path.basename(folder), info.st_size)
         if pattern is None:
             return
+        for _ in range(pattern.spec.group_up):       # one piece store, not its 1024 two-letter prefix folders
+            folder = os.path.dirname(folder) or folder
         key = (pattern.family, pattern.spec.kind, folder)
         group = self.groups.get(key)
         if group is None:
@@ -180,7 +183,8 @@ def search_artefacts(snapshot: Snapshot, families: list[Family], found: Found, o
     if not walk.done and not walk.stopped:
         walk.stopped = f"time budget of {seconds:g} s used up (a file system did not answer)"
     groups = list(walk.groups.values())      # a worker still stuck in a hung file system adds nothing later
-    link_pids(groups, found)
+    link_pids(groups, found, matchers)
+    groups = [g for g in groups if owned(g, matchers, snapshot)]
     snapshot.artefacts.extend(groups)
     problems = []
     if walk.stopped:
@@ -256,10 +260,45 @@ def local_mount_points(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
     return points
 
 
-def link_pids(groups: list[ArtefactGroup], found: Found) -> None:
-    """The processes that have an artefact folder open, or name it (or a folder above it) on their command line."""
+def owned(group: ArtefactGroup, matchers: FamilyMatchers, snapshot: Snapshot) -> bool:
+    """A `tied` artefact (a name other software uses too) counts only in a folder that a process of its family
+    has open or names, or that the family's configuration names; the detector checks the process again."""
+    spec = matchers.spec(group.family, group.kind)
+    if spec is None or not spec.tied:
+        return True
+    family = matchers.families.get(group.family)
+    if family is None:
+        return False
+    for config in snapshot.family_configs:
+        if config.family == group.family and any(group.directory == d.rstrip("/") or
+                                                 group.directory.startswith(d.rstrip("/") + "/") for d in config.dirs):
+            return True
+    names = set(family.names) | set(family.node_names)
+    cmdline = [re.compile(p, re.IGNORECASE) for p in family.cmdline]
+    by_pid = {p.pid: p for p in snapshot.processes}
+    for pid in group.pids:
+        proc = by_pid.get(pid)
+        if proc is None:
+            continue
+        seen = {os.path.basename(v).lower() for v in (proc.name, proc.exe, proc.cmdline[0] if proc.cmdline else "") if v}
+        text = " ".join(proc.cmdline)
+        if seen & names or any(r.search(text) for r in cmdline):
+            return True
+    return False
+
+
+def link_pids(groups: list[ArtefactGroup], found: Found, matchers: FamilyMatchers | None = None) -> None:
+    """The processes that have an artefact folder open, or name it (or a folder above it) on their command line.
+    A group reported some levels above its files (group_up) counts the folders below it down to that depth."""
     for group in groups:
+        spec = matchers.spec(group.family, group.kind) if matchers else None
+        span = spec.group_up if spec else 0
         pids = set(found.open_dirs.get(group.directory, set()))
+        if span:
+            prefix = group.directory.rstrip("/") + "/"
+            for folder, opened in found.open_dirs.items():
+                if folder.startswith(prefix) and folder[len(prefix):].count("/") < span:
+                    pids |= opened
         for folder, named in found.named_dirs.items():
             if group.directory == folder or group.directory.startswith(folder.rstrip("/") + "/"):
                 pids |= named

@@ -16,6 +16,7 @@ from audit_agent.model import Evidence, ProcessInfo, Severity, Snapshot, Subject
 from audit_agent.policy import Policy
 from audit_agent.redact import cap, redact_cmdline
 from audit_agent.rules.compiler import CompiledRules, Hit
+from audit_agent.rules.loader import Rule
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Signal:
     indicator: str = ""         # the stable matched indicator, for the fingerprint
     weak: bool = False          # only raises confidence / asks for review; never condemns alone
     tags: list[str] = field(default_factory=list)
+    identifies: str = ""        # the coin or network family the rule names (AA-QUBIC-...): what was found, so
+                                # among equally grave signals it titles the finding, not a generic pool rule
 
 
 @dataclass
@@ -85,7 +88,13 @@ def signal_from_hit(hit: Hit, key: str, subject: Subject, *, field_name: str | N
                   reason=safe_format(rule.reason, field=where, value=shown, matched=cap(hit.matched, 200)),
                   evidence=Evidence(field=where, value=shown, matched=cap(hit.matched, 200), rule_id=rule.id,
                                     facts=dict(hit.facts)),
-                  action=rule.action, indicator=hit.matched, weak=weak)
+                  action=rule.action, indicator=hit.matched, weak=weak, identifies=rule_family(rule))
+
+
+def rule_family(rule: Rule) -> str:
+    """The family a rule was compiled from (rules/families/*.yaml), or ''."""
+    params = rule.params if isinstance(rule.params, dict) else {}
+    return str(params.get("family") or "")
 
 
 def safe_format(template: str, **values: str) -> str:

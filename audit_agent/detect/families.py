@@ -16,7 +16,9 @@ from audit_agent.detect import (
     Signal,
     process_key,
     process_subject,
+    rule_family,
     safe_format,
+    signal_from_hit,
 )
 from audit_agent.model import (
     ArtefactGroup,
@@ -58,7 +60,7 @@ def signal(rule: Rule, key: str, subject: Subject, field: str, value: str, match
     return Signal(subject_key=key, subject=subject, rule_id=rule.id, title=rule.title, category=rule.category,
                   severity=severity or rule.severity, confidence=rule.confidence if confidence is None else confidence,
                   reason=reason, evidence=Evidence(field=field, value=shown, matched=cap(matched, 200), rule_id=rule.id),
-                  action=rule.action, indicator=matched, weak=weak)
+                  action=rule.action, indicator=matched, weak=weak, identifies=rule_family(rule))
 
 
 def env_signals(proc: ProcessInfo, ctx: Context) -> list[Signal]:
@@ -149,6 +151,9 @@ def config_signals(config: FamilyConfig, pids: list[int], ctx: Context) -> list[
     found = []
     for key, subject in subjects:
         found.append(signal(rule, key, subject, "config", value, matched, severity=severity, confidence=confidence))
+        for hit in ctx.rules.match_wallets(config.logins, "config"):     # the payout address says the coin
+            found.append(signal_from_hit(hit, key, subject, value=f"{config.path}: {hit.value}",
+                                         severity=hit.rule.severity if pids else Severity.MEDIUM))
         for url in config.urls:
             for hit in ctx.rules.match_domains(url, "config"):
                 found.append(signal(hit.rule, key, subject, "config", f"{config.path}: {url}", hit.matched,
@@ -161,11 +166,20 @@ def artefact_signals(group: ArtefactGroup, attributed: dict[str, list[int]], ctx
     if rule is None:
         return []
     pids = set(group.pids)
+    configured: set[int] = set()
     for config in ctx.snapshot.family_configs:
         if config.family == group.family and any(
                 group.directory == d.rstrip("/") or group.directory.startswith(d.rstrip("/") + "/") for d in config.dirs):
-            pids |= set(attributed.get(config.path, []))
+            configured |= set(attributed.get(config.path, []))
+    pids |= configured
     pids = {pid for pid in pids if pid in ctx.by_pid}
+    spec = ctx.rules.families.spec(group.family, group.kind)
+    if spec is not None and spec.tied:
+        # A name other software uses too (hostd's volumes are `<name>.dat`): only the family's own processes,
+        # or the folders its configuration names, make these files its artefacts.
+        pids = {pid for pid in pids if pid in configured or says_it_is(ctx.by_pid[pid], group.family, ctx)}
+        if not pids:
+            return []
     value = (f"{group.count} {group.kind} file(s) in {group.directory}, {group.total_bytes / TIB:.2f} TiB "
              f"({group.total_bytes} bytes; {group.allocated_bytes} allocated on disk), e.g. {', '.join(group.examples)}"
              f" (found via {group.found_via})")

@@ -21,7 +21,10 @@ from audit_agent.rules.tuning import Tuning, tuned_pack
 HOST_PATTERN = re.compile(r"(?<![\w.@-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62})(?![\w-])",
                           re.IGNORECASE)
 LOGIN_FLAGS = {"-u", "--user", "--username", "--wallet", "-wal", "--wal", "-O", "--userpass", "--login",
-               "-w", "--worker", "--address", "-user", "--dualuser", "-ewal", "--mining-address"}
+               "-w", "--worker", "--address", "-user", "--dualuser", "-ewal", "--mining-address",
+               # newer coins' miners: xelis_miner, dynexsolve, zanod's stratum, rqiner, qli-Client settings
+               "--miner-address", "-mining-address", "--stratum-miner-address", "-i", "--id",
+               "--ClientSettings:PayoutId", "--ClientSettings:QubicAddress"}
 COIN_PREFIXED_LOGIN = re.compile(r"^[A-Za-z]{2,6}:(.+)$")
 
 

@@ -27,14 +27,16 @@ SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?$", re.IGNORECASE)
 UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
          "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 PLACEHOLDER = re.compile(r"^(~|\{cwd\}|\{exe_dir\}|\$[A-Z_][A-Z0-9_]*|\{arg:-{0,2}[\w-]+\}|/)")
-EXAMPLE_KINDS = ("names", "node_names", "cmdline", "pools", "ports", "env", "configs", "files")
-KEYS = {"id", "name", "category", "coin", "reference", "software", "ports", "env", "configs", "artefacts",
+EXAMPLE_KINDS = ("names", "node_names", "cmdline", "wallets", "pools", "ports", "env", "configs", "files")
+KEYS = {"id", "name", "category", "coin", "reference", "software", "wallets", "ports", "env", "configs", "artefacts",
         "pools", "networks", "examples"}
+ARTEFACT_KEYS = {"kind", "name", "parent", "min_size", "max_size", "multiple_of", "tied", "group_up"}
 # (rule suffix, kind, severity, confidence): how sure one signal of that sort makes us.
 RULE_SHAPES = {
     "NAME": ("names", Severity.HIGH, 0.8),
     "NODE": ("names", Severity.INFO, 0.3),          # a chain node alone is blockchain use: context, never a finding
     "CMD": ("cmdline", Severity.HIGH, 0.8),
+    "WALLET": ("wallet", Severity.HIGH, 0.85),      # the coin's own address format, where a login is given
     "POOL": ("domains", Severity.HIGH, 0.8),
     "PORT": ("family_port", Severity.MEDIUM, 0.3),
     "ENV": ("family_env", Severity.MEDIUM, 0.55),
@@ -63,6 +65,10 @@ class ArtefactSpec:
     min_bytes: int
     max_bytes: int | None = None
     parent: str = ""                # regex, full match on the folder's name, when the name alone is too common
+    multiple_of: int | None = None  # the software sizes the file in whole units (hostd: 4 MiB sectors)
+    tied: bool = False              # a name others use too: counts only in a folder a process of the family
+                                    # has open or names, or that its configuration names
+    group_up: int = 0               # report the folder this many levels up (one piece store, not 1024 prefixes)
 
 
 @dataclass
@@ -78,6 +84,7 @@ class Family:
     node_names: list[str] = field(default_factory=list)
     cmdline: list[str] = field(default_factory=list)
     unless: list[str] = field(default_factory=list)
+    wallets: list[dict[str, str]] = field(default_factory=list)     # {coin, regex}: the coin's address formats
     listen_ports: list[int] = field(default_factory=list)
     connect_ports: list[int] = field(default_factory=list)
     env: list[str] = field(default_factory=list)
@@ -129,6 +136,7 @@ def parse_family(data: Any, file: Path) -> Family:
     family.cmdline = _list(software, "cmdline", at, family_id)
     family.unless = _list(software, "unless", at, family_id)
     _check_regexes(family.cmdline + family.unless, at, family_id)
+    family.wallets = [_wallet(w, at, family) for w in _list(item, "wallets", at, family_id)]
     ports = _mapping(item, "ports", at, family_id)
     family.listen_ports = _ports(ports, "listen", at, family_id)
     family.connect_ports = _ports(ports, "connect", at, family_id)
@@ -148,7 +156,7 @@ def parse_family(data: Any, file: Path) -> Family:
         _check_regexes(patterns, at, family_id)
     family.examples = _examples(item, at, family)
     if not (family.names or family.node_names or family.cmdline or family.pools or family.configs
-            or family.artefacts):
+            or family.artefacts or family.wallets):
         raise ConfigError(f"{at}: {family_id}: a family needs software, pools, configs or artefacts")
     return family
 
@@ -205,15 +213,32 @@ def _config(item: Any, at: str, family_id: str) -> ConfigSpec:
                       network=[k.lower() for k in _strings(item, "network", at, family_id)])
 
 
+def _wallet(item: Any, at: str, family: Family) -> dict[str, str]:
+    """One address format: {coin: shown name, regex: the whole address (a login is cut at its worker suffix)}."""
+    if not isinstance(item, dict) or not isinstance(item.get("regex"), str) or set(item) - {"coin", "regex"}:
+        raise ConfigError(f"{at}: {family.id}: a wallet is a mapping with regex (and coin)")
+    _check_regexes([item["regex"]], at, family.id)
+    return {"coin": str(item.get("coin") or family.name), "regex": item["regex"]}
+
+
 def _artefact(item: Any, at: str, family_id: str) -> ArtefactSpec:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(item.get("kind"), str):
         raise ConfigError(f"{at}: {family_id}: an artefact needs kind and name (a regex)")
+    unknown = set(item) - ARTEFACT_KEYS
+    if unknown:
+        raise ConfigError(f"{at}: {family_id}: unknown artefact key(s): {', '.join(sorted(map(str, unknown)))}")
     _check_regexes([item["name"], *([item["parent"]] if "parent" in item else [])], at, family_id)
     if "min_size" not in item:
         raise ConfigError(f"{at}: {family_id}: an artefact needs min_size (a name alone is no farm)")
     maximum = parse_size(item["max_size"], at) if "max_size" in item else None
+    multiple = parse_size(item["multiple_of"], at) if "multiple_of" in item else None
+    group_up = item.get("group_up", 0)
+    if multiple == 0 or not isinstance(item.get("tied", False), bool) or not isinstance(group_up, int) \
+            or isinstance(group_up, bool) or not 0 <= group_up <= 3:
+        raise ConfigError(f"{at}: {family_id}: multiple_of > 0, tied true/false, group_up 0..3")
     return ArtefactSpec(kind=item["kind"], name=item["name"], min_bytes=parse_size(item["min_size"], at),
-                        max_bytes=maximum, parent=str(item.get("parent", "")))
+                        max_bytes=maximum, parent=str(item.get("parent", "")), multiple_of=multiple,
+                        tied=bool(item.get("tied", False)), group_up=group_up)
 
 
 def _examples(item: dict[str, Any], at: str, family: Family) -> dict[str, dict[str, list[str]]]:
@@ -222,7 +247,7 @@ def _examples(item: dict[str, Any], at: str, family: Family) -> dict[str, dict[s
     if unknown:
         raise ConfigError(f"{at}: {family.id}: unknown example kind(s) {', '.join(sorted(map(str, unknown)))}")
     present = {"names": family.names, "node_names": family.node_names, "cmdline": family.cmdline,
-               "pools": family.pools, "ports": family.listen_ports + family.connect_ports, "env": family.env,
+               "wallets": family.wallets, "pools": family.pools, "ports": family.listen_ports + family.connect_ports, "env": family.env,
                "configs": family.configs, "files": family.artefacts}
     result = {}
     for kind, values in present.items():
@@ -243,6 +268,7 @@ def family_rules(family: Family) -> list[Rule]:
     """The rules a family compiles into; their ids are AA-<FAMILY>-<SHAPE>."""
     sections: dict[str, tuple[str, dict[str, list[Any]]]] = {"NAME": ("names", {"values": family.names}), "NODE": ("node_names", {"values": family.node_names}),
                 "CMD": ("cmdline", {"patterns": family.cmdline, "unless": family.unless}),
+                "WALLET": ("wallets", {"patterns": family.wallets}),
                 "POOL": ("pools", {"entries": family.pools}),
                 "PORT": ("ports", {"listen": family.listen_ports, "connect": family.connect_ports}),
                 "ENV": ("env", {"keys": family.env}), "CONFIG": ("configs", {"specs": family.configs}),
@@ -262,7 +288,8 @@ def family_rules(family: Family) -> list[Rule]:
 
 
 def rule_title(family: Family, shape: str) -> str:
-    what = {"NAME": "software", "NODE": "node software", "CMD": "command line", "POOL": "pool or service",
+    what = {"NAME": "software", "NODE": "node software", "CMD": "command line", "WALLET": "wallet address",
+            "POOL": "pool or service",
             "PORT": "default port in use", "ENV": "environment variable", "CONFIG": "configuration file",
             "FILE": "artefacts on disk"}[shape]
     return f"{family.name} {family.activity} {what}"
@@ -275,6 +302,8 @@ def rule_reason(family: Family, shape: str) -> str:
         "NODE": f"The process {{field}} {{value!r}} is {{matched}}, a {name} node or service (a network used for "
                 f"{activity}).",
         "CMD": f"The command line uses {name} {activity} options ({{matched}}): {{value}}",
+        "WALLET": f"The login given ({{value}}) is a {name} address ({{matched}}): the {activity} rewards are paid "
+                  f"to it.",
         "POOL": f"The {{field}} names {{value!r}}, a known {name} pool or service ({{matched}}).",
         "PORT": f"{{value}}: {{matched}} is a default port of {name} {activity} software.",
         "ENV": f"The process environment sets {{matched}}, a setting of {name} {activity} software ({{value}}).",

@@ -77,11 +77,16 @@ class FamilyMatchers:
         """The family artefact a file is, by its name, its folder's name and its (apparent) size."""
         for pattern in self.artefacts:
             spec = pattern.spec
-            if size < spec.min_bytes or (spec.max_bytes is not None and size > spec.max_bytes):
+            if size < spec.min_bytes or (spec.max_bytes is not None and size > spec.max_bytes) \
+                    or (spec.multiple_of and size % spec.multiple_of):
                 continue
             if pattern.name.fullmatch(name) and (pattern.parent is None or pattern.parent.fullmatch(parent)):
                 return pattern
         return None
+
+    def spec(self, family: str, kind: str) -> ArtefactSpec | None:
+        """The artefact spec a group of found files was matched by."""
+        return next((p.spec for p in self.artefacts if p.family == family and p.spec.kind == kind), None)
 
     def file_name_may_match(self, name: str) -> bool:
         return any(p.name.fullmatch(name) for p in self.artefacts)
