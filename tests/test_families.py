@@ -129,3 +129,93 @@ def test_config_facts_keep_logins_and_dirs_but_never_tokens():
     assert facts is not None and facts.dirs == ["/mnt/a", "/mnt/b"] and facts.network == "testnet11"
     assert config_facts(chia, "{{{{ not yaml") is None
     assert config_facts(chia, "- a list\n- not a mapping\n") is None
+
+
+# ------------------------------------------------------------------ wallets, titles, GPU farming
+
+QUBIC_ID = "BZBQFLLBNCXEMGLOBHUVFTLUPLVCPQUASSILFABOFFBCADQSSUPNWLZBQEXK"
+
+
+@pytest.mark.parametrize("argv, family", [
+    # renamed binaries: nothing but the coin's own address format says what they mine
+    (["./worker", "-t", "16", "-i", QUBIC_ID, "-l", "rig1"], "QUBIC"),
+    (["/tmp/.cache/kworker", "--miner-address", "xel:qn8qqv7s3ruzel8dq9lp4shfxksapvq58cp2ul0cwpc2zpa6tansqqsc2ll",
+      "--daemon-address", "10.0.0.9:8080"], "XELIS"),
+    (["./svc", "--address", "aleo1h6836ay6gssml5urlkak92380uekqcdfdren04fhd44p5grmfcyq8n07hd", "--proxy", "10.1.1.1:9090"],
+     "ALEO"),
+    (["./solver", "-mining-address", "XwmfZnrGxfsDsg896z4CLfVzddQiYbMSTWcHoH2XT4c9RHRKHjon6QrAnS9QoSFL9BiQ5cShvnieSMwtMHik"
+      "2gsF2zjgwL84Y", "-stratum-url", "10.2.2.2"], "DYNEX"),
+])
+def test_a_renamed_miner_is_named_by_its_wallet(argv, family):
+    rules = CompiledRules(load_pack())
+    process = ProcessInfo(pid=77, name=argv[0].rsplit("/", 1)[-1], exe="/opt/x/" + argv[0].rsplit("/", 1)[-1],
+                          cmdline=argv, username="lab")
+    [finding] = [f for f in evaluate(Snapshot(processes=[process]), rules, now=0.0).findings if f.subject.pid == 77]
+    assert finding.severity.value in ("high", "critical")
+    assert f"AA-{family}-WALLET" in finding.rule_ids
+    assert finding.title.startswith(next(f.name for f in load_pack().families if f.id == family))
+
+
+def test_a_wallet_format_does_not_reach_outside_a_login():
+    rules = CompiledRules(load_pack())
+    process = ProcessInfo(pid=78, name="grep", exe="/usr/bin/grep", cmdline=["grep", "-r", QUBIC_ID, "/srv/notes"])
+    assert evaluate(Snapshot(processes=[process]), rules, now=0.0).findings == []
+
+
+def test_a_finding_is_titled_by_what_was_found_not_by_the_pool_rule():
+    """The Qubic client's config names its pool (qubic.li, also a generic pool-list domain): the finding says
+    Qubic, whichever rule happened to be surest."""
+    from audit_agent.model import ConfigReader, FamilyConfig
+    rules = CompiledRules(load_pack())
+    process = ProcessInfo(pid=79, name="python3", exe="/usr/bin/python3.11", cmdline=["python3"], cwd="/opt/q")
+    config = FamilyConfig(path="/opt/q/appsettings.json", family="QUBIC", owner="lab",
+                          keys=["accesstoken", "amountofthreads", "pooladdress"], urls=["wss://wps.qubic.li/ws"],
+                          readers=[ConfigReader(pid=79, via="cwd")])
+    [finding] = evaluate(Snapshot(processes=[process], family_configs=[config]), rules, now=0.0).findings
+    assert finding.title.startswith("Qubic") and finding.rule_ids[0].startswith("AA-QUBIC-")
+    assert "AA-POOL-001" in finding.rule_ids                          # the pool is still evidence
+
+
+@pytest.mark.parametrize("argv", [
+    ["./bladebit_cuda", "-n", "1", "-f", "8d0c5e58" * 12, "-c", "xch1m3x4er3nkjtxgtlyq9r3nl0vcyt3mmdgute6w42sm3vuwqvn0yxq8dc8vy",
+     "cudaplot", "/mnt/plots"],
+    ["chia_harvester"],                                   # Gigahorse's GPU harvester keeps the service title
+])
+def test_a_chia_process_on_the_gpu_says_the_gpu_farms(argv, mocker):
+    """The GPU collector's view (NVML, mocked: this machine has no GPU) lists the process with its memory;
+    the Chia finding carries the GPU as evidence, busy or between two signage points."""
+    from audit_agent.collect.gpu import GpuSampler
+    from audit_agent.i18n import Translator, load_messages
+    from audit_agent.render.story import story
+    nvml = mocker.MagicMock()
+    nvml.nvmlDeviceGetCount.return_value = 1
+    nvml.nvmlDeviceGetName.return_value = b"NVIDIA A100-SXM4-80GB"
+    nvml.nvmlDeviceGetUUID.return_value = "GPU-1"
+    nvml.nvmlSystemGetDriverVersion.return_value = b"550.54.15"
+    nvml.nvmlDeviceGetMemoryInfo.return_value = mocker.Mock(total=80 << 30, used=9 << 30)
+    nvml.nvmlDeviceGetUtilizationRates.return_value = mocker.Mock(gpu=3, memory=0)      # idle between proofs
+    nvml.nvmlDeviceGetComputeRunningProcesses.return_value = [mocker.Mock(pid=4321, usedGpuMemory=8 << 30)]
+    nvml.nvmlDeviceGetGraphicsRunningProcesses.return_value = []
+    sampler = GpuSampler(nvml_loader=lambda: nvml)
+    sampler.start()
+    sampler.sample()
+    devices, _ = sampler.finish()
+    farmer = ProcessInfo(pid=4321, name=argv[0].rsplit("/", 1)[-1], exe="/opt/chia/" + argv[0].rsplit("/", 1)[-1],
+                         cmdline=argv, username="lab")
+    [finding] = evaluate(Snapshot(processes=[farmer], gpus=devices), CompiledRules(load_pack()), now=0.0).findings
+    assert finding.title.startswith("Chia") and "AA-GPU-003" in finding.rule_ids and "AA-GPU-001" not in finding.rule_ids
+    assert finding.subject.gpu_index == 0
+    [gpu] = [e for e in finding.evidence if e.rule_id == "AA-GPU-003"]
+    assert gpu.facts["memory_mib"] == 8192 and gpu.facts["family"] == "Chia"
+    for lang in ("en", "zh-CN"):
+        told = story(finding, Translator(lang, load_messages(lang)))
+        [row] = [r for r in told.rows if r.rule_id == "AA-GPU-003"]
+        assert "8192" in row.shown.text and ("Chia" in row.shown.text) and row.meaning
+
+
+def test_a_training_job_on_the_gpu_is_not_farming():
+    from tests.factories import gpu
+    trainer = ProcessInfo(pid=55, name="python3", exe="/usr/bin/python3", username="lab",
+                          cmdline=["python3", "-m", "torch.distributed.run", "train.py"])
+    report = evaluate(Snapshot(processes=[trainer], gpus=[gpu(0, 99.0, [55])]), CompiledRules(load_pack()), now=0.0)
+    assert not any("AA-GPU-003" in f.rule_ids for f in report.findings)

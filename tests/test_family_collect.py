@@ -263,3 +263,71 @@ def test_a_config_read_stuck_in_a_hung_file_system_costs_only_its_budget(tmp_pat
     configs, _ = collector.collect_families(snapshot, SimpleNamespace(families=pack.families, config_seconds=0.3,
                                                                       mount_roots=[], artefact_seconds=0.3))
     assert configs.status == CoverageStatus.PARTIAL and "a file system did not answer" in configs.reason
+
+
+# ------------------------------------------------------------------ storage layouts of Sia, Swarm, Storj, Arweave
+
+MIB = 1 << 20
+SATELLITE = "ukfu6bhbboxilvt7jrwlqk7y2tapb5d2r2tsmj2sjxvw5qaaaaaa"        # base32 of a 32-byte node id: 52 chars
+
+
+def test_storage_network_layouts_are_found_by_their_own_names_and_sizes(tmp_path, pack):
+    disk = tmp_path / "disk"
+    # Storj's piece store before the hashstore: blobs/<satellite>/<2 chars>/<50 chars>[.sj1], v1 and v0 pieces
+    for prefix in ("2e", "ab", "zz"):
+        sparse(disk / "storj" / "blobs" / SATELLITE / prefix / ("4bn2ig5mxvhbjfmpbzvgdaucdxpnoh4wojz3qbuaafcjrc7qca" + ".sj1"),
+               2 * MIB)
+    sparse(disk / "storj" / "blobs" / SATELLITE / "ab" / "pkrtdwcxifrqbzpqfyjdxzdm5obk2xmgt4jjmfxwjfx3xlgtja", MIB)
+    sparse(disk / "storj" / "blobs" / SATELLITE / "ab" / "notes.txt", MIB)
+    # Swarm bee's chunk store: localstore/sharky/shard_NNN (and its free_NNN maps, which are no data)
+    for index in range(3):
+        sparse(disk / "bee" / "localstore" / "sharky" / f"shard_{index:03d}", 540 * MIB)
+        sparse(disk / "bee" / "localstore" / "sharky" / f"free_{index:03d}", 540 * MIB)
+    # Arweave: storage_modules/<id>/chunk_storage/<start offset>
+    sparse(disk / "ar" / "storage_modules" / "storage_module_3_unpacked" / "chunk_storage" / "6291456000", 2097176000)
+    # the legacy siad host's storage folder
+    sparse(disk / "sia" / "siahostdata.dat", 64 * GIB)
+    # searched from where each software's configuration or command line points (the mount search goes 3 deep)
+    roots = [disk / "storj", disk / "bee", disk / "ar" / "storage_modules", disk / "sia"]
+    snapshot, _ = search(tmp_path, pack, roots, artefact_seconds=20)
+    found = {(g.family, g.kind): g for g in snapshot.artefacts}
+    pieces = found["STORJ", "piece (v1)"]
+    assert pieces.count == 3 and pieces.directory == str(disk / "storj" / "blobs" / SATELLITE)   # one store, not 3
+    assert found["STORJ", "piece (v0)"].count == 1
+    assert found["SWARM", "chunk store shard"].count == 3
+    assert found["ARWEAVE", "chunk storage"].total_bytes == 2097176000
+    assert found["SIA", "storage folder (siad)"].count == 1
+    assert len(snapshot.artefacts) == 5
+
+
+def test_a_hostd_volume_counts_only_where_a_hostd_process_has_it_open(tmp_path, pack, rules):
+    volume = tmp_path / "disk" / "hostd" / "data.dat"
+    sparse(volume, 256 * 4 * MIB)                         # 1 GiB: 256 sectors of 4 MiB
+    sparse(tmp_path / "disk" / "sap" / "datavolume_0000.dat", GIB)       # another program's .dat of the same size
+    snapshot, _ = search(tmp_path, pack, [tmp_path / "disk"])
+    assert snapshot.artefacts == []                      # a .dat on a data disk alone is nobody's volume
+    hostd = ProcessInfo(pid=4100, name="hostd", exe="/usr/bin/hostd", cmdline=["hostd", "--dir", "/var/lib/hostd"])
+    other = ProcessInfo(pid=4200, name="hdbindexserver", exe="/usr/sap/hdbindexserver", cmdline=["hdbindexserver"])
+    found = Found(open_dirs={str(volume.parent): {4100}, str(tmp_path / "disk" / "sap"): {4200}})
+    snapshot = Snapshot(processes=[hostd, other])
+    artefacts.search_artefacts(snapshot, pack.families, found, SimpleNamespace(mount_roots=[]))
+    [group] = snapshot.artefacts
+    assert (group.family, group.kind, group.pids) == ("SIA", "volume", [4100])
+    sparse(volume, 256 * 4 * MIB + 1)                    # not whole 4 MiB sectors: not a hostd volume
+    snapshot = Snapshot(processes=[hostd, other])
+    artefacts.search_artefacts(snapshot, pack.families, found, SimpleNamespace(mount_roots=[]))
+    assert snapshot.artefacts == []
+
+
+def test_a_hostd_volume_is_on_the_hostd_finding_and_never_alone(rules):
+    hostd = ProcessInfo(pid=4100, name="hostd", exe="/usr/bin/hostd", cmdline=["hostd", "--dir", "/var/lib/hostd"],
+                        username="sia")
+    group = ArtefactGroup(family="SIA", kind="volume", directory="/mnt/hdd1", count=1, total_bytes=4 << 40,
+                          examples=["data.dat"], pids=[4100], found_via="open")
+    report = evaluate(Snapshot(processes=[hostd], artefacts=[group]), rules, now=time.time())
+    [finding] = report.findings
+    assert "AA-SIA-FILE" in finding.rule_ids and finding.subject.pid == 4100
+    stranger = ArtefactGroup(family="SIA", kind="volume", directory="/srv/sap", count=1, total_bytes=1 << 40,
+                             examples=["datavolume_0000.dat"], pids=[4200], found_via="open")
+    other = ProcessInfo(pid=4200, name="hdbindexserver", exe="/usr/sap/hdbindexserver", cmdline=["hdbindexserver"])
+    assert evaluate(Snapshot(processes=[other], artefacts=[stranger]), rules, now=time.time()).findings == []

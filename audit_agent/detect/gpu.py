@@ -9,12 +9,15 @@ more.
 """
 from __future__ import annotations
 
-from audit_agent.detect import Context, Signal, process_key, process_subject
+from audit_agent.detect import Context, Signal, process_key, process_subject, rule_family
 from audit_agent.detect.hashing import dag_cache_bytes, dag_dataset_bytes, dag_epochs_fitting
 from audit_agent.model import Evidence, GpuDevice, GpuProcess, ProcessInfo, Severity, Subject
+from audit_agent.rules.compiler import logins_from_argv
+from audit_agent.rules.families import Family
 
 RULE_UNKNOWN = "AA-GPU-001"
 RULE_NO_PROCESS = "AA-GPU-002"
+RULE_FAMILY = "AA-GPU-003"
 RULE_DAG = "AA-GPU-004"
 MiB = 1 << 20
 # Beyond the dataset and cache a GPU miner holds its CUDA/OpenCL context (about 0.3-0.5 GiB on current
@@ -26,6 +29,16 @@ DAG_MAX_EPOCH = 1024            # a 9 GiB DAG: beyond every Ethash-family chain 
 def signals(ctx: Context) -> list[Signal]:
     found = []
     busy_at = ctx.policy.thresholds.gpu_busy_percent
+    on_gpu: set[int] = set()
+    for device in ctx.snapshot.gpus:
+        # Listed on the GPU at all is the fact, busy or not: a GPU harvester (Gigahorse, bladebit CUDA's
+        # decompression) works in bursts at each signage point, and its plots stay in GPU memory between them.
+        for gpu_proc in device.processes:
+            proc = host_process(gpu_proc.pid, ctx)
+            family = family_of(proc, ctx) if proc is not None else None
+            if proc is not None and family is not None:
+                found.append(family_gpu_signal(device, gpu_proc, proc, family))
+                on_gpu.add(proc.pid)
     for device in ctx.snapshot.gpus:
         busy = device.utilization_percent is not None and device.utilization_percent >= busy_at
         found += dag_signals(device, busy, ctx)
@@ -39,7 +52,7 @@ def signals(ctx: Context) -> list[Signal]:
             if proc is None:
                 found.append(no_process_signal(device, missing_pid=gpu_proc.pid))
                 continue
-            if looks_like_research(proc, ctx):
+            if proc.pid in on_gpu or looks_like_research(proc, ctx):
                 continue
             found.append(unknown_process_signal(device, proc))
     return found
@@ -87,6 +100,47 @@ def looks_like_research(proc: ProcessInfo, ctx: Context) -> bool:
     if proc.libraries and rules.is_generic_runtime(proc.name, proc.exe):
         return rules.uses_framework_library(proc.libraries)
     return rules.is_framework(proc.name, proc.exe, " ".join(proc.cmdline), proc.libraries)
+
+
+def family_of(proc: ProcessInfo, ctx: Context) -> Family | None:
+    """The coin or farming family whose software the process is: by its name, its command line or the wallet it
+    logs in with, or a family configuration it reads (a renamed `python3` harvester)."""
+    rules = ctx.rules
+    argv0 = proc.cmdline[0] if proc.cmdline else ""
+    hits = [*rules.match_names(proc.name, proc.exe, argv0),
+            *(rules.match_cmdline(" ".join(proc.cmdline)) if proc.cmdline else []),
+            *rules.match_wallets(logins_from_argv(proc.cmdline))]
+    for hit in hits:
+        family = rules.families.families.get(rule_family(hit.rule))
+        if family is not None and hit.rule.severity != Severity.INFO:       # a chain node alone is no farmer
+            return family
+    from audit_agent.detect.families import config_pids
+    for config in ctx.snapshot.family_configs:
+        if proc.pid in config_pids(config, ctx) and config.family in rules.families.families:
+            return rules.families.families[config.family]
+    return None
+
+
+def family_gpu_signal(device: GpuDevice, gpu_proc: GpuProcess, proc: ProcessInfo, family: Family) -> Signal:
+    subject = process_subject(proc)
+    subject.gpu_index = device.index
+    memory = round((gpu_proc.used_memory_bytes or 0) / MiB)
+    busy = f", the GPU {device.utilization_percent:.0f}% busy" if device.utilization_percent is not None else ""
+    return Signal(
+        subject_key=process_key(proc.pid), subject=subject, rule_id=RULE_FAMILY,
+        title="GPU used by mining or storage-farming software", category="gpu",
+        severity=Severity.MEDIUM, confidence=0.5,
+        reason=f"GPU {device.index} ({device.name}) runs {proc.name or gpu_proc.name} (pid {proc.pid}), {family.name} "
+               f"{family.activity} software, with {memory} MiB of GPU memory{busy}: the GPU serves {family.activity}, "
+               "not research.",
+        evidence=Evidence(field="gpu", value=f"GPU {device.index} {device.name}: {proc.name or gpu_proc.name} "
+                                             f"(pid {proc.pid}) {memory} MiB{busy}",
+                          matched=f"{family.id.lower()} {family.activity} on GPU {device.index}", rule_id=RULE_FAMILY,
+                          facts={**gpu_facts(device), "family": family.name,
+                                 "memory_mib": memory, "process": proc.name or gpu_proc.name}),
+        action=f"Find who runs the {family.name} software on this GPU; a GPU lab server's accelerators are for filed "
+               "research, so stop it and keep its configuration as evidence.",
+        indicator=f"{family.id.lower()} on gpu", identifies=family.id)
 
 
 def host_process(pid: int, ctx: Context) -> ProcessInfo | None:
