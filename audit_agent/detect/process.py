@@ -26,7 +26,8 @@ def process_signals(proc: ProcessInfo, ctx: Context) -> list[Signal]:
     cmdline_hits = wallet_hits = domain_hits = []
     if joined:
         cmdline_hits = rules.match_cmdline(joined)
-        wallet_hits = rules.match_wallets(logins_from_argv(proc.cmdline))
+        wallet_hits = [hit for hit in rules.match_wallets(logins_from_argv(proc.cmdline))
+                       if not rules.unless_matches(hit.rule, joined)]
         domain_hits = rules.match_domains(joined, "cmdline")
     if not (name_hits or cmdline_hits or wallet_hits or domain_hits):
         return []                   # the common case: no subject to build, nothing to redact

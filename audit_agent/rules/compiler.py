@@ -91,6 +91,7 @@ class CompiledRules:
         self.research = ResearchMatcher(pack.by_kind("research"))
         self.kind_of = {rule.id: rule.kind for rule in pack.rules}
         self._domain_memo: dict[tuple[str, str], tuple[Hit, ...]] = {}
+        self._unless: dict[str, re.Pattern[str]] = {}
         self.framework_regex = _alternation(framework_patterns)
         self.framework_library_regex = _alternation(library_patterns)
         # Known TLS clients (rules `clients`): the first such rule is the long-lived TLS session check.
@@ -134,6 +135,17 @@ class CompiledRules:
             if found:
                 hits.append(Hit(found[0], field, login, f"{found[1]} wallet", (("coin", found[1]),)))
         return hits
+
+    def unless_matches(self, rule: Rule, text: str) -> bool:
+        """A family's `unless` (its own tools' sub-commands that name an address without mining: `snarkos
+        account verify --address aleo1..`) also holds for its wallet rule on that command line."""
+        unless = rule.params.get("unless") if isinstance(rule.params, dict) else None
+        if not unless:
+            return False
+        regex = self._unless.get(rule.id)
+        if regex is None:
+            regex = self._unless[rule.id] = re.compile("|".join(f"(?:{p})" for p in unless), re.IGNORECASE)
+        return bool(regex.search(text))
 
     # -- domains, wherever a host name appears
     def match_domains(self, text: str, field: str) -> list[Hit]:

@@ -268,14 +268,14 @@ def family_rules(family: Family) -> list[Rule]:
     """The rules a family compiles into; their ids are AA-<FAMILY>-<SHAPE>."""
     sections: dict[str, tuple[str, dict[str, list[Any]]]] = {"NAME": ("names", {"values": family.names}), "NODE": ("node_names", {"values": family.node_names}),
                 "CMD": ("cmdline", {"patterns": family.cmdline, "unless": family.unless}),
-                "WALLET": ("wallets", {"patterns": family.wallets}),
+                "WALLET": ("wallets", {"patterns": family.wallets, "unless": family.unless}),
                 "POOL": ("pools", {"entries": family.pools}),
                 "PORT": ("ports", {"listen": family.listen_ports, "connect": family.connect_ports}),
                 "ENV": ("env", {"keys": family.env}), "CONFIG": ("configs", {"specs": family.configs}),
                 "FILE": ("files", {"specs": family.artefacts})}
     rules = []
     for shape, (section, params) in sections.items():
-        if not any(params.values()):
+        if not any(v for k, v in params.items() if k != "unless"):      # `unless` alone matches nothing
             continue
         kind, severity, confidence = RULE_SHAPES[shape]
         examples = family.examples[section]
