@@ -40,9 +40,10 @@ def signals(ctx: Context) -> list[Signal]:
     severity = ctx.policy.research_severity
     node_hits: list[tuple[ProcessInfo, ResearchHit]] = []
     providers: dict[str, list[tuple[ProcessInfo | None, ResearchHit]]] = {}
+    selected = config_networks(ctx)
     for proc in ctx.by_pid.values():
         argv0 = proc.cmdline[0] if proc.cmdline else ""
-        text = process_text(proc)
+        text = process_text(proc, selected.get(proc.pid, ()))
         if not text:
             continue
         for hit in matcher.match((proc.name, proc.exe, argv0), text):
@@ -88,11 +89,33 @@ def chain_of(text: str) -> str:
     return found.group(1).lower().removesuffix("4") if found else ""
 
 
-def process_text(proc: ProcessInfo) -> str:
-    """What research rules read: the command line, then the selected environment as KEY=VALUE."""
+def process_text(proc: ProcessInfo, configs: tuple[str, ...] | list[str] = ()) -> str:
+    """What research rules read: the command line, then the selected environment as KEY=VALUE, then the
+    network each family config the process reads selects, as `config:FAMILY:network=VALUE`."""
     words = list(proc.cmdline) or ([proc.name] if proc.name else [])
     words += [f"{key}={value}" for key, value in sorted(proc.environ.items())]
+    words += list(configs)
     return " ".join(words)
+
+
+def config_networks(ctx: Context) -> dict[int, list[str]]:
+    """pid -> `config:FAMILY:network=VALUE` for each family config it reads that names a network.
+
+    Chia keeps its root at ~/.chia/mainnet even on a testnet: `chia configure --testnet true` only sets
+    `selected_network: testnet11` in config.yaml (Chia wiki, "How to Connect to the Testnet"), so the
+    command line and CHIA_ROOT of a testnet farmer look like a mainnet one's. A home config is every
+    process's of that user; the research rules name the programs it counts for."""
+    found: dict[int, list[str]] = {}
+    for config in ctx.snapshot.family_configs:
+        network = re.sub(r"[^\w.-]", "", config.network)[:64]
+        if not network:
+            continue
+        for reader in config.readers:
+            words = found.setdefault(reader.pid, [])
+            word = f"config:{config.family}:network={network}"
+            if word not in words:
+                words.append(word)
+    return found
 
 
 def _describe(proc: ProcessInfo | None, hit: ResearchHit) -> str:
