@@ -38,8 +38,10 @@ def spawn():
     started: list[subprocess.Popen[bytes]] = []
 
     def run(argv0: str, args: list[str], env: dict[str, str], cwd: Path) -> ProcessInfo:
-        child = subprocess.Popen([argv0, "-c", "import time; time.sleep(120)", *args], executable=sys.executable,
-                                 env=env, cwd=cwd)
+        script = cwd / "sleeper.py"
+        script.write_text("import time\ntime.sleep(120)\n", encoding="utf-8")
+        argv = [argv0, str(script), *args]
+        child = subprocess.Popen(argv, executable=sys.executable, env=env, cwd=cwd)
         started.append(child)
         for _ in range(200):      # until the child has exec'd (its environ is the one given)
             try:
@@ -49,7 +51,7 @@ def spawn():
                 pass
             time.sleep(0.01)
         return ProcessInfo(pid=child.pid, ppid=os.getpid(), name=argv0[:15], exe=sys.executable,
-                           cmdline=[argv0, "-c", "import time; time.sleep(120)", *args], uid=os.getuid(),
+                           cmdline=argv, uid=os.getuid(),
                            username="alice", cpu_percent=5.0, allowed_cpus=8, cwd=str(cwd))
     yield run
     for child in started:
@@ -164,3 +166,83 @@ def test_storage_found_on_disk_outweighs_what_the_command_line_declares(tmp_path
     system = next(s for s in report.research_systems if s["pid"] == farmer.pid)
     assert system["used"]["storage_tib"] == pytest.approx(100 / 1024, abs=0.001)
     assert system["used"]["declared_storage_tib"] == pytest.approx(10 / 1024, abs=0.001)
+
+
+# ---------------------------------------------------------------- Stratum V2 role configs
+
+POOL_TOML = """\
+authority_public_key = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72"
+cert_validity_sec = 3600
+listen_address = "0.0.0.0:34254"
+coinbase_reward_script = "addr({address})"
+pool_signature = "lab pool"
+
+[template_provider_type.Sv2Tp]
+address = "127.0.0.1:8442"
+"""
+TPROXY_TOML = """\
+downstream_address = "0.0.0.0"
+downstream_port = 34255
+max_supported_version = 2
+min_supported_version = 2
+
+[[upstreams]]
+address = "{host}"
+port = 34254
+authority_pubkey = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72"
+"""
+
+
+def sv2_role(tmp_path, spawn, program: str, text: str) -> ProcessInfo:
+    (tmp_path / "role.toml").write_text(text, encoding="utf-8")
+    return spawn(program, ["-c", "role.toml"], {"HOME": str(tmp_path), "PATH": "/usr/bin"}, tmp_path)
+
+
+@pytest.mark.parametrize("program, text, research", [
+    ("pool_sv2", POOL_TOML.format(address="tb1qa0sm0hxzj0x25rh8gw5xlzwlsfvvyz8u96w3p8"), True),
+    ("pool_sv2", POOL_TOML.format(address="bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"), True),
+    ("pool_sv2", POOL_TOML.format(address="bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"), False),
+    ("translator_sv2", TPROXY_TOML.format(host="127.0.0.1"), True),
+    ("translator_sv2", TPROXY_TOML.format(host="18.196.32.109"), False),
+])
+def test_a_stratum_v2_config_tells_a_test_pool_from_a_main_network_one(tmp_path, spawn, program, text, research):
+    role = sv2_role(tmp_path, spawn, program, text)
+    snap = collected([role])
+    [config] = [c for c in snap.family_configs if c.family == "SV2"]
+    assert [r.pid for r in config.readers] == [role.pid] and config.path == str(tmp_path / "role.toml")
+    report = scan(snap)
+    finding = next(f for f in report.findings if f.subject.pid == role.pid)
+    if research:
+        assert (finding.category, finding.status) == ("research", FindingStatus.UNFILED)
+        assert [s["pid"] for s in report.research_systems] == [role.pid]
+    else:
+        assert finding.category == "miner" and "AA-RES-021" in finding.rule_ids
+        assert finding.severity.rank >= 3 and report.verdict == Verdict.NON_COMPLIANT
+        assert report.research_systems == []
+
+
+@pytest.mark.parametrize("provider_argv, research", [
+    ("/opt/bitcoin/bin/bitcoind -testnet4 -sv2 -sv2port=8442", True),
+    ("/opt/bitcoin/bin/bitcoind -sv2 -sv2port=8442", False),
+])
+def test_a_pool_on_a_local_template_provider_serves_that_providers_chain(tmp_path, spawn, provider_argv, research):
+    from audit_agent.model import Connection
+    from tests.factories import proc
+    # the config names neither a network nor an address: only the template provider tells
+    text = POOL_TOML.replace('coinbase_reward_script = "addr({address})"\n', "")
+    role = sv2_role(tmp_path, spawn, "pool_sv2", text)
+    provider = proc(4100, provider_argv, cpu=3.0)
+    snap = collected([role, provider])
+    snap.connections.append(Connection(pid=4100, protocol="tcp", local_address="127.0.0.1", local_port=8442,
+                                       remote_address="", remote_port=0, state="LISTEN"))
+    report = scan(snap)
+    finding = next(f for f in report.findings if f.subject.pid == role.pid)
+    assert (finding.category == "research") is research
+
+
+def test_a_config_the_role_cannot_read_is_not_read(tmp_path, spawn):
+    role = sv2_role(tmp_path, spawn, "pool_sv2", POOL_TOML.format(address="bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"))
+    role.uid = 65534                      # nobody: the file is 0600 and not theirs
+    os.chmod(tmp_path / "role.toml", 0o600)
+    snap = collected([role])
+    assert [c for c in snap.family_configs if c.family == "SV2"] == []

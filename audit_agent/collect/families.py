@@ -73,7 +73,12 @@ def collect_families(snapshot: Snapshot, options: Any) -> list[Coverage]:
     snapshot.listeners.extend(listeners({p for f in families for p in f.listen_ports}, found.sockets, proc_root))
     results: dict[tuple[str, str], FamilyConfig | None] = {}
     seconds = float(getattr(options, "config_seconds", CONFIG_SECONDS))
-    if not within(seconds, lambda: read_configs(snapshot.processes, families, proc_root, found, results)):
+    from audit_agent.collect.pool_configs import read_pool_configs
+
+    def read_all() -> None:
+        read_configs(snapshot.processes, families, proc_root, found, results)
+        read_pool_configs(snapshot.processes, proc_root, found, results)     # Stratum V2 roles' -c config
+    if not within(seconds, read_all):
         found.stalled = f"config reads stopped after {seconds:g} s: a file system did not answer"
     # A reader stuck in a hung file system may still add to `results`: keep copies of what is there now.
     snapshot.family_configs.extend(dataclasses.replace(config, readers=list(config.readers))

@@ -18,7 +18,7 @@ from audit_agent.detect import (
     process_subject,
     safe_format,
 )
-from audit_agent.model import Evidence, ProcessInfo, Severity
+from audit_agent.model import Evidence, FamilyConfig, ProcessInfo, Severity
 from audit_agent.redact import cap, redact_cmdline
 from audit_agent.rules.research import ResearchHit
 
@@ -30,6 +30,12 @@ ENDPOINT = re.compile(r"(?<![A-Za-z0-9.+-])(?:[a-z][a-z0-9+.-]{0,31}://)?(?:[^@\
                       r"(\[[0-9a-fA-F:.]{2,45}\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252}):(\d{2,5})\b")
 LOCAL_SUFFIXES = (".local", ".lan", ".internal", ".localdomain", ".test", ".home.arpa")
 MAIN_NETWORK_KINDS = ("wallet", "domains")
+POOL_FAMILY = "SV2"     # Stratum V2 role configs (collect/pool_configs.py)
+MAIN_NAMES = {"main", "mainnet", "bitcoin"}
+TEST_NAMES = {"regtest", "testnet", "testnet3", "testnet4", "signet"}
+# Bitcoin address prefixes (BIP 173 HRPs bc / tb / bcrt; base58 versions 1, 3 main, m, n, 2 test)
+ADDRESS_NETWORK = (("bcrt1", "regtest"), ("tb1", "testnet"), ("bc1", "main"), ("1", "main"), ("3", "main"),
+                   ("m", "testnet"), ("n", "testnet"), ("2", "testnet"))
 CHAIN = re.compile(r"(?:^|\s)--?(?:chain=)?(regtest|testnet4|testnet|signet|stagenet)\b", re.IGNORECASE)
 
 
@@ -40,7 +46,8 @@ def signals(ctx: Context) -> list[Signal]:
     severity = ctx.policy.research_severity
     node_hits: list[tuple[ProcessInfo, ResearchHit]] = []
     providers: dict[str, list[tuple[ProcessInfo | None, ResearchHit]]] = {}
-    selected = config_networks(ctx)
+    described: dict[int, str] = {}                   # pid -> the config and what it says, as evidence
+    selected = config_networks(ctx, described)
     for proc in ctx.by_pid.values():
         argv0 = proc.cmdline[0] if proc.cmdline else ""
         text = process_text(proc, selected.get(proc.pid, ()))
@@ -75,7 +82,7 @@ def signals(ctx: Context) -> list[Signal]:
             continue
         label = hit.rule.params.get("provides")
         key = anchors.get(f"{label}:{proc.pid}", "") if label else ""
-        signal = _signal(proc, hit, severity)
+        signal = _signal(proc, hit, severity, configs=described)
         if key and key != signal.subject_key:          # the generator is part of the node's system
             node = ctx.by_pid[int(key.split(":", 1)[1])]
             signal = dataclasses.replace(signal, subject_key=key, subject=process_subject(node), weak=True)
@@ -89,6 +96,43 @@ def chain_of(text: str) -> str:
     return found.group(1).lower().removesuffix("4") if found else ""
 
 
+def pool_network(config: FamilyConfig, ctx: Context) -> tuple[str, str]:
+    """(network, why) a Stratum V2 role serves, from its config: the chain it names, the chain of the address
+    its block reward goes to, a public upstream or template provider (the shares of miners go to a pool
+    outside), or the chain of the local template provider it takes work from; ("", "") when it says nothing.
+    "local" means every endpoint it talks to is on this host or a private network."""
+    named = config.network.strip().lower()
+    if named in MAIN_NAMES:
+        return "main", f"network = {named}"
+    if named in TEST_NAMES:
+        return named.removesuffix("3").removesuffix("4"), f"network = {named}"
+    for address in config.logins:
+        for prefix, network in ADDRESS_NETWORK:
+            if address.lower().startswith(prefix):
+                return network, f"block reward to {cap(address, 80)}"
+    talks_to = [e.split(" ", 1)[1] for e in config.urls if e.split(" ", 1)[0] in ("template", "upstream")]
+    for endpoint in talks_to:
+        found = ENDPOINT.search(endpoint)
+        host = found.group(1) if found else endpoint
+        if public_host(host):
+            return "main", f"upstream {cap(endpoint, 120)} is a public address"
+    for endpoint in [e.split(" ", 1)[1] for e in config.urls if e.startswith("template ")]:
+        found = ENDPOINT.search(endpoint)
+        port = int(found.group(2)) if found else 0
+        for conn in ctx.snapshot.connections:
+            provider = ctx.by_pid.get(conn.pid) if conn.pid is not None else None
+            if provider is None or conn.local_port != port or conn.state not in ("LISTEN", ""):
+                continue
+            chain = chain_of(process_text(provider))
+            if chain:
+                return chain, f"template provider pid {provider.pid} runs {chain}"
+            if "bitcoin" in provider.name.lower() or "bitcoin" in provider.exe.lower():
+                return "main", f"template provider pid {provider.pid} runs the main network"
+    if talks_to:
+        return "local", "every upstream is on this host or a private network"
+    return "", ""
+
+
 def process_text(proc: ProcessInfo, configs: tuple[str, ...] | list[str] = ()) -> str:
     """What research rules read: the command line, then the selected environment as KEY=VALUE, then the
     network each family config the process reads selects, as `config:FAMILY:network=VALUE`."""
@@ -98,7 +142,7 @@ def process_text(proc: ProcessInfo, configs: tuple[str, ...] | list[str] = ()) -
     return " ".join(words)
 
 
-def config_networks(ctx: Context) -> dict[int, list[str]]:
+def config_networks(ctx: Context, described: dict[int, str]) -> dict[int, list[str]]:
     """pid -> `config:FAMILY:network=VALUE` for each family config it reads that names a network.
 
     Chia keeps its root at ~/.chia/mainnet even on a testnet: `chia configure --testnet true` only sets
@@ -107,7 +151,8 @@ def config_networks(ctx: Context) -> dict[int, list[str]]:
     process's of that user; the research rules name the programs it counts for."""
     found: dict[int, list[str]] = {}
     for config in ctx.snapshot.family_configs:
-        network = re.sub(r"[^\w.-]", "", config.network)[:64]
+        network, why = pool_network(config, ctx) if config.family == POOL_FAMILY else (config.network, "")
+        network = re.sub(r"[^\w.-]", "", network)[:64]
         if not network:
             continue
         for reader in config.readers:
@@ -115,6 +160,7 @@ def config_networks(ctx: Context) -> dict[int, list[str]]:
             word = f"config:{config.family}:network={network}"
             if word not in words:
                 words.append(word)
+            described.setdefault(reader.pid, f"{config.path} (network {network}{'; ' + why if why else ''})")
     return found
 
 
@@ -124,14 +170,20 @@ def _describe(proc: ProcessInfo | None, hit: ResearchHit) -> str:
     return f"pid {proc.pid} ({cap(redact_cmdline(proc.cmdline), 120)})"
 
 
-def _signal(proc: ProcessInfo, hit: ResearchHit, severity: Severity, *, weak: bool = False, extra: str = "") -> Signal:
+def _signal(proc: ProcessInfo, hit: ResearchHit, severity: Severity, *, weak: bool = False, extra: str = "",
+            configs: dict[int, str] | None = None) -> Signal:
     rule = hit.rule
     shown = redact_cmdline(proc.cmdline, 600) or proc.name
-    reason = safe_format(rule.reason, field="command line", value=cap(shown, 300), matched=cap(hit.matched, 200))
+    field, value, category = "command line", shown, CATEGORY
+    if hit.matched.startswith("config:"):      # matched on what a config the process reads says
+        field, value = "config", (configs or {}).get(proc.pid, "") or hit.matched
+    if rule.category == "miner":               # the research software serves a main network: a miner
+        category, severity = "miner", rule.severity
+    reason = safe_format(rule.reason, field=field, value=cap(value, 300), matched=cap(hit.matched, 200))
     return Signal(subject_key=process_key(proc.pid), subject=process_subject(proc), rule_id=rule.id, title=rule.title,
-                  category=CATEGORY, severity=severity, confidence=rule.confidence, reason=reason + extra,
-                  evidence=Evidence(field="cmdline", value=cap(shown, 300), matched=cap(hit.matched, 200),
-                                    rule_id=rule.id),
+                  category=category, severity=severity, confidence=rule.confidence, reason=reason + extra,
+                  evidence=Evidence(field="cmdline" if field == "command line" else field, value=cap(value, 300),
+                                    matched=cap(hit.matched, 200), rule_id=rule.id),
                   action=rule.action, indicator=hit.matched, weak=weak,
                   tags=[f"system:{rule.params['system']}", f"software:{rule.params['software']}"])
 
