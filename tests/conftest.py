@@ -56,12 +56,15 @@ class Processes:
         self.started.append(proc)
         if wait_for_line:
             deadline = time.monotonic() + timeout
+            said: list[str] = []
             while time.monotonic() < deadline:
                 line = proc.stdout.readline()
                 if wait_for_line in line:
                     break
+                said = (said + [line])[-8:]
                 if not line and proc.poll() is not None:
-                    raise RuntimeError(f"{args[0]} exited with {proc.returncode} before '{wait_for_line}'")
+                    raise RuntimeError(f"{args[0]} exited with {proc.returncode} before '{wait_for_line}': "
+                                       f"{''.join(said).strip()[-800:]}")
             else:
                 raise RuntimeError(f"{args[0]} did not print '{wait_for_line}' within {timeout}s")
         return proc
@@ -97,6 +100,16 @@ def start_miner(processes: Processes, argv: list[str], *, name: str | None = Non
         env["STANDIN_NAME"] = name
     return processes.start([argv[0], str(MINER_SCRIPT), *argv[1:]], executable=sys.executable, env=env, cwd=cwd,
                            wait_for_line="ready")
+
+
+@pytest.fixture(autouse=True)
+def keep_working_directory():
+    """The CLI chdirs to / before it starts (its own folder is no evidence); a test that calls main() in
+    this process must not leave pytest there: a stand-in started with a bare argv[0] ("xmrig") finds its
+    Python's prefix relative to the working directory."""
+    before = os.getcwd()
+    yield
+    os.chdir(before)
 
 
 @pytest.fixture(autouse=True, scope="session")

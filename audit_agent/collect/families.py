@@ -274,11 +274,12 @@ def read_configs(processes: list[ProcessInfo], families: list[Family], proc_root
     return [config for config in results.values() if config is not None]
 
 
-def read_config(family: Family, spec: ConfigSpec, path: str, proc: ProcessInfo, proc_root: str,
-                found: Found) -> FamilyConfig | None:
+def read_as_process(path: str, proc: ProcessInfo, proc_root: str, found: Found, limit: int) -> Any:
+    """The file `path` as the process sees it (through its root), only if its user may read it, never
+    through a symlink or into a forbidden place; None when it cannot be read (a denial is counted)."""
     access = os.path.join(proc_root, str(proc.pid), "root") + path
     try:
-        opened = read_regular(access, MAX_CONFIG_BYTES, accept=lambda info, real, linked:
+        opened = read_regular(access, limit, accept=lambda info, real, linked:
                               not is_forbidden(real) and readable_by(info, proc.uid) and not linked)
     except PermissionError:
         found.denied.add(proc.pid)
@@ -286,13 +287,25 @@ def read_config(family: Family, spec: ConfigSpec, path: str, proc: ProcessInfo, 
     except (OSError, NotRegularFile, Refused):
         return None
     found.files_read += 1
+    return opened
+
+
+def owner_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def read_config(family: Family, spec: ConfigSpec, path: str, proc: ProcessInfo, proc_root: str,
+                found: Found) -> FamilyConfig | None:
+    opened = read_as_process(path, proc, proc_root, found, MAX_CONFIG_BYTES)
+    if opened is None:
+        return None
     facts = config_facts(spec, opened.data.decode("utf-8", "replace"))
     if facts is None:
         return None
-    try:
-        owner = pwd.getpwuid(opened.info.st_uid).pw_name
-    except KeyError:
-        owner = str(opened.info.st_uid)
+    owner = owner_name(opened.info.st_uid)
     for folder in facts.dirs:
         if folder.startswith("/"):
             folder = os.path.normpath(folder)

@@ -16,13 +16,10 @@ family SV2 (no family rule reads it); detect/research.py judges the network from
 from __future__ import annotations
 
 import os
-import pwd
 import tomllib
 from typing import Any
 
-from audit_agent.collect.configs import is_forbidden, readable_by
-from audit_agent.collect.families import Found, arg_value
-from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
+from audit_agent.collect.families import Found, arg_value, owner_name, read_as_process
 from audit_agent.model import ConfigReader, FamilyConfig, ProcessInfo
 from audit_agent.redact import cap
 
@@ -67,16 +64,9 @@ def read_pool_configs(processes: list[ProcessInfo], proc_root: str, found: Found
 
 
 def read_pool_config(path: str, proc: ProcessInfo, proc_root: str, found: Found) -> FamilyConfig | None:
-    access = os.path.join(proc_root, str(proc.pid), "root") + path
-    try:
-        opened = read_regular(access, MAX_BYTES, accept=lambda info, real, linked:
-                              not is_forbidden(real) and readable_by(info, proc.uid) and not linked)
-    except PermissionError:
-        found.denied.add(proc.pid)
+    opened = read_as_process(path, proc, proc_root, found, MAX_BYTES)
+    if opened is None:
         return None
-    except (OSError, NotRegularFile, Refused):
-        return None
-    found.files_read += 1
     try:
         data = tomllib.loads(opened.data.decode("utf-8", "replace"))
     except tomllib.TOMLDecodeError:
@@ -84,10 +74,7 @@ def read_pool_config(path: str, proc: ProcessInfo, proc_root: str, found: Found)
     facts = pool_facts(data)
     if facts is None:
         return None
-    try:
-        owner = pwd.getpwuid(opened.info.st_uid).pw_name
-    except KeyError:
-        owner = str(opened.info.st_uid)
+    owner = owner_name(opened.info.st_uid)
     keys, endpoints, payouts, network = facts
     return FamilyConfig(path=cap(path, 1024), family=FAMILY, owner=owner, keys=keys,
                         urls=[cap(e, 300) for e in endpoints], logins=[cap(p, 200) for p in payouts],
