@@ -139,3 +139,33 @@ def test_live_report_on_a4(printer, agent, tmp_path):
         pdf = printer(html, ARTIFACTS / f"paper-live.{lang}.pdf")
         pages = check_paper(pdf, report, lang, f"paper-live.{lang}")
         print(f"\nlive {lang}: {pages} A4 pages, {len(report.open_findings)} counted findings")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_fleet_report_on_a4_never_leaves_the_sign_off_alone(printer, demo_reports, tmp_path, lang):
+    """The fleet page an institution signs: its sign-off shares its page with the end of the host table."""
+    import time
+
+    from audit_agent.fleet import merge
+    from audit_agent.fleet_html import render_html
+    from audit_agent.i18n import translator
+    from audit_agent.render.json_report import dumps
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for name, report in demo_reports.items():
+        (reports / f"{name}.json").write_text(dumps(report.to_dict()), encoding="utf-8")
+    fleet = merge([str(reports)], stale_days=100000)
+    html = tmp_path / f"fleet.{lang}.html"
+    html.write_text(render_html(fleet, lang, tmp_path), encoding="utf-8")
+    pdf = printer(html, ARTIFACTS / f"paper-fleet.{lang}.pdf")
+    pages = page_count(pdf)
+    pages_as_images(pdf, f"paper-fleet.{lang}")
+    heading = translator(lang)("declaration.section")
+    with_sign_off = [n for n in range(1, pages + 1) if heading in page_text(pdf, n).replace(" ", "")
+                     or heading in page_text(pdf, n)]
+    assert with_sign_off, f"no page carries {heading!r}"
+    last = page_text(pdf, with_sign_off[-1])
+    before = last.split(heading, 1)[0] if heading in last else ""
+    assert len([line for line in before.splitlines() if line.strip()]) >= 3, \
+        "the sign-off page carries the end of the host table too, not the sign-off alone"
+    print(f"\nfleet {lang}: {pages} A4 pages ({pdf}), {time.strftime('%Y-%m-%d')}")
