@@ -381,7 +381,8 @@ def family_signals(family) -> str:  # type: ignore[no-untyped-def]
     """What a family recognises, counted: `5 names, 3 cmdline, 2 ports, 1 config, 1 artefact, 4 pools`."""
     counts = [(len(family.names) + len(family.node_names), "names"), (len(family.cmdline), "cmdline"),
               (len(family.listen_ports) + len(family.connect_ports), "ports"), (len(family.env), "env"),
-              (len(family.configs), "configs"), (len(family.artefacts), "artefacts"), (len(family.pools), "pools")]
+              (len(family.configs), "configs"), (len(family.artefacts), "artefacts"), (len(family.pools), "pools"),
+              (len(family.wallets), "wallets")]
     return ", ".join(f"{n} {what}" for n, what in counts if n) or "nothing"
 
 
