@@ -226,7 +226,7 @@ def locate(pid: int, known_exe: str, proc_root: str) -> tuple[_Target | None, in
         open_path = path = known_exe
     try:
         # follows /proc/PID/exe to the file itself, deleted or not; on a stalled (FUSE) mount it times out
-        info = deadline.call(os.stat, open_path, path=open_path)
+        info = deadline.stat_path(open_path, follow_symlinks=True)
     except PermissionError:
         return None, 1
     except OSError:

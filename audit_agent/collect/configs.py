@@ -203,7 +203,7 @@ def directory_candidates(directory: str, budget: _Budget) -> list[str]:
     for name in DEFAULT_NAMES:
         try:
             candidate = os.path.join(directory, name)
-            if stat.S_ISREG(deadline.call(os.stat, candidate, path=candidate).st_mode):
+            if stat.S_ISREG(deadline.stat_path(candidate, follow_symlinks=True).st_mode):
                 names.append(name)
         except PermissionError:
             budget.denied += 1

@@ -22,6 +22,7 @@ import os
 import stat
 import struct
 from collections import Counter
+from collections.abc import Container
 from typing import Any
 
 from audit_agent.collect import deadline, linux_only
@@ -38,7 +39,7 @@ UPX_MARKS = (b"UPX!", b"$Info: This file is packed with the UPX", b"$Id: UPX ", 
 PT_LOAD, PT_DYNAMIC, PF_X, DT_NEEDED = 1, 2, 1, 1
 
 
-def examine_path(path: str, exe: str, known: set[tuple[int, int]]) -> tuple[tuple[int, int], Packing | None] | None:
+def examine_path(path: str, exe: str, known: Container[tuple[int, int]]) -> tuple[tuple[int, int], Packing | None] | None:
     """(file key, its Packing) of the executable at `path`; the Packing is None for a file already examined
     (`known`), and the whole answer None for something that is not a regular file."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
@@ -69,7 +70,10 @@ def collect_packing(snapshot: Snapshot, options: Any) -> list[Coverage]:
         try:
             # an executable served by a user's FUSE server is read in a child process under the call
             # timeout (deadline.call forks for such mounts): a server that stalls cannot stall the scan
-            found = deadline.call(examine_path, path, proc.exe, set(by_file), path=path, what=path)
+            if deadline.remote_mount_of(path):
+                found = deadline.call(examine_path, path, proc.exe, by_file, path=path, what=path)
+            else:       # a local disk answers: no hand-off per process (2,000 of them cost ~0.4 s)
+                found = examine_path(path, proc.exe, by_file)
         except PermissionError:
             denied += 1
             continue
