@@ -100,11 +100,16 @@ def _read_key_line(path: Path, tag: str, what: str) -> bytes:
         fields = line.split()
         if fields[0] != tag or len(fields) < 2:
             raise ConfigError(f"{path}:{number}: not an audit-agent {what} (expected '{tag} BASE64')")
-        try:
-            raw = base64.b64decode(fields[1], validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != 32:
-            raise ConfigError(f"{path}:{number}: the {what} must be 32 bytes of base64")
-        return raw
+        return key_bytes(fields[1], f"{path}:{number}", what)
     raise ConfigError(f"{path}: no {what} in the file")
+
+
+def key_bytes(text: str, where: str, what: str) -> bytes:
+    """An ed25519 key written as base64: its 32 bytes, or a ConfigError that names the file and line."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(f"{where}: the {what} must be 32 bytes of base64")
+    return raw

@@ -9,13 +9,12 @@ against a half-read registry.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from pathlib import Path
 
 from nacl.signing import VerifyKey
 
+from audit_agent.rules.signing import key_bytes
 from audit_agent.yamlfile import ConfigError
 
 PUBLIC_TAG = "audit-agent-report-key-ed25519"
@@ -61,13 +60,7 @@ def _lines(path: Path) -> list[tuple[str, str, VerifyKey]]:
                               "(the line `audit-agent keys show` prints)")
         if not MACHINE_ID.fullmatch(fields[0]):
             raise ConfigError(f"{where}: {fields[0][:40]!r} is not a machine id (32 lowercase hex digits)")
-        try:
-            raw = base64.b64decode(fields[2], validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != 32:
-            raise ConfigError(f"{where}: the public key must be 32 bytes of base64")
-        found.append((where, fields[0], VerifyKey(raw)))
+        found.append((where, fields[0], VerifyKey(key_bytes(fields[2], where, "public key"))))
     if not found:
         raise ConfigError(f"{path}: no key in the keys file")
     return found
