@@ -188,14 +188,18 @@ def hostile_report(compiled_rules):
 def listed_pool(compiled_rules):
     """A Stratum pool on 127.0.0.1, on a free port that the rule pack lists as a mining-pool port."""
     preferred = [3333, 3334, 3335, 3336, 4444, 5555, 7777, 14444, 45700]
-    for port in [*preferred, *sorted(compiled_rules.pool_ports)]:
-        if compiled_rules.pool_port_rule(port) is None:
-            continue
+    ports = [p for p in [*preferred, *sorted(compiled_rules.pool_ports)] if compiled_rules.pool_port_rule(p)]
+    yield from pool_on_first_free(ports, "listed pool port")
+
+
+def pool_on_first_free(ports: list[int], what: str):
+    """A Stratum pool on 127.0.0.1 on the first of `ports` that is free (another test may hold one)."""
+    for port in ports:
         try:
             running = StratumPool(port)
         except OSError:
-            continue            # taken (another test's pool)
+            continue
         with running:
             yield running
         return
-    pytest.skip("every listed pool port is taken on 127.0.0.1")
+    pytest.skip(f"every {what} is taken on 127.0.0.1")

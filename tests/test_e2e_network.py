@@ -121,13 +121,11 @@ def test_tls_session_on_443_in_a_namespace_from_an_unknown_program(tmp_path, pro
 
 
 def test_miner_behind_a_local_socks_proxy_gets_the_pool_connection(listed_pool, processes, agent, tmp_path):
-    proxy = processes.start([sys.executable, "-m", "tests.standin.socks"], cwd=REPO,
-                            env={"PYTHONPATH": str(REPO)}, wait_for_line="ready")
+    proxy = start_socks(processes)
     proxy_port = proxy_listening_port(proxy.pid)
     miner = start_miner(processes, ["backup-sync", "-x", f"127.0.0.1:{proxy_port}", "-o",
                                     f"127.0.0.1:{listed_pool.port}", "-u", MONERO_WALLET], seconds=240)
-    other_proxy = processes.start([sys.executable, "-m", "tests.standin.socks"], cwd=REPO,
-                                  env={"PYTHONPATH": str(REPO)}, wait_for_line="ready")
+    other_proxy = start_socks(processes)
     browser_like = processes.start([sys.executable, "-c", (
         "import socket, sys, time\nfrom tests.standin.socks import connect_via\n"
         "server = socket.create_server(('127.0.0.1', 0)); port = server.getsockname()[1]\n"
@@ -143,34 +141,31 @@ def test_miner_behind_a_local_socks_proxy_gets_the_pool_connection(listed_pool, 
     assert "AA-NET-001" not in rules_of(report, browser_like.pid)
 
 
+
+def start_socks(processes):
+    """The SOCKS5 proxy stand-in, relaying to whatever a client asks for."""
+    return processes.start([sys.executable, "-m", "tests.standin.socks"], cwd=REPO,
+                           env={"PYTHONPATH": str(REPO)}, wait_for_line="ready")
+
 @pytest.fixture
 def tls_port_pool(compiled_rules):
     """A pool on 127.0.0.1 on a generic TLS port of the pack (8443, 9443, ..., 443): what firewalls let out."""
-    from tests.standin.pool import StratumPool
-    for port in sorted(compiled_rules.client_ports, key=lambda p: (p == 443, p)):
-        try:
-            running = StratumPool(port)
-        except OSError:
-            continue            # taken (another test's server)
-        with running:
-            yield running
-        return
-    pytest.skip("every TLS port of the pack is taken on 127.0.0.1")
+    from tests.conftest import pool_on_first_free
+    yield from pool_on_first_free(sorted(compiled_rules.client_ports, key=lambda p: (p == 443, p)),
+                                  "TLS port of the pack")
 
 
 @pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no system python3 to run the stand-in from /tmp")
 def test_miner_behind_a_local_proxy_to_a_tls_port(tls_port_pool, processes, agent, tmp_path):
     """Item 5: the proxy's upstream is on an HTTPS port, not a pool port; the busy client is still named."""
-    proxy = processes.start([sys.executable, "-m", "tests.standin.socks"], cwd=REPO,
-                            env={"PYTHONPATH": str(REPO)}, wait_for_line="ready")
+    proxy = start_socks(processes)
     proxy_port = proxy_listening_port(proxy.pid)
     dropped = tmp_path / "backup-sync"          # an interpreter copied out of its place, as droppers do
     shutil.copy2(os.path.realpath("/usr/bin/python3"), dropped)
     miner = processes.start([str(dropped), str(REPO / "tests" / "standin" / "miner.py"), "-x",
                              f"127.0.0.1:{proxy_port}", "-o", f"127.0.0.1:{tls_port_pool.port}", "-u", MONERO_WALLET],
                             env={"PYTHONPATH": str(REPO), "STANDIN_SECONDS": "240"}, wait_for_line="ready")
-    other_proxy = processes.start([sys.executable, "-m", "tests.standin.socks"], cwd=REPO,
-                                  env={"PYTHONPATH": str(REPO)}, wait_for_line="ready")
+    other_proxy = start_socks(processes)
     idle_client = processes.start([sys.executable, "-c", (
         "import sys, time\nfrom tests.standin.socks import connect_via\n"
         f"s = connect_via('127.0.0.1:{proxy_listening_port(other_proxy.pid)}', '127.0.0.1', {tls_port_pool.port})\n"

@@ -331,6 +331,19 @@ def mount_table() -> dict[str, str]:
     return table
 
 
+_REMOTE: tuple[dict[str, str] | None, frozenset[str]] = (None, frozenset())
+
+
+def remote_mount_points() -> frozenset[str]:
+    """The FUSE and network mount points, worked out once per reading of the mount table (a walk asks per
+    folder)."""
+    global _REMOTE
+    table = mount_table()
+    if _REMOTE[0] is not table:
+        _REMOTE = (table, frozenset(p for p, fstype in table.items() if fstype.startswith(FORK_FSTYPES)))
+    return _REMOTE[1]
+
+
 def mount_points() -> list[str]:
     return list(mount_table())
 
@@ -342,7 +355,7 @@ def fstype_of(mount: str) -> str:
 def remote_mount_of(path: str) -> str:
     """The FUSE or network mount an absolute path lies on ("" on a local file system): cheap enough to ask
     for every folder of a walk (a host has few such mounts)."""
-    remote = [point for point, fstype in mount_table().items() if fstype.startswith(FORK_FSTYPES)]
+    remote = remote_mount_points()
     if not remote:
         return ""
     point = mount_of(path)      # /proc/PID/root/... and /proc/PID/cwd/... judged by where they lead
