@@ -17,9 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from audit_agent.paths import data_dir
+from audit_agent.yamlfile import load_data
 
 LANGS = ("en", "zh-CN")
 
@@ -47,8 +46,7 @@ def load_messages(lang: str) -> dict[str, str]:
     if lang not in LANGS:
         raise ValueError(f"unknown report language {lang!r}; known: {', '.join(LANGS)}")
     path = i18n_dir() / f"{lang}.yaml"
-    with path.open(encoding="utf-8") as handle:
-        return flatten(yaml.safe_load(handle))
+    return flatten(load_data(path))
 
 
 RULE_PARTS = ("title", "action", "meaning")
@@ -62,8 +60,7 @@ def load_rule_texts(lang: str) -> dict[str, dict[str, Any]]:
     if lang not in LANGS:
         raise ValueError(f"unknown report language {lang!r}; known: {', '.join(LANGS)}")
     path = i18n_dir() / f"rules.{lang}.yaml"
-    with path.open(encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
+    data = load_data(path) or {}
     if not isinstance(data, dict) or not all(isinstance(entry, dict) for entry in data.values()):
         raise ValueError(f"{path}: must map each rule id to its title, action and meaning")
     return {**family_rule_texts(lang), **{str(rule_id): entry for rule_id, entry in data.items()}}
@@ -75,8 +72,7 @@ def family_rule_texts(lang: str) -> dict[str, dict[str, Any]]:
 
     from audit_agent.rules.families import family_rules
     from audit_agent.rules.loader import load_families
-    with (i18n_dir() / f"families.{lang}.yaml").open(encoding="utf-8") as handle:
-        texts = yaml.safe_load(handle)
+    texts = load_data(i18n_dir() / f"families.{lang}.yaml")
     families, _ = load_families(data_dir("rules") / "families", hashlib.sha256())
     result: dict[str, dict[str, Any]] = {}
     for family in families:
@@ -183,8 +179,7 @@ def coverage_reasons(lang: str = "en") -> dict[str, str]:
     if lang not in LANGS:
         raise ValueError(f"unknown report language {lang!r}; known: {', '.join(LANGS)}")
     path = i18n_dir() / f"coverage.{lang}.yaml"
-    with path.open(encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
+    data = load_data(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: must map each coverage reason code to its sentence")
     return {str(code): str(text) for code, text in data.items()}

@@ -101,3 +101,17 @@ def key_line(mapping: Any, key: Any, default: int = 0) -> int:
     """The line of `key` in a YAML mapping (where a bad value is), else the mapping's own line."""
     lines = getattr(mapping, "key_lines", None) or {}
     return lines.get(key) or line_of(mapping, default)
+
+
+def load_data(path: str | Path) -> Any:
+    """A shipped data file (detect/checks.yaml, reports/i18n/*.yaml) as plain data: from the state directory's
+    data cache when it holds these bytes (rules/pack_cache.py), so a scan imports no YAML; else parsed with
+    libyaml's C loader where PyYAML has it (same result as safe_load, about 10x faster)."""
+    from audit_agent.rules.active import state_dir
+    from audit_agent.rules.pack_cache import cached_data
+    return cached_data(Path(path), state_dir(), _parse_data)
+
+
+def _parse_data(data: bytes) -> Any:
+    import yaml
+    return yaml.load(data.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - safe loaders

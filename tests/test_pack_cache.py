@@ -131,3 +131,61 @@ def test_a_lazy_regex_answers_like_the_compiled_one_also_after_pickling(pattern,
     assert bool(lazy.fullmatch(text)) == bool(real.fullmatch(text))
     assert lazy.findall(text) == real.findall(text)
     assert lazy.pattern == real.pattern
+
+
+# ---------------------------------------------------------------- shipped data files (checks.yaml, i18n)
+
+
+def parse_counting(calls):
+    def parse(data):
+        calls.append(1)
+        import yaml
+        return yaml.safe_load(data)
+    return parse
+
+
+def test_a_data_file_is_parsed_once_per_change_of_its_bytes(tmp_path):
+    source, state, calls = tmp_path / "texts.yaml", tmp_path / "state", []
+    source.write_text("a: één\nb: {c: 'x'}\n", encoding="utf-8")
+    first = pack_cache.cached_data(source, state, parse_counting(calls))
+    assert pack_cache.cached_data(source, state, parse_counting(calls)) == first == {"a": "één", "b": {"c": "x"}}
+    assert len(calls) == 1
+    source.write_text("a: two\n", encoding="utf-8")
+    assert pack_cache.cached_data(source, state, parse_counting(calls)) == {"a": "two"}
+    assert len(calls) == 2
+    assert len(list((state / pack_cache.DATA_FOLDER).iterdir())) == 1
+
+
+def test_a_saved_data_file_others_could_have_written_is_never_used(tmp_path):
+    source, state, calls = tmp_path / "texts.yaml", tmp_path / "state", []
+    source.write_text("a: shipped\n", encoding="utf-8")
+    pack_cache.cached_data(source, state, parse_counting(calls))
+    saved = next((state / pack_cache.DATA_FOLDER).iterdir())
+    saved.write_text(saved.read_text().replace("shipped", "forged"))
+    os.chmod(saved, 0o666)
+    assert pack_cache.cached_data(source, state, parse_counting(calls)) == {"a": "shipped"}
+    assert len(calls) == 2
+
+
+def test_data_that_json_would_change_is_not_kept(tmp_path):
+    source, state, calls = tmp_path / "dates.yaml", tmp_path / "state", []
+    source.write_text("1: 2024-01-02\n", encoding="utf-8")
+    first = pack_cache.cached_data(source, state, parse_counting(calls))
+    assert pack_cache.cached_data(source, state, parse_counting(calls)) == first
+    assert len(calls) == 2
+    assert not list((state / pack_cache.DATA_FOLDER).glob("*.json"))
+
+
+def test_the_shipped_texts_read_through_the_cache_are_what_yaml_says(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import yaml
+
+    import audit_agent.detect
+    from audit_agent.i18n import i18n_dir
+    from audit_agent.yamlfile import load_data
+    monkeypatch.setenv("AUDIT_AGENT_STATE_DIR", str(tmp_path / "state"))
+    for path in [*sorted(i18n_dir().glob("*.yaml")), Path(audit_agent.detect.__file__).parent / "checks.yaml"]:
+        expected = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert load_data(path) == expected            # parsed (libyaml where present)
+        assert load_data(path) == expected            # and from the saved copy

@@ -16,7 +16,6 @@ family SV2 (no family rule reads it); detect/research.py judges the network from
 from __future__ import annotations
 
 import os
-import tomllib
 from typing import Any
 
 from audit_agent.collect.families import Found, arg_value, owner_name, read_as_process
@@ -67,6 +66,7 @@ def read_pool_config(path: str, proc: ProcessInfo, proc_root: str, found: Found)
     opened = read_as_process(path, proc, proc_root, found, MAX_BYTES)
     if opened is None:
         return None
+    import tomllib      # here: most hosts run no pool, and the import is a quiet scan's cost
     try:
         data = tomllib.loads(opened.data.decode("utf-8", "replace"))
     except tomllib.TOMLDecodeError:

@@ -10,13 +10,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
-import yaml
-
 from audit_agent.model import Evidence, ProcessInfo, Severity, Snapshot, Subject
 from audit_agent.policy import Policy
 from audit_agent.redact import cap, redact_cmdline
 from audit_agent.rules.compiler import CompiledRules, Hit
 from audit_agent.rules.loader import Rule
+from audit_agent.yamlfile import load_data
 
 
 @dataclass
@@ -108,6 +107,5 @@ def safe_format(template: str, **values: str) -> str:
 @lru_cache(maxsize=1)
 def coded_checks() -> dict[str, dict[str, str]]:
     """{rule id: {category, source, reference}} of the coded checks (audit_agent/detect/checks.yaml)."""
-    with (Path(__file__).resolve().parent / "checks.yaml").open(encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
+    data = load_data(Path(__file__).resolve().parent / "checks.yaml") or {}
     return {str(rule_id): {k: str(v) for k, v in entry.items()} for rule_id, entry in (data.get("checks") or {}).items()}

@@ -5,23 +5,15 @@ what a file name, a config text or an environment key means.
 """
 from __future__ import annotations
 
-import configparser
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from audit_agent.linear_regex import compile_linear
 from audit_agent.redact import redact_text
 from audit_agent.rules.families import ArtefactSpec, ConfigSpec, Family
 from audit_agent.rules.loader import Rule, RulePack
-
-try:
-    import tomllib
-except ImportError:                         # Python 3.10: TOML is read as INI-like key = value lines
-    tomllib = None  # type: ignore[assignment]
 
 MAX_KEYS = 5000                             # flattened keys kept per config (a YAML alias bomb stops here)
 MAX_DEPTH = 12
@@ -106,17 +98,9 @@ class ConfigFacts:
 
 def flatten(text: str, fmt: str) -> dict[str, list[str]] | None:
     """A config as dotted lower-case key paths -> scalar values (lists flattened); None if it does not parse."""
-    data: Any
     try:
-        if fmt == "json":
-            data = json.loads(text)
-        elif fmt == "yaml":
-            data = yaml.load(text, Loader=getattr(yaml, "CBaseLoader", yaml.BaseLoader))
-        elif fmt == "toml" and tomllib is not None:
-            data = tomllib.loads(text)
-        else:
-            data = _ini(text)
-    except (ValueError, yaml.YAMLError, RecursionError, configparser.Error, UnicodeError):
+        data = _parse(text, fmt)
+    except (ValueError, RecursionError, UnicodeError):
         return None
     if not isinstance(data, dict):
         return None
@@ -125,7 +109,33 @@ def flatten(text: str, fmt: str) -> dict[str, list[str]] | None:
     return flat
 
 
+def _parse(text: str, fmt: str) -> Any:
+    """A config's data; ValueError when it does not parse. Each parser is imported with the first config of
+    its format: most scans read no config at all, and PyYAML alone costs a quiet scan more than its rules."""
+    if fmt == "json":
+        return json.loads(text)
+    if fmt == "yaml":
+        import yaml
+        try:
+            return yaml.load(text, Loader=getattr(yaml, "CBaseLoader", yaml.BaseLoader))
+        except yaml.YAMLError as exc:
+            raise ValueError(str(exc)) from None
+    if fmt == "toml":
+        try:
+            import tomllib
+        except ImportError:                 # Python 3.10: TOML is read as INI-like key = value lines
+            pass
+        else:
+            return tomllib.loads(text)      # TOMLDecodeError is a ValueError
+    import configparser
+    try:
+        return _ini(text)
+    except configparser.Error as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _ini(text: str) -> dict[str, Any]:
+    import configparser
     parser = configparser.RawConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:

@@ -11,9 +11,10 @@ nobody else, in a folder nobody else can write; anything else is rebuilt.
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from audit_agent import __version__
 from audit_agent.paths import private_file, private_folder
@@ -95,3 +96,49 @@ def save(folder: Path, path: Path, value: object) -> None:
                 old.unlink()
             except OSError:
                 pass
+
+
+DATA_FOLDER = "data-cache"
+MAX_DATA_BYTES = 16 << 20
+
+
+def cached_data(source: Path, state: Path | None, parse: Callable[[bytes], Any]) -> Any:
+    """`parse(bytes of source)`, kept as JSON between runs and keyed by those bytes (and the agent's version).
+
+    For the shipped data files a scan reads (detect/checks.yaml, reports/i18n/*.yaml): parsing them needs
+    PyYAML, whose import alone costs a quiet scan more than reading the JSON. JSON runs no code when
+    loaded, yet a report's texts come from it, so it is trusted like the pack cache (ours, private);
+    a value that does not survive JSON unchanged (non-string keys, dates) is simply not kept."""
+    data = source.read_bytes()
+    if state is None:
+        return parse(data)
+    digest = hashlib.sha256(f"audit-agent {__version__}\0{source.resolve()}\0".encode("utf-8", "backslashreplace"))
+    key = hashlib.sha256(digest.digest() + data).hexdigest()
+    path = state / DATA_FOLDER / f"{digest.hexdigest()[:32]}.json"     # one file per source, overwritten on change
+    if private_file(path, MAX_DATA_BYTES):
+        try:
+            stored = json.loads(path.read_bytes())
+            if isinstance(stored, dict) and stored.get("key") == key:
+                return stored["value"]
+        except (OSError, ValueError, RecursionError):
+            pass                    # torn or stale: parsed again and rewritten
+    value = parse(data)
+    save_data(path, key, value)
+    return value
+
+
+def save_data(path: Path, key: str, value: Any) -> None:
+    try:
+        text = json.dumps({"key": key, "value": value}, ensure_ascii=False)
+        payload = text.encode("utf-8")
+        if json.loads(payload)["value"] != value:
+            return
+    except (TypeError, ValueError, RecursionError):
+        return
+    if not private_folder(path.parent):
+        return
+    from audit_agent.output import write_atomic
+    try:
+        write_atomic(str(path), payload, mode=0o600)
+    except (OSError, TypeError):
+        return
