@@ -168,3 +168,25 @@ def test_every_users_scope_has_its_own_budget(root: Path):
     scopes = {scope.name: scope for scope in out.scopes}
     assert scopes["user alice"].files == 10 and scopes["user bob"].files == 10
     assert scopes["system"].limit_hit == ""
+
+
+def test_a_tree_reopens_folders_it_kept_without_losing_entries_or_descriptors(tmp_path):
+    """The folders a tree already opened are where the next path below them starts: a listing after reads in
+    the same folder still sees every name, a symlink swapped in later is still judged, and close() gives back
+    every descriptor."""
+    from audit_agent.collect.persistence.fs import SYSTEM_LIMITS, Scope, Tree
+    for index in range(5):
+        write(tmp_path / "etc/cron.d" / f"job{index}", f"* * * * * root /bin/true {index}\n")
+    (tmp_path / "outside").mkdir()
+    write(tmp_path / "outside/secret", "x\n")
+    before = len(os.listdir("/proc/self/fd"))
+    scope = Scope("system", SYSTEM_LIMITS)
+    with Tree(str(tmp_path / "etc"), scope, set()) as tree:
+        assert [name for name, _ in tree.listdir("cron.d")] == [f"job{i}" for i in range(5)]
+        assert all(tree.read(f"cron.d/job{i}") is not None for i in range(5))
+        assert [name for name, _ in tree.listdir("cron.d")] == [f"job{i}" for i in range(5)]
+        assert [name for name, _ in tree.listdir("cron.d")] == [f"job{i}" for i in range(5)]
+        os.symlink(str(tmp_path / "outside"), tmp_path / "etc/cron.d/away")
+        assert tree.read("cron.d/away/secret") is None
+        assert scope.refused.count == 1
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -269,8 +269,7 @@ def answers(path: str) -> bool:
     """False when `path` lies on a FUSE or network mount that does not answer (probed in a child process,
     within the call timeout; a stalled mount is remembered). Code that must keep descriptors in this
     process (openat walks) asks first; a mount that stalls right after the probe is not covered."""
-    mount = mount_of(path)
-    if not mount or not fstype_of(mount).startswith(FORK_FSTYPES):
+    if not remote_mount_of(path):      # most hosts have no such mount: no walk of the mount table per path
         return True
     try:
         call(_probe, path, path=path)
@@ -284,8 +283,7 @@ def answers(path: str) -> bool:
 def stat_path(path: str, follow_symlinks: bool = False) -> os.stat_result:
     """os.stat of a path another user may control: on a FUSE or network mount in a child process under the
     call timeout (TimedOut), elsewhere directly (a local disk answers, and this runs thousands of times)."""
-    mount = mount_of(path)
-    if mount and fstype_of(mount).startswith(FORK_FSTYPES):
+    if remote_mount_of(path):
         return call(_stat, path, follow_symlinks, path=path)
     return os.stat(path, follow_symlinks=follow_symlinks)
 
@@ -358,6 +356,12 @@ def remote_mount_of(path: str) -> str:
     remote = remote_mount_points()
     if not remote:
         return ""
+    if not path.startswith("/proc/"):
+        # Under none of the remote points (a host mounts fusectl at /sys/fs/fuse/connections): then no need
+        # to find which local mount it is on, which walks the whole mount table (persistence asks per file).
+        plain = os.path.normpath(path) if path.startswith("/") else os.path.abspath(path)
+        if not any(plain == point or plain.startswith(point.rstrip("/") + "/") for point in remote):
+            return ""
     point = mount_of(path)      # /proc/PID/root/... and /proc/PID/cwd/... judged by where they lead
     return point if point in remote else ""
 

@@ -38,6 +38,7 @@ DIR_FLAGS = os.O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
 MAX_FILE_BYTES = 256 * 1024     # a crontab or unit is tiny; a bigger file is read only this far
 MAX_LINKS = 8                   # symlinks followed while opening one path (loops end here)
 MAX_DIR_NAMES = 20000           # names looked at in one directory
+MAX_OPEN_DIRS = 256             # folder descriptors a tree keeps open for the paths below them
 MAX_EXAMPLES = 5
 
 
@@ -121,6 +122,10 @@ class Tree:
         self.owner_uid = owner_uid
         self.real = os.path.realpath(self.top)
         self.fd = -1
+        # Folders this tree already opened safely (each component with O_NOFOLLOW, no symlink on the way),
+        # by their names: the next path below one starts there. A system scan opens ~1,000 files in a few
+        # dozen folders; without this each open walked (stat, open, close) every folder from the top again.
+        self.dirs: dict[tuple[str, ...], int] = {}
         try:
             self.fd = os.open(self.top, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         except FileNotFoundError:
@@ -135,6 +140,9 @@ class Tree:
         self.close()
 
     def close(self) -> None:
+        for fd in self.dirs.values():
+            os.close(fd)
+        self.dirs.clear()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -157,8 +165,7 @@ class Tree:
             self.scope.stalled.add(self.full(rel))
             return None
         parts: deque[str] = deque(p for p in rel.split("/") if p and p != ".")
-        done: list[str] = []
-        fd = os.dup(self.fd)
+        fd, done = self._start(parts)
         links = 0
         linked = False
         try:
@@ -180,9 +187,8 @@ class Tree:
                         return None
                     parts = deque([*posixpath.relpath(resolved, self.real).split("/"), *parts])
                     parts = deque(p for p in parts if p and p != ".")
-                    done = []
                     os.close(fd)
-                    fd = os.dup(self.fd)
+                    fd, done = self._start(parts)
                     linked = True
                     continue
                 if last and not want_dir:
@@ -204,6 +210,8 @@ class Tree:
                 os.close(fd)
                 fd = opened
                 done.append(name)
+                if len(self.dirs) < MAX_OPEN_DIRS:
+                    self.dirs[tuple(done)] = os.dup(fd)
             if not want_dir:
                 return None
             result = (fd, linked)
@@ -220,6 +228,19 @@ class Tree:
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    def _start(self, parts: deque[str]) -> tuple[int, list[str]]:
+        """A descriptor (a dup, the caller's to close) of the deepest folder on the way that this tree already
+        opened, and its names; the names are taken off `parts`. The top when none is."""
+        names = tuple(parts)
+        for depth in range(len(names), 0, -1):
+            cached = self.dirs.get(names[:depth])
+            if cached is not None:
+                for _ in range(depth):
+                    parts.popleft()
+                # reopened, not dup'ed: a listing must not share (and move) the kept descriptor's offset
+                return os.open(".", DIR_FLAGS, dir_fd=cached), list(names[:depth])
+        return os.dup(self.fd), []
 
     def open_file(self, rel: str) -> tuple[int, bool] | None:
         """An O_PATH descriptor of the regular file `rel` (the caller closes it) and whether a symlink led
