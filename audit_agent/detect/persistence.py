@@ -33,6 +33,7 @@ from audit_agent.detect import (
 )
 from audit_agent.detect.persistence_judge import (
     KIND_WORDS,
+    About,
     RULE_DECODED,
     entry_judgement,
     signal,
@@ -59,8 +60,9 @@ def signals(ctx: Context) -> list[Signal]:
     running = running_by_path(ctx)
     baseline = ctx.snapshot.persistence_baseline
     for entry in ctx.snapshot.persistence:
-        entry_found = entry_signals(entry, ctx.rules)
-        entry_found += entry_judgement(entry, baseline, ctx.rules, subject_of(entry))
+        about = About(entry)
+        entry_found = entry_signals(entry, ctx.rules, about)
+        entry_found += entry_judgement(entry, baseline, ctx.rules, about)
         found.extend(entry_found)
         if any(not s.weak or s.severity != Severity.INFO for s in entry_found):
             found.extend(running_signals(entry, entry_found, running, baseline.root_prefix))
@@ -68,19 +70,15 @@ def signals(ctx: Context) -> list[Signal]:
 
 
 def subject_of(entry: PersistenceEntry) -> tuple[str, Subject]:
-    command = command_of(entry)
-    argvs = programs(command) if command else []
-    resolved = next((p.path for p in entry.programs if p.exists and not p.via), "")
-    program = resolved or next((argv[0] for argv in argvs if "/" in argv[0]), argvs[0][0] if argvs else "")
-    return f"file:{entry.path}", persistence_subject(entry, program)
+    about = About(entry)
+    return about.key, about.subject
 
 
-def entry_signals(entry: PersistenceEntry, rules: CompiledRules) -> list[Signal]:
+def entry_signals(entry: PersistenceEntry, rules: CompiledRules, about: About | None = None) -> list[Signal]:
     """Every reason to suspect one persistence line for what it says, keyed to its file."""
-    key, subject = subject_of(entry)
+    about = about or About(entry)
     command = command_of(entry)
     where = KIND_WORDS.get(entry.kind, f"{entry.kind} line")
-    shown = f"{entry.path}:{entry.line}: {redact_flat(entry.text)}"
     hits = [(hit, where) for hit in rules.match_persistence(entry.text)]
     texts = [command, *entry.decoded] if command else list(entry.decoded)
     for text in texts:
@@ -103,32 +101,25 @@ def entry_signals(entry: PersistenceEntry, rules: CompiledRules) -> list[Signal]
         if hit.rule.id in seen_rules:
             continue
         seen_rules.add(hit.rule.id)
-        value = hit.value if hit.rule.kind in ("names", "domains", "wallet") else shown
-        made = signal_from_hit(hit, key, subject, field_name=field_name, value=value)
-        made.evidence.field, made.evidence.value = "persistence", cap(shown, 300)
+        value = hit.value if hit.rule.kind in ("names", "domains", "wallet") else about.shown
+        made = signal_from_hit(hit, about.key, about.subject, field_name=field_name, value=value)
+        made.evidence.field, made.evidence.value = "persistence", cap(about.shown, 300)
         found.append(made)
     pack_hit = any(hit.rule.kind == "persistence" for hit, _ in hits)
     if texts and not pack_hit:       # the pack's own patterns already said it
-        found += dropper_signals(entry, texts, key, subject, where, shown)
+        found += dropper_signals(entry, texts, about, where)
     if entry.decoded and any(programs(text) for text in entry.decoded):
-        found.append(signal(RULE_DECODED, "Persistence runs a decoded command", key, subject, Severity.MEDIUM, 0.6,
+        found.append(signal(RULE_DECODED, "Persistence runs a decoded command", about.key, about.subject, Severity.MEDIUM, 0.6,
                             f"The {where} decodes a hidden command and runs it: "
                             f"{cap(redact_flat(entry.decoded[0]), 200)!r}.",
-                            shown, cap(entry.decoded[0], 200), "decoded command"))
+                            about.shown, cap(entry.decoded[0], 200), "decoded command"))
     for text in texts:
         for argv in programs(text):
-            found += path_signals(argv[0], key, subject, where, shown, pack_hit)
+            found += path_signals(argv[0], about, where, pack_hit)
     return found
 
 
-def persistence_subject(entry: PersistenceEntry, program: str) -> Subject:
-    return Subject(kind="persistence", name=KIND_WORDS.get(entry.kind, entry.kind), path=cap(entry.path, 1024),
-                   exe=cap(program, 1024) if "/" in program else "", username=cap(entry.user, 64),
-                   cmdline=cap(redact_flat(entry.text), 2000))
-
-
-def dropper_signals(entry: PersistenceEntry, texts: list[str], key: str, subject: Subject, where: str,
-                    shown: str) -> list[Signal]:
+def dropper_signals(entry: PersistenceEntry, texts: list[str], about: About, where: str) -> list[Signal]:
     """Fetch-and-run: a download piped into an interpreter, run through $(...), or saved and executed."""
     urls = list(entry.downloads) or [url for text in texts for url in downloads(text)]
     saved = next((m for m in map(saved_then_run, texts) if m), None)
@@ -138,16 +129,15 @@ def dropper_signals(entry: PersistenceEntry, texts: list[str], key: str, subject
     bare = [h for h in hosts if set(h) <= BARE_IP_CHARS or ":" in h]
     detail = f" from the bare IP address {bare[0]}" if bare else ""
     matched = urls[0] if urls else saved.group(0) if saved else ""
-    return [signal(RULE_DROPPER, "Persistence downloads and runs code", key, subject,
+    return [signal(RULE_DROPPER, "Persistence downloads and runs code", about.key, about.subject,
                    Severity.HIGH if bare else Severity.MEDIUM, 0.7 if bare else 0.5,
                    f"The {where} downloads code{detail} and runs it ({cap(matched, 120)}): "
-                   "the way cryptojacking droppers reinstall their miner.", shown, cap(matched, 120),
+                   "the way cryptojacking droppers reinstall their miner.", about.shown, cap(matched, 120),
                    "fetch-and-run", action="Fetch the script it downloads from a safe host, check what it "
                    "installs, remove the entry.")]
 
 
-def path_signals(program: str, key: str, subject: Subject, where: str, shown: str,
-                 pack_hit: bool = False) -> list[Signal]:
+def path_signals(program: str, about: About, where: str, pack_hit: bool = False) -> list[Signal]:
     """The started program lives in a world-writable or hidden directory, or borrows a kernel thread's name.
 
     The path checks are a fallback for what the pack's persistence patterns do not
@@ -157,19 +147,19 @@ def path_signals(program: str, key: str, subject: Subject, where: str, shown: st
     found = []
     name = PurePosixPath(program).name
     if not pack_hit and program.startswith(WORLD_WRITABLE_DIRS):
-        found.append(signal(RULE_TEMP_DIR, "Persistence starts a program from a world-writable directory", key,
-                            subject, Severity.MEDIUM, 0.5, f"The {where} starts {program!r} from a world-writable "
-                            "directory, where droppers put miners.", shown, cap(program, 200), "world-writable dir"))
+        found.append(signal(RULE_TEMP_DIR, "Persistence starts a program from a world-writable directory", about.key,
+                            about.subject, Severity.MEDIUM, 0.5, f"The {where} starts {program!r} from a world-writable "
+                            "directory, where droppers put miners.", about.shown, cap(program, 200), "world-writable dir"))
     hidden = "" if pack_hit else hidden_component(program)
     if hidden:
-        found.append(signal(RULE_HIDDEN_PATH, "Persistence starts a program from a hidden path", key, subject,
+        found.append(signal(RULE_HIDDEN_PATH, "Persistence starts a program from a hidden path", about.key, about.subject,
                             Severity.MEDIUM, 0.45, f"The {where} starts {program!r} from the hidden path "
-                            f"component {hidden!r}.", shown, cap(program, 200), "hidden path"))
+                            f"component {hidden!r}.", about.shown, cap(program, 200), "hidden path"))
     if KERNEL_THREAD_NAME.match(name):
-        found.append(signal(RULE_KERNEL_NAME, "Persistence starts a program named like a kernel thread", key, subject,
+        found.append(signal(RULE_KERNEL_NAME, "Persistence starts a program named like a kernel thread", about.key, about.subject,
                             Severity.HIGH, 0.75, f"The {where} starts {program!r}, named like the kernel thread "
                             f"{name!r}: kernel threads are never started from a file, miners borrow their names.",
-                            shown, cap(program, 200), "kernel-thread name"))
+                            about.shown, cap(program, 200), "kernel-thread name"))
     return found
 
 

@@ -10,7 +10,9 @@ file owned by an ordinary user that runs as root. Pure: no I/O.
 from __future__ import annotations
 
 import itertools
+from functools import cached_property
 
+from audit_agent.collect.persistence.shell import command_of, programs
 from audit_agent.detect import Signal, signal_from_hit
 from audit_agent.detect.content import RULE_CONFIG, RULE_YARA, config_shape
 from audit_agent.model import (
@@ -42,6 +44,32 @@ RECENT_SLACK = 24 * 3600.0      # a day after the last package change still coun
 ACTION = "Inspect the program it starts and who wrote the entry; remove both if unapproved."
 
 
+class About:
+    """What the signals of one persistence entry name: its key, its subject and the line as shown. Worked out
+    on the first signal only: redacting and capping every line of a host (hundreds of vendor units, none
+    suspect) was most of this check's cost."""
+
+    def __init__(self, entry: PersistenceEntry) -> None:
+        self.entry = entry
+        self.key = f"file:{entry.path}"
+
+    @cached_property
+    def subject(self) -> Subject:
+        """Names the program the entry starts: the resolved one, else the first named by path, else the first."""
+        entry = self.entry
+        command = command_of(entry)
+        argvs = programs(command) if command else []
+        resolved = next((p.path for p in entry.programs if p.exists and not p.via), "")
+        program = resolved or next((argv[0] for argv in argvs if "/" in argv[0]), argvs[0][0] if argvs else "")
+        return Subject(kind="persistence", name=KIND_WORDS.get(entry.kind, entry.kind), path=cap(entry.path, 1024),
+                       exe=cap(program, 1024) if "/" in program else "", username=cap(entry.user, 64),
+                       cmdline=cap(redact_flat(entry.text), 2000))
+
+    @cached_property
+    def shown(self) -> str:
+        return f"{self.entry.path}:{self.entry.line}: {redact_flat(self.entry.text)}"
+
+
 def signal(rule_id: str, title: str, key: str, subject: Subject, severity: Severity, confidence: float,
            reason: str, shown: str, matched: str, indicator: str, *, weak: bool = False, category: str = "persistence",
            action: str = ACTION) -> Signal:
@@ -53,31 +81,29 @@ def signal(rule_id: str, title: str, key: str, subject: Subject, severity: Sever
 
 
 def entry_judgement(entry: PersistenceEntry, baseline: PersistenceBaseline, rules: CompiledRules,
-                    keyed: tuple[str, Subject]) -> list[Signal]:
+                    about: About) -> list[Signal]:
     """Signals about the entry's file and about every program it resolved to."""
-    key, subject = keyed
     where = KIND_WORDS.get(entry.kind, f"{entry.kind} line")
-    shown = f"{entry.path}:{entry.line}: {redact_flat(entry.text)}"
     found: list[Signal] = []
     runs_as_root = entry.user in ("root", "*") and entry.trigger in UNATTENDED | {"login"}
     if runs_as_root and entry.owner_uid not in (None, 0) and entry.kind != "ssh":
         found.append(signal(
-            RULE_USER_OWNED_ROOT, "Persistence file owned by an ordinary user runs as root", key, subject,
+            RULE_USER_OWNED_ROOT, "Persistence file owned by an ordinary user runs as root", about.key, about.subject,
             Severity.HIGH, 0.7, f"The {where} lies in a file owned by {entry.owner or entry.owner_uid!s}, yet runs "
             f"as {'root' if entry.user == 'root' else 'every user, root included'}: whoever owns the file "
-            "controls what root runs.", shown, f"owner {entry.owner or entry.owner_uid}", "user-owned, runs as root"))
+            "controls what root runs.", about.shown, f"owner {entry.owner or entry.owner_uid}", "user-owned, runs as root"))
     if is_recent(entry.ctime, baseline) and entry.trigger in UNATTENDED:
         found.append(signal(
-            RULE_RECENT, "Persistence entry written after the last package change", key, subject, Severity.INFO,
+            RULE_RECENT, "Persistence entry written after the last package change", about.key, about.subject, Severity.INFO,
             0.3, f"The {where} was last changed after the package database was (no package wrote it).",
-            shown, "changed after the package database", "recent entry", weak=True))
+            about.shown, "changed after the package database", "recent entry", weak=True))
     for program in entry.programs:
-        found += program_signals(entry, program, baseline, rules, key, subject, where, shown)
+        found += program_signals(entry, program, baseline, rules, about, where)
     return found
 
 
 def program_signals(entry: PersistenceEntry, program: StartedProgram, baseline: PersistenceBaseline,
-                    rules: CompiledRules, key: str, subject: Subject, where: str, shown: str) -> list[Signal]:
+                    rules: CompiledRules, about: About, where: str) -> list[Signal]:
     """The program the entry starts, judged as if it ran: content, packing, configs, who can replace it."""
     found: list[Signal] = []
     if not program.exists:
@@ -87,44 +113,44 @@ def program_signals(entry: PersistenceEntry, program: StartedProgram, baseline: 
     plain = {s for s in program.matched_strings if not s.startswith("yara:")}
     described = f"{path} (sha256 {program.sha256[:16]})" if program.sha256 else path
     for hit in rules.match_strings(plain, path):
-        made = signal_from_hit(hit, key, subject, field_name="binary", value=described)
+        made = signal_from_hit(hit, about.key, about.subject, field_name="binary", value=described)
         made.reason = cap(f"The program the {where} starts{route}: {made.reason}", 600)
         found.append(made)
     for name in (s[len("yara:"):] for s in program.matched_strings if s.startswith("yara:")):
-        found.append(signal(RULE_YARA, "Executable matches a YARA miner rule", key, subject, Severity.HIGH, 0.8,
+        found.append(signal(RULE_YARA, "Executable matches a YARA miner rule", about.key, about.subject, Severity.HIGH, 0.8,
                             f"The program {cap(path, 300)!r} that the {where} starts{route} matches the YARA rule "
-                            f"{cap(name, 100)!r}.", shown, f"yara:{cap(name, 100)}", f"yara:{name}", category="miner",
+                            f"{cap(name, 100)!r}.", about.shown, f"yara:{cap(name, 100)}", f"yara:{name}", category="miner",
                             action="Preserve the executable as evidence, remove the entry, and find who wrote it."))
     for config in program.configs:
         shape = config_shape(config)
         hits = [*(h for url in config.urls for h in rules.match_domains(url, "config")),
                 *rules.match_wallets(config.users, "config")]
         for hit in hits:
-            found.append(signal_from_hit(hit, key, subject, field_name="config", value=cap(f"{config.path}: {hit.value}", 300)))
+            found.append(signal_from_hit(hit, about.key, about.subject, field_name="config", value=cap(f"{config.path}: {hit.value}", 300)))
         if shape is not None:
             severity, confidence, what = shape
-            found.append(signal(RULE_CONFIG, "Miner configuration file", key, subject, severity, confidence,
+            found.append(signal(RULE_CONFIG, "Miner configuration file", about.key, about.subject, severity, confidence,
                                 f"The program the {where} starts has the miner configuration {config.path!r} "
-                                f"({what}).", shown, what, what, category="miner", weak=severity.rank < Severity.HIGH.rank,
+                                f"({what}).", about.shown, what, what, category="miner", weak=severity.rank < Severity.HIGH.rank,
                                 action="Preserve the config file as evidence; identify the pool and wallet owner."))
     if program.packer == "upx":
-        found.append(signal(RULE_PACKED, "Persistence starts a packed executable", key, subject, Severity.MEDIUM, 0.5,
+        found.append(signal(RULE_PACKED, "Persistence starts a packed executable", about.key, about.subject, Severity.MEDIUM, 0.5,
                             f"The {where} starts {path!r}{route}, packed with UPX: miners are packed to hide their "
-                            "strings from scanners.", shown, "upx", "packed"))
+                            "strings from scanners.", about.shown, "upx", "packed"))
     elif program.packer:
-        found.append(signal(RULE_PACKED, "Persistence starts a packed executable", key, subject, Severity.INFO, 0.3,
-                            f"The {where} starts {path!r}{route}, an executable with {program.packer}.", shown,
+        found.append(signal(RULE_PACKED, "Persistence starts a packed executable", about.key, about.subject, Severity.INFO, 0.3,
+                            f"The {where} starts {path!r}{route}, an executable with {program.packer}.", about.shown,
                             program.packer, "packed", weak=True))
     recent = is_recent(program.ctime, baseline)
     if program.writable_by and entry.user == "root" and entry.trigger in UNATTENDED:
         unusual = recent or program.writable_by == "world" or bool(program.hidden_dir)
         found.append(signal(
-            RULE_REPLACEABLE, "Root starts at boot or on a schedule a program that others can replace", key, subject,
+            RULE_REPLACEABLE, "Root starts at boot or on a schedule a program that others can replace", about.key, about.subject,
             Severity.HIGH if unusual else Severity.MEDIUM, 0.7 if unusual else 0.5,
             f"The {where} starts {path!r}{route} as root without anyone logging in, and "
             f"{'anyone' if program.writable_by == 'world' else program.writable_by} can replace that file"
             + (" (changed after the last package change)" if recent else "") + ".",
-            shown, f"writable by {program.writable_by}", "replaceable program"))
+            about.shown, f"writable by {program.writable_by}", "replaceable program"))
     name = path.rsplit("/", 1)[-1]
     unit = entry.path.rsplit("/", 1)[-1]
     generated = name if random_name(name) else unit if random_name(unit) else ""
@@ -132,11 +158,11 @@ def program_signals(entry: PersistenceEntry, program: StartedProgram, baseline: 
         # A generated name alone is context; written after the last package change and started unattended
         # (a random-named root timer, a dropper's cron job) it is a reason to look, on its own.
         fresh = (recent or is_recent(entry.ctime, baseline)) and entry.trigger in UNATTENDED
-        found.append(signal(RULE_RANDOM_NAME, "Persistence starts a randomly named program", key, subject,
+        found.append(signal(RULE_RANDOM_NAME, "Persistence starts a randomly named program", about.key, about.subject,
                             Severity.MEDIUM if fresh else Severity.INFO, 0.55 if fresh else 0.3,
                             f"The {where} starts {path!r}; the name {generated!r} looks generated"
                             + (", the files are newer than the last package change, and it starts unattended."
-                               if fresh else "."), shown, generated, "random name", weak=not fresh))
+                               if fresh else "."), about.shown, generated, "random name", weak=not fresh))
     return found
 
 
