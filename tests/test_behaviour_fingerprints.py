@@ -221,6 +221,44 @@ def test_package_lists_are_read_once_for_the_wanted_paths_only(tmp_path):
     assert owners == {"/usr/bin/python3.11": "python3.11-minimal", "/usr/bin/bash": "bash"}, "merged /usr folded"
 
 
+def package_info(tmp_path):
+    info = tmp_path / "info"
+    info.mkdir()
+    (info / "python3.11-minimal:amd64.list").write_text("/.\n/usr\n/usr/bin/python3.11\n")
+    (info / "bash.list").write_text("/bin/bash\n/usr/share/doc/bash\n")
+    return info
+
+
+def test_package_answers_are_kept_between_scans_until_a_list_changes(tmp_path, monkeypatch):
+    info, state = package_info(tmp_path), tmp_path / "state"
+    wanted = {"/usr/bin/python3.11", "/usr/bin/bash", "/tmp/python3"}
+    first = programs.read_package_lists(str(info), wanted, state)
+    reads: list[str] = []
+    real_read = programs.read_list
+    monkeypatch.setattr(programs, "read_list", lambda path: reads.append(path) or real_read(path))
+    assert programs.read_package_lists(str(info), wanted, state) == first
+    assert programs.read_package_lists(str(info), {"/tmp/python3"}, state) == ("dpkg", {}, True)
+    assert reads == [], "the same question about unchanged lists reads no list"
+    assert first == ("dpkg", {"/usr/bin/python3.11": "python3.11-minimal", "/usr/bin/bash": "bash"}, True)
+    (info / "impostor.list").write_text("/tmp/python3\n")
+    assert programs.read_package_lists(str(info), wanted, state)[1]["/tmp/python3"] == "impostor"
+    assert reads, "a new list is read"
+    reads.clear()
+    assert programs.read_package_lists(str(info), wanted | {"/usr/sbin/sshd"}, state)[1].get("/usr/sbin/sshd") is None
+    assert reads, "a path never asked about is looked up"
+
+
+def test_saved_package_answers_others_could_have_written_are_never_used(tmp_path):
+    info, state = package_info(tmp_path), tmp_path / "state"
+    programs.read_package_lists(str(info), {"/tmp/python3"}, state)
+    saved = state / "package-owners.json"
+    saved.write_text(saved.read_text().replace('"/tmp/python3":""', '"/tmp/python3":"forged"'))
+    assert programs.read_package_lists(str(info), {"/tmp/python3"}, state)[1] == {"/tmp/python3": "forged"}, \
+        "the test's forgery is a valid private file"
+    os.chmod(saved, 0o664 | 0o002)
+    assert programs.read_package_lists(str(info), {"/tmp/python3"}, state)[1] == {}
+
+
 def test_no_dpkg_database_is_said_not_guessed(tmp_path, monkeypatch):
     monkeypatch.setattr(programs, "RPM_DB", (str(tmp_path),))
     assert programs.read_package_lists(str(tmp_path / "none"), {"/usr/bin/x"}) == ("rpm (not read)", {}, False)
