@@ -48,6 +48,7 @@ MAX_HIDDEN_REPORTED = 256
 BIG_RSS_BYTES = 1 << 30            # smaps_rollup is read only for processes this big ...
 BUSY_CPU_PERCENT = 50.0            # ... or this busy (reading it walks the page tables: costly)
 MAX_SMAPS_READS = 64
+TGID_BYTES = 512                   # /proc/PID/status up to its Tgid line
 PROC_PID_MOUNT = re.compile(r"^/proc/\d+(?:/|$)")
 PRELOAD_ENV_KEYS = ("LD_PRELOAD", "LD_AOUT_PRELOAD", "LD_ELF_PRELOAD")
 USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") and "SC_CLK_TCK" in os.sysconf_names else 100
@@ -494,8 +495,16 @@ def tasks_and_children(proc_root: str, listed: set[int]) -> tuple[set[int], set[
 
 
 def read_tgid(proc_root: str, pid: int) -> int | None:
-    status = read_status(proc_root, pid)
-    value = status.get("Tgid", "")
+    """The Tgid line of /proc/PID/status, which comes fourth, after a Name of at most 64 escaped characters:
+    one short read, not the whole file split into a dict (a probe of every PID asks this of every thread)."""
+    try:
+        head = rawsys.read_any(os.path.join(proc_root, str(pid), "status"), TGID_BYTES)
+    except OSError:
+        return None
+    start = head.find(b"\nTgid:")
+    if start < 0:
+        return None
+    value = head[start + len(b"\nTgid:"):].split(b"\n", 1)[0].strip()
     return int(value) if value.isdigit() else None
 
 
