@@ -420,3 +420,19 @@ def test_folders_that_cannot_be_listed_are_counted_as_denied(fake_root: Path, mo
     assert not any("crontabs/bob" in e.path or "web.service" in e.path or "notebook" in e.path
                    for e in snapshot.persistence)
     assert any(e.path.endswith("home/carol/.bashrc") for e in snapshot.persistence)    # read by name: not lost
+
+
+class _AlwaysQuoted:
+    def isdisjoint(self, _text):
+        return False
+
+
+@pytest.mark.parametrize("segment", [
+    "/usr/bin/foo --bar=1 baz", "  ExecStart=/x\t-y  ", "a\x0bb c\xa0d\u3000e", "x\x1cy #not-a-comment $HOME ~/z",
+    "", " \t\r\n", "echo 'a b' \"c d\" e\\ f", "unbalanced 'quote here", "a >/dev/null 2>&1 < in",
+])
+def test_shell_words_are_the_same_as_through_shlex(segment, monkeypatch):
+    """Lines with nothing to unquote skip shlex; the words are the same as shlex's (its blanks only)."""
+    words = shell.split_words(segment)
+    monkeypatch.setattr(shell, "QUOTING", _AlwaysQuoted())
+    assert words == shell.split_words(segment)

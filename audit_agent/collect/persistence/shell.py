@@ -22,6 +22,8 @@ SYSTEM_CRONTAB = re.compile(r"(?:/etc/crontab|/cron\.d/[^/]+)$")
 EXEC_LINE = re.compile(r"^\s*Exec\w+\s*=\s*[-@:+!|]*")
 DESKTOP_EXEC = re.compile(r"^\s*(?:Try)?Exec\s*=\s*")
 SEGMENT_SPLIT = re.compile(r"\|\||&&|(?<![<>&])&(?!>)|[;|`\n]|\$\(|<\(|\)")   # not the & of 2>&1 or &>
+QUOTING = frozenset("'\"\\")                   # what shlex.split (posix) unquotes or escapes
+SHLEX_BLANKS = re.compile(r"[ \t\r\n]+")            # shlex's whitespace: not str.split()'s \x0b, \x1c, NBSP...
 REDIRECT = re.compile(r"^(?:\d*|&)(?:>>?|<<?<?)(&?\S*)$")
 ENV_ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 # Wrappers that start the program named after them; (name, how many non-option words it takes first).
@@ -127,10 +129,15 @@ def _split_programs(command: str, depth: int) -> list[list[str]]:
 
 def split_words(segment: str) -> list[str]:
     """Shell words of one simple command, redirections (>/dev/null, 2>&1, < in) left out."""
-    try:
-        words = shlex.split(segment, comments=False)
-    except ValueError:          # unbalanced quotes in hostile text: fall back to whitespace
-        words = segment.split()
+    if QUOTING.isdisjoint(segment):
+        # Nothing to unquote or escape: shlex (pure Python, a character at a time) would only split on its
+        # blanks; most lines of a host (vendor units, udev rules) are such.
+        words = [word for word in SHLEX_BLANKS.split(segment) if word]
+    else:
+        try:
+            words = shlex.split(segment, comments=False)
+        except ValueError:          # unbalanced quotes in hostile text: fall back to whitespace
+            words = segment.split()
     kept = []
     skip_next = False
     for word in words:
