@@ -3,23 +3,30 @@ from __future__ import annotations
 
 import os
 import stat
-from importlib import resources
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def data_dir(name: str) -> Path:
-    """Return the shipped data directory `name`: the package's data/ (through importlib.resources, so
-    any installer's layout works), else the source tree's top level (a checkout or an editable install).
+    """Return the shipped data directory `name`: the package's data/ (what importlib.resources names for a
+    package on a file system; importlib.resources itself only for another loader's layout), else the source
+    tree's top level (a checkout or an editable install).
 
     A Path, not a Traversable: Jinja2's loader, yara-python and the rule loader need real files, and
     an installed wheel is always unpacked on a file system.
     """
+    packaged = PACKAGE_DIR / "data" / name      # what importlib.resources names for a package on a file system
+    if packaged.is_dir():
+        return packaged
+    checkout = PACKAGE_DIR.parent / name
+    if checkout.is_dir():
+        return checkout
+    from importlib import resources     # another loader's layout; its import (tempfile, zipfile) is a scan's cost
     installed = resources.files("audit_agent") / "data" / name
     if installed.is_dir():
         return Path(str(installed))
-    return PACKAGE_DIR.parent / name
+    return checkout
 
 
 def private_file(path: Path, max_bytes: int) -> bool:
