@@ -280,6 +280,7 @@ class Watcher:
         self.state, self._state_writable = load_state(options.state_path, self.log)
         self.last_report: AuditReport | None = None
         self.tracker: Any = None                    # IncrementalProcesses, opened on the first cycle
+        self.last_snapshot: Snapshot | None = None      # the last cycle's, for what a fast cycle carries
         self.last_slow: Any = None                  # the last snapshot with hidden-process and persistence checks
         self.cycles = 0
         if options.push_url:
@@ -334,6 +335,7 @@ class Watcher:
             self.log(f"rule pack or config changed but is invalid; keeping {pack.name} {pack.version}: {exc}")
             return
         self.inputs = inputs
+        self.last_snapshot = None       # what the last cycle found was found with the old rules: look again
         self._inputs_signature = self.inputs_signature()      # the filings path may have changed
         self.info(f"reloaded rules {inputs.rules.pack.name} {inputs.rules.pack.version}")
 
@@ -355,6 +357,9 @@ class Watcher:
             self.tracker = IncrementalProcesses.open(o.proc_root, o.full_every)
         slow = self.last_slow is None or self.cycles % o.slow_every == 0
         self.cycles += 1
+        from audit_agent.collect.carry import Carry
+        carry = None if slow or self.last_snapshot is None or self.tracker is None else \
+            Carry(self.last_snapshot, self.tracker)
         snapshot = collect_snapshot(CollectOptions(window=o.window, proc_root=o.proc_root, sys_root=o.sys_root,
                                                    etc_root=o.etc_root,
                                                    signature_strings=self.inputs.rules.signature_strings(),
@@ -362,7 +367,8 @@ class Watcher:
                                                    progress=check_stop, check_stealth=slow, check_persistence=slow,
                                                    process_source=self.tracker, check_families=slow,
                                                    families=self.inputs.rules.pack.families, timeout=o.timeout,
-                                                   call_timeout=o.call_timeout))
+                                                   call_timeout=o.call_timeout, carry=carry))
+        self.last_snapshot = snapshot
         if slow:
             self.last_slow = snapshot
         else:

@@ -269,6 +269,20 @@ def test_signature_lists_in_memory_are_not_miners(compiled_rules):
     assert [(s.rule_id, s.severity.value, s.weak) for s in found] == [("AA-MEM-001", "info", True)]
 
 
+def test_one_family_found_by_both_engines_is_one_family(compiled_rules):
+    """Measured on a real xmrig 6.26 (UPX-packed, marks scrubbed): its memory matches the pack's xmrig and
+    Stratum-client strings and the YARA rules written for the same two rules. That is two families, a miner,
+    not four and a signature list."""
+    proc = ProcessInfo(pid=9, name="python3", exe="/var/tmp/.cache/.x/python3")
+    xmrig = MemoryScan(pid=9, scanned_bytes=8 * MiB,
+                       matched_strings=["XMRig ", "xmrig.com", "stratum+tcp://", "stratum+ssl://", "mining.subscribe",
+                                        "yara:AA_BIN_001_XMRig_Family", "yara:AA_BIN_002_Stratum_Miner_Client"])
+    found = behaviour.signals(context(Snapshot(processes=[proc], memory=[xmrig]), compiled_rules))
+    strong = [s for s in found if s.rule_id == "AA-MEM-001" and not s.weak]
+    assert strong and max(s.severity.rank for s in strong) >= behaviour.Severity.HIGH.rank
+    assert not any(s.weak for s in found if s.rule_id == "AA-MEM-001")
+
+
 def test_suspects_are_chosen_and_ordered():
     procs = [ProcessInfo(pid=1, name="sshd", exe="/usr/sbin/sshd", create_time=NOW - 999, lifetime_cpu_seconds=1),
              ProcessInfo(pid=2, name="x", exe="/memfd: (deleted)", create_time=NOW - 999, cpu_percent=99),

@@ -52,6 +52,7 @@ class CollectOptions:
     timeout: float | None = DEFAULT_TIMEOUT     # the whole scan's ceiling, seconds
     step_budget: float = STEP_BUDGET            # each step after the window, seconds (within the ceiling)
     call_timeout: float = deadline.CALL_TIMEOUT  # one blocking call on a path another user controls
+    carry: Any = None               # carry.Carry: a fast watch cycle keeps the last one's per-process results
 
 
 def collect_snapshot(options: CollectOptions) -> Snapshot:
@@ -155,7 +156,7 @@ def run_step(step: Callable[[Snapshot, CollectOptions], list[Coverage]], snapsho
     clock = clock or deadline.current()
     budget = options.step_budget if options is not None else STEP_BUDGET
     try:
-        done, result = clock.run_step(lambda: step(snapshot, options), budget)
+        done, result = clock.run_step(lambda: call_step(step, snapshot, options), budget)
         if not done:
             return [over_time(check, budget, clock) for check in step_checks(step)]
         return result or []
@@ -166,6 +167,17 @@ def run_step(step: Callable[[Snapshot, CollectOptions], list[Coverage]], snapsho
         reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
         return [coverage(check, CoverageStatus.ERROR, because("step_failed", error=reason))
                 for check in step_checks(step)]
+
+
+def call_step(step: Callable[[Snapshot, CollectOptions], list[Coverage]], snapshot: Snapshot,
+              options: CollectOptions) -> list[Coverage]:
+    """The step, or in a fast watch cycle the step on new and changed processes only (collect/carry.py)."""
+    carry = getattr(options, "carry", None)
+    if carry is not None:
+        from audit_agent.collect.carry import carried_step, run_with_carry
+        if carried_step(step.__name__):
+            return run_with_carry(step, snapshot, options, carry, step_checks(step))
+    return step(snapshot, options)
 
 
 def step_checks(step: Callable[..., object]) -> tuple[str, ...]:

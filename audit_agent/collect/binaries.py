@@ -151,7 +151,8 @@ def collect_binaries(snapshot: Snapshot, options: Any) -> list[Coverage]:
     folder = cache_folder(options)
     remember_saved(folder)
     scans, inspected, denied = scan_pids(pids, snapshot, options, strings, yara_rules, seen)
-    prune_cache(seen)
+    if getattr(options, "carry", None) is None:     # a fast watch cycle sees only new processes' files
+        prune_cache(seen)
     save_cache(folder)
     snapshot.binaries.extend(scans)
     failed = [scan for scan in scans if scan.error and not scan.error.startswith("access denied")

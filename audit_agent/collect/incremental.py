@@ -60,6 +60,7 @@ class IncrementalProcesses:
     known: dict[int, tuple[int, ProcessInfo]] = field(default_factory=dict)   # pid -> (start ticks, info)
     cycle: int = 0
     last: CycleStats = field(default_factory=CycleStats)
+    unchanged: frozenset[int] = frozenset()     # this cycle's processes only refreshed: same program, same start
 
     @classmethod
     def open(cls, proc_root: str = "/proc", full_every: int = 10) -> "IncrementalProcesses":
@@ -86,6 +87,7 @@ class IncrementalProcesses:
         reader = ProcReader(self.proc_root)
         known: dict[int, tuple[int, ProcessInfo]] = {}
         processes: list[ProcessInfo] = []
+        unchanged: set[int] = set()
         for entry in os.listdir(reader.root):
             if not entry.isdigit():
                 continue
@@ -97,11 +99,13 @@ class IncrementalProcesses:
                 stats.read_in_full += info is not None
             else:
                 stats.refreshed += 1
+                unchanged.add(pid)
             if info is not None:
                 processes.append(info)
                 known[pid] = (start_ticks(info, reader.boot_time), info)
         self.known = known
         self.last = stats
+        self.unchanged = frozenset(unchanged)
         denied = sum(1 for info in processes if info.denied) + reader.unreadable
         return processes, process_coverage(len(processes) + reader.unreadable, denied, processes)
 

@@ -8,6 +8,8 @@ BLAS thread pool can also take are weak on their own.
 """
 from __future__ import annotations
 
+import re
+
 from audit_agent.detect import Context, Signal, process_key, process_subject
 from audit_agent.detect.hashing import algorithms_for_unit, size_text
 from audit_agent.detect.identity import is_packed
@@ -27,6 +29,7 @@ RULE_LONG_CMDLINE = "AA-LONG-001"
 RUNTIME_LIBRARIES = ("libpython", "libjvm.so", "_multiarray_umath", "libtorch", "libopenblas", "libmkl", "libgomp")
 MiB = 1 << 20
 SIGNATURE_DATABASE_FAMILIES = 4     # distinct string rules (pack + YARA) matched at once: a signature list
+YARA_PACK_RULE = re.compile(r"AA_([A-Z]+)_(\d{3})_")
 
 
 def signals(ctx: Context) -> list[Signal]:
@@ -63,7 +66,7 @@ def memory_string_signals(scan: MemoryScan, proc: ProcessInfo, ctx: Context) -> 
              + ("" if on_disk else ", while its file on disk shows none of them: they are decoded at run time"))
     action = "Preserve the process memory and executable (gcore, /proc/PID/exe), stop it, and find how it started."
     hits = ctx.rules.match_strings(plain, proc.exe)
-    if len({hit.rule.id for hit in hits} | set(yara_rules)) >= SIGNATURE_DATABASE_FAMILIES:
+    if len({hit.rule.id for hit in hits} | {rule_of(name) for name in yara_rules}) >= SIGNATURE_DATABASE_FAMILIES:
         # A miner carries its own family's strings; a process holding those of many families at once is a
         # scanner, an editor or a test suite with a signature list loaded (this agent's own rule pack too).
         names = ", ".join(sorted({hit.rule.id for hit in hits})[:6])
@@ -82,6 +85,13 @@ def memory_string_signals(scan: MemoryScan, proc: ProcessInfo, ctx: Context) -> 
                             f"The YARA rule {cap(name, 100)!r} matches {where}.", "memory",
                             f"pid {proc.pid} memory", f"memory:yara:{cap(name, 100)}", weak=False, action=action))
     return found
+
+
+def rule_of(yara_name: str) -> str:
+    """The pack rule a pack YARA rule is written for (AA_BIN_001_XMRig_Family -> AA-BIN-001): one family
+    found by both engines is one family, not two (a real xmrig matches both for xmrig and for Stratum)."""
+    match = YARA_PACK_RULE.match(yara_name)
+    return f"AA-{match.group(1)}-{match.group(2)}" if match else yara_name
 
 
 def runtime_process(proc: ProcessInfo, ctx: Context) -> bool:

@@ -31,8 +31,9 @@ class _Handler(socketserver.StreamRequestHandler):
             method = message.get("method", "")
             pool.record(method, message.get("params"))
             if method == "login":
-                result = {"id": "1", "job": {"blob": "00" * 76, "job_id": "1", "target": "ffffff00",
-                                             "algo": "rx/0", "height": 1}, "status": "OK"}
+                # A job as xmrig needs one to start hashing: RandomX takes its dataset key from seed_hash.
+                result = {"id": "1", "job": {"blob": "0" * 152, "job_id": "1", "target": "ffffff00",
+                                             "algo": "rx/0", "height": 1, "seed_hash": "0" * 64}, "status": "OK"}
             elif method == "mining.subscribe":
                 result = [[["mining.notify", "1"]], "08000002", 4]
             elif method in ("mining.authorize", "submit", "mining.submit", "keepalived"):
