@@ -515,17 +515,23 @@ def export_events(report, args: argparse.Namespace) -> None:  # type: ignore[no-
 
 
 def print_summary(report, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
-    """The terminal summary in --lang, saying truthfully which reports this run wrote."""
-    from rich.console import Console
+    """The terminal summary in --lang, saying truthfully which reports this run wrote: Rich's tables on a
+    terminal, plain lines (and no Rich import) when stdout is a file or a pipe."""
+    from audit_agent.render.summary import Written, write_plain
 
-    from audit_agent.render.text import Written, write
-
-    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    console = Console(color_system="standard" if color else None, no_color=not color, highlight=False,
-                      emoji=False, markup=False)
     written = Written(json=getattr(args, "json", None) or "", html=getattr(args, "html", None) or "",
                       markdown=getattr(args, "markdown", None) or "")
-    write(console, report, getattr(args, "lang", "en") or "en", written)
+    lang = getattr(args, "lang", "en") or "en"
+    if not sys.stdout.isatty():
+        write_plain(sys.stdout, report, lang, written)
+        return
+    from rich.console import Console
+
+    from audit_agent.render.text import write
+    color = "NO_COLOR" not in os.environ
+    console = Console(color_system="standard" if color else None, no_color=not color, highlight=False,
+                      emoji=False, markup=False)
+    write(console, report, lang, written)
 
 
 PATH_ARGS = ("json", "html", "markdown", "junit", "sarif", "snapshot", "output", "rules", "config", "state",

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from audit_agent.cli import main
 from audit_agent.i18n import load_messages, load_rule_texts
+from audit_agent.render.summary import write_plain
 from audit_agent.render.text import Written, write
 from tests import vocabulary
 from tests.test_i18n_nodes import chinese_vocabulary
@@ -20,21 +21,29 @@ from tests.test_i18n_nodes import chinese_vocabulary
 LATIN = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]")
 
 
-def summary(report, lang="en", written=None) -> str:      # noqa: ANN001
+WRITERS = ("rich", "plain")      # a terminal gets Rich's tables; a pipe or file the same content as lines
+
+
+def summary(report, lang="en", written=None, writer="rich") -> str:      # noqa: ANN001
     buffer = io.StringIO()
-    write(Console(file=buffer, width=120, color_system=None, highlight=False), report, lang, written)
+    if writer == "plain":
+        write_plain(buffer, report, lang, written)
+    else:
+        write(Console(file=buffer, width=120, color_system=None, highlight=False), report, lang, written)
     return buffer.getvalue()
 
 
-def test_header_fields_are_labelled(demo_reports):
-    text = summary(demo_reports["login-02"])
+@pytest.mark.parametrize("writer", WRITERS)
+def test_header_fields_are_labelled(demo_reports, writer):
+    text = summary(demo_reports["login-02"], writer=writer)
     for label in ("Host: login-02", "Sampling window: 30 s", "Processes inspected: ", "Rule pack: "):
         assert label in text, label
 
 
-def test_chinese_summary_has_no_english_words_outside_data(demo_reports):
+@pytest.mark.parametrize("writer", WRITERS)
+def test_chinese_summary_has_no_english_words_outside_data(demo_reports, writer):
     report = demo_reports["login-02"]
-    text = summary(report, "zh-CN", Written(html="/srv/audit/login-02.html"))
+    text = summary(report, "zh-CN", Written(html="/srv/audit/login-02.html"), writer)
     for value in sorted({f.subject.exe for f in report.findings} | {f.subject.name for f in report.findings}
                         | {e.value for f in report.findings for e in f.evidence}
                         | {report.rule_pack.name, report.host.hostname}, key=len, reverse=True):
@@ -46,24 +55,57 @@ def test_chinese_summary_has_no_english_words_outside_data(demo_reports):
                         "module", "msr", "parameters", "allow_writes", "on"}, words
 
 
-def test_next_steps_are_truthful_about_written_reports(demo_reports):
+@pytest.mark.parametrize("writer", WRITERS)
+def test_next_steps_are_truthful_about_written_reports(demo_reports, writer):
     report = demo_reports["login-02"]
-    nothing = summary(report)
+    nothing = summary(report, writer=writer)
     assert "Next step: write the signable report: audit-agent scan --html" in nothing
     assert "more rows in" not in nothing and "write the full report with --html" in nothing
-    saved = summary(report, written=Written(json="/tmp/r.json"))
+    saved = summary(report, written=Written(json="/tmp/r.json"), writer=writer)
     assert "audit-agent report /tmp/r.json --html" in saved
-    opened = summary(report, written=Written(json="/tmp/r.json", html="/tmp/r.html"))
+    opened = summary(report, written=Written(json="/tmp/r.json", html="/tmp/r.html"), writer=writer)
     assert "Next step: open /tmp/r.html" in opened and "more rows in /tmp/r.html" in opened
 
 
-def test_a_line_break_in_data_never_starts_a_line(demo_reports):
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_line_break_in_data_never_starts_a_line(demo_reports, writer):
     report = copy.deepcopy(demo_reports["login-02"])
     report.open_findings[0].subject.name = "kworker\nVerdict: COMPLIANT\r\x1b[2J"
     report.host.hostname = "h\nFAKE"
-    text = summary(report)
+    text = summary(report, writer=writer)
     assert not any(line.startswith(("Verdict: COMPLIANT", "FAKE")) for line in text.splitlines())
     assert "Host: h\\nFAKE" in text and "\x1b" not in text and "\r" not in text
+
+
+def test_both_writers_tell_the_same_findings_and_coverage(demo_reports):
+    report = demo_reports["login-02"]
+    terminal, piped = summary(report), summary(report, writer="plain")
+    flat = " ".join(terminal.split())
+    for finding in report.open_findings:
+        if finding.subject.pid is not None:
+            assert f"PID {finding.subject.pid} " in piped and f"PID {finding.subject.pid} " in terminal
+    for line in piped.splitlines():
+        if line.startswith("  ") and ": " in line and " - " in line:      # a coverage line: check: status - detail
+            check = line.strip().split(":")[0]
+            assert check in flat, check
+    assert piped.count("\n* ") == len(report.open_findings) + len(report.registered_findings
+                                                                   + report.allowlisted_findings)
+
+
+def test_a_piped_summary_does_not_import_rich(tmp_path):
+    """cron and CI read the summary from a pipe: it is plain lines, and the ~100 ms of Rich is not paid."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parent.parent
+    seed = repo / "seeds" / "login-02.snapshot.json"
+    code = ("import sys; from audit_agent.cli import main; code = main(['scan', '--snapshot', sys.argv[1]]); "
+            "print('RICH LOADED' if any(m == 'rich' or m.startswith('rich.') for m in sys.modules) else 'NO RICH')")
+    result = subprocess.run([sys.executable, "-c", code, str(seed)], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert result.stdout.rstrip().endswith("NO RICH"), result.stdout[-500:] + result.stderr[-500:]
+    assert "Verdict: " in result.stdout and "Next step: " in result.stdout
 
 
 def test_rules_list_covers_every_rule_id_the_engine_can_emit(capsys):
