@@ -20,6 +20,7 @@ is split) only when some claimant is not its PATH program.
 from __future__ import annotations
 
 import glob
+import io
 import os
 import time
 from typing import Any
@@ -131,7 +132,8 @@ def read_package_lists(dpkg_info: str, wanted: set[str]) -> tuple[str, dict[str,
         if not any(needle in data or data.startswith(needle[1:]) for needle in needles):
             continue                # a substring search in C: most lists name none of the wanted paths
         package = os.path.basename(path)[:-len(".list")].split(":", 1)[0]
-        for line in data.decode("utf-8", "replace").splitlines():
+        for raw in io.BytesIO(data):        # a line at a time: some lists run to megabytes (SDKs, icon themes)
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if line and canonical(line) in wanted:
                 owners.setdefault(canonical(line), package)
     return "dpkg", owners, complete
