@@ -74,14 +74,14 @@ CATEGORIES = ("miner", "network", "stealth", "persistence", "gpu", "load", "tuni
 # ---------------------------------------------------------------- snapshot parts
 
 
-@dataclass
+@dataclass(slots=True)
 class CoverageDetail:
     """One fact about what a check could not see: a code of reports/i18n/coverage.<lang>.yaml and its values."""
     code: str
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class AcceptedGap:
     """An unreadable item the institution's policy accepts (`accept_unreadable`), with its reason and the
     entry that accepts it (config file name:line)."""
@@ -90,7 +90,7 @@ class AcceptedGap:
     source: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class Coverage:
     """What one check could see: ok, partial (how much it could not see and why), skipped, n/a."""
     check: str
@@ -105,14 +105,14 @@ class Coverage:
     accepted: list[AcceptedGap] = field(default_factory=list)   # of those, what the policy accepts, and why
 
 
-@dataclass
+@dataclass(slots=True)
 class GpuProcess:
     pid: int
     name: str = ""
     used_memory_bytes: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class GpuDevice:
     index: int
     name: str
@@ -126,7 +126,7 @@ class GpuDevice:
     processes: list[GpuProcess] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class HostInfo:
     hostname: str = ""
     os: str = ""                # "Linux", "Darwin", "Windows"
@@ -143,7 +143,7 @@ class HostInfo:
     gpus: list[GpuDevice] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class ProcessInfo:
     pid: int
     ppid: int | None = None
@@ -177,7 +177,7 @@ class ProcessInfo:
     denied: list[str] = field(default_factory=list)         # attributes that access was denied to
 
 
-@dataclass
+@dataclass(slots=True)
 class Connection:
     pid: int | None
     protocol: str               # tcp, tcp6, udp, udp6
@@ -193,7 +193,7 @@ class Connection:
     owner_unseen: bool = False          # no process holds it, though every process's fds could be read
 
 
-@dataclass
+@dataclass(slots=True)
 class BinaryScan:
     """Result of scanning one executable's content for miner signatures."""
     path: str
@@ -206,7 +206,7 @@ class BinaryScan:
     error: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class Packing:
     """What an executable's file looks like to a packer check (set only for files outside package paths)."""
     path: str
@@ -218,7 +218,7 @@ class Packing:
     sampled_bytes: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class ProgramIdentity:
     """Whether a process that calls itself a known program (python3, sshd, nginx, ...) runs that program's
     file: the file its name resolves to on the system PATH, or one the package database lists."""
@@ -232,7 +232,7 @@ class ProgramIdentity:
     env_marker: str = ""                    # pyvenv.cfg or conda-meta beside it: a copied virtual environment
 
 
-@dataclass
+@dataclass(slots=True)
 class MemoryRegion:
     """An anonymous mapping whose size tells a hashing algorithm (from /proc/PID/smaps)."""
     size_bytes: int
@@ -241,7 +241,7 @@ class MemoryRegion:
     count: int = 1                          # scratchpads: mappings of this size (one per hashing thread)
 
 
-@dataclass
+@dataclass(slots=True)
 class MemoryScan:
     """One suspect process's memory, scanned within bounds: strings, algorithm-shaped mappings, threads."""
     pid: int
@@ -256,7 +256,7 @@ class MemoryScan:
     error: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class MinerConfig:
     """A miner-style config file a process named or that sits in its cwd."""
     path: str
@@ -268,14 +268,14 @@ class MinerConfig:
     commands: list[str] = field(default_factory=list)  # a launcher script's lines that run a program with options
 
 
-@dataclass
+@dataclass(slots=True)
 class ConfigReader:
     """A process that reads a family config at this path, and how we know (home, cwd, exe_dir, env, open)."""
     pid: int
     via: str
 
 
-@dataclass
+@dataclass(slots=True)
 class FamilyConfig:
     """A configuration file of a known coin / storage / sharing family, found where that software reads it."""
     path: str
@@ -289,7 +289,7 @@ class FamilyConfig:
     network: str = ""               # the network it selects (mainnet, testnet11, ...), when it says
 
 
-@dataclass
+@dataclass(slots=True)
 class ArtefactGroup:
     """Artefact files of one family and kind in one folder (plots, sectors, PoST data, piece caches)."""
     family: str
@@ -303,7 +303,7 @@ class ArtefactGroup:
     found_via: str = ""             # open, config, cmdline, mount
 
 
-@dataclass
+@dataclass(slots=True)
 class Listener:
     """A listening TCP socket or bound UDP socket on a port some family uses by default."""
     pid: int | None
@@ -312,7 +312,7 @@ class Listener:
     port: int
 
 
-@dataclass
+@dataclass(slots=True)
 class HiddenPid:
     pid: int
     name: str = ""
@@ -321,7 +321,7 @@ class HiddenPid:
     method: str = ""            # how it was found: probe, task-of-visible, children-of-visible
 
 
-@dataclass
+@dataclass(slots=True)
 class StealthState:
     ld_so_preload: list[str] = field(default_factory=list)
     ld_so_preload_hidden: bool = False             # read by system call, yet libc says it does not exist
@@ -340,7 +340,7 @@ class StealthState:
     unexplained_cpu_percent: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class StartedProgram:
     """A program a persistence entry starts, looked at on disk whether or not it runs now."""
     path: str                   # as the host sees it (/home/a/.x/run), not below a test root
@@ -360,7 +360,7 @@ class StartedProgram:
     error: str = ""             # why it could not be looked at (not found, access denied, limit)
 
 
-@dataclass
+@dataclass(slots=True)
 class PersistenceEntry:
     path: str
     kind: str                   # cron, at, anacron, systemd, generator, udev, rc, profile, autostart, ssh,
@@ -379,7 +379,7 @@ class PersistenceEntry:
     programs: list[StartedProgram] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class PersistenceBaseline:
     """What the host's own files say about its age, to tell a recent entry from the rest."""
     package_db_mtime: float | None = None       # newest change of the package database (dpkg/rpm/apk/pacman)
@@ -387,14 +387,14 @@ class PersistenceBaseline:
     root_prefix: str = ""                       # the test root the paths were read below ("" = /)
 
 
-@dataclass
+@dataclass(slots=True)
 class LoadSample:
     t: float                    # seconds since the start of the window
     cpu_percent: float          # whole host, 100 = all CPUs busy
     gpu_percent: list[float] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Snapshot:
     schema_version: str = SNAPSHOT_SCHEMA_VERSION
     agent_version: str = ""
@@ -432,7 +432,7 @@ class Snapshot:
 # ---------------------------------------------------------------- report parts
 
 
-@dataclass
+@dataclass(slots=True)
 class Evidence:
     field: str                  # where it was seen: name, exe, cmdline, connection, config, binary, gpu, ...
     value: str                  # what was seen there (redacted, capped)
@@ -443,7 +443,7 @@ class Evidence:
     facts: dict[str, Any] = make_field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Subject:
     """What a finding is about, named precisely so a person can act on it."""
     kind: str                   # process, gpu, host, persistence
@@ -461,7 +461,7 @@ class Subject:
     path: str = ""              # for persistence and host-level subjects
 
 
-@dataclass
+@dataclass(slots=True)
 class Finding:
     fingerprint: str
     subject: Subject
@@ -482,7 +482,7 @@ class Finding:
     decision: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class TuningChange:
     """One local change to the rule pack (rules.d overlay), listed in the report as "tuning in effect"."""
     action: str                 # disable | severity | allow | add
@@ -492,7 +492,7 @@ class TuningChange:
     origin: str                 # file:line
 
 
-@dataclass
+@dataclass(slots=True)
 class RulePackInfo:
     name: str = ""
     version: str = ""
@@ -501,7 +501,7 @@ class RulePackInfo:
     references: dict[str, str] = field(default_factory=dict)    # rule id -> its source, for each rule cited
 
 
-@dataclass
+@dataclass(slots=True)
 class ReportSignature:
     """A host's Ed25519 signature of its own report (audit_agent/trust): who signed, and the signature.
 
@@ -513,7 +513,7 @@ class ReportSignature:
     value: str = ""             # base64 of the 64-byte signature
 
 
-@dataclass
+@dataclass(slots=True)
 class AuditReport:
     schema_version: str = REPORT_SCHEMA_VERSION
     agent_version: str = ""

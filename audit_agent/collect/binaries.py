@@ -420,14 +420,20 @@ def load_yara_rules(strings: list[str], sources: dict[str, str] | None = None) -
     (`sources`, read and checked by the pack loader). None without yara-python. A set that does not
     compile raises: the pack loader has already refused a broken file, and a silent fall-back would
     hide that the pack's YARA rules are not in use."""
+    from audit_agent.collect.yara_cache import KEEP, cached_rules
+    from audit_agent.rules.active import state_dir
     from audit_agent.rules.yara_files import compile_for_scan
-    if yara_module() is None:
+    yara = yara_module()
+    if yara is None:
         return None
     sources = sources or {}
     key = (tuple(strings), tuple((name, hash(text)) for name, text in sources.items()))
     if key not in _YARA_CACHE:
-        _YARA_CACHE.clear()                 # one pack at a time: a reloaded pack replaces the old set
-        _YARA_CACHE[key] = compile_for_scan(sources, strings)
+        while len(_YARA_CACHE) >= KEEP:     # the scans' set and persistence's (strings only); a reloaded pack
+            del _YARA_CACHE[next(iter(_YARA_CACHE))]       # replaces the old ones
+        # Saved compiled between runs: libyara's compiler leaves 7-12 MB of freed heap behind (yara_cache.py).
+        _YARA_CACHE[key] = cached_rules(yara, sources, strings, state_dir(),
+                                        lambda: compile_for_scan(sources or {}, strings))
     return _YARA_CACHE[key]
 
 

@@ -16,6 +16,8 @@ changed, run on their own slower cadence and their results are carried between.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import operator
 import os
 import time
 from dataclasses import dataclass, field
@@ -154,13 +156,16 @@ def refresh(base: bytes, kept: tuple[int, ProcessInfo], first: FirstReading, ela
         return None
 
 
+# Every field in declaration order (a slotted dataclass lists its fields as its slots): read in one C call
+# and given to __init__ positionally, no default factory runs; faster than copy.copy on a slotted class.
+_all_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(ProcessInfo)))
+
+
 def shallow_copy(info: ProcessInfo) -> ProcessInfo:
-    """A shallow copy without the cost of __init__ (8x cheaper than copy.copy for a plain dataclass)."""
-    if hasattr(info, "__dict__"):
-        new = object.__new__(type(info))
-        new.__dict__.update(info.__dict__)
-        return new
-    return copy.copy(info)
+    """A shallow copy of a ProcessInfo."""
+    if type(info) is not ProcessInfo:
+        return copy.copy(info)
+    return ProcessInfo(*_all_fields(info))
 
 
 def carry_slow_checks(snapshot: Snapshot, previous: Snapshot | None) -> None:

@@ -34,11 +34,12 @@ import time
 from typing import Any
 
 from audit_agent.collect import linux_only
-from audit_agent.collect.binaries import load_yara_rules, scan_ranges, yara_matches
+from audit_agent.collect.binaries import load_yara_rules, scan_ranges
 from audit_agent.collect.processes import CLOCK_TICKS, split_stat
 from audit_agent.collect.suspects import find_suspects
 from audit_agent.collect.coverage import because, coverage, is_root
 from audit_agent.detect.hashing import scratchpad_sizes
+from audit_agent.rules.yara_files import SIGNATURE_RULE, yara_module
 from audit_agent.model import (
     Coverage,
     CoverageStatus,
@@ -56,6 +57,10 @@ MAX_SUSPECTS = 64
 MAX_SMAPS_BYTES = 8 << 20
 MAX_THREADS = 512
 CHUNK = 1 << 20
+# Memory is matched in windows of this size read straight into one buffer (the scan's peak memory), each
+# starting with the last OVERLAP bytes of the one before: more than any pattern, so none is cut in two.
+WINDOW = 2 << 20
+OVERLAP = 4096
 MiB = 1 << 20
 RX_CACHE = 268435456
 RX_DATASET = 2181038080
@@ -144,14 +149,14 @@ def scan_process(pid: int, why: list[str], proc_root: str, limit: int, exe: str,
     busy, lockstep = thread_shape(base)
     record.busy_threads, record.lockstep = busy, lockstep
     record.regions = algorithm_regions(mappings, max(busy, 1))
-    data, record.cut = read_memory(base, scan_order(mappings, exe), limit, started)
-    record.scanned_bytes = len(data)
+    matcher = WindowMatcher(strings, encoded, yara_rules)
+    record.scanned_bytes, record.cut = read_memory(base, scan_order(mappings, exe), limit, started, matcher)
     if record.cut.startswith(("access denied", "unreadable")):
         record.error, record.cut = record.cut, ""
-    elif not data:
+    elif not record.scanned_bytes:
         record.error = "no readable private memory"
     else:
-        record.matched_strings = match(data, strings, encoded, yara_rules)
+        record.matched_strings = matcher.result()
     record.seconds = round(time.monotonic() - started, 3)
     return result
 
@@ -306,42 +311,144 @@ def scan_order(mappings: list[dict[str, Any]], exe: str) -> list[tuple[int, int]
     return heap + anonymous + rest
 
 
-def read_memory(base: str, spans: list[tuple[int, int]], limit: int, started: float) -> tuple[bytes, str]:
-    """Up to `limit` bytes of the spans, within PROCESS_SECONDS; (data, why it stopped early or "")."""
+def read_memory(base: str, spans: list[tuple[int, int]], limit: int, started: float,
+                matcher: "WindowMatcher") -> tuple[int, str]:
+    """Feed up to `limit` bytes of the spans to `matcher`, within PROCESS_SECONDS of reading (matching time
+    does not count: it ran after the reading when memory was read whole); (bytes read, why it stopped early
+    or ""). The bytes are those of one buffer holding each span's pieces as they are in memory with a NUL
+    after each span, fed in windows that overlap so a string across a window's edge is still seen whole."""
     try:
         fd = os.open(os.path.join(base, "mem"), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except PermissionError:
-        return b"", "access denied (mem)"
+        return 0, "access denied (mem)"
     except OSError as exc:
-        return b"", f"unreadable: {exc.strerror or exc}"
-    buffer = bytearray()        # one span's pieces joined as they are in memory; spans separated by a NUL
+        return 0, f"unreadable: {exc.strerror or exc}"
+    windows = _Windows(matcher)
     try:
         for start, end in spans:
-            at = start
-            while at < end:
-                if len(buffer) >= limit:
-                    return bytes(buffer), f"byte bound {limit / MiB:.0f} MiB reached"
-                if time.monotonic() - started >= PROCESS_SECONDS:
-                    return bytes(buffer), f"time bound {PROCESS_SECONDS} s reached"
-                try:
-                    piece = os.pread(fd, min(CHUNK, end - at, limit - len(buffer)), at)
-                except OSError:
-                    break           # unmapped meanwhile, or a guard page: next mapping
-                if not piece:
-                    break
-                buffer += piece
-                at += len(piece)
-            buffer += b"\0"
+            cut = _read_span(fd, start, end, limit, started, windows)
+            if cut:
+                return windows.total, cut
+            windows.append_nul()
     finally:
         os.close(fd)
-    return bytes(buffer), ""
+        windows.flush()
+    return windows.total, ""
 
 
-def match(data: bytes, strings: list[str], encoded: list[bytes], yara_rules: Any) -> list[str]:
-    """Pack strings (and yara:<rule> names) found in the memory read."""
-    if yara_rules is not None:
+def _read_span(fd: int, start: int, end: int, limit: int, started: float, windows: "_Windows") -> str:
+    """One span into the windows; why the scan must stop (a bound) or "" to go on with the next span."""
+    at = start
+    while at < end:
+        if windows.total >= limit:
+            return f"byte bound {limit / MiB:.0f} MiB reached"
+        if time.monotonic() - started - windows.matcher.seconds >= PROCESS_SECONDS:
+            return f"time bound {PROCESS_SECONDS} s reached"
         try:
-            return yara_matches(yara_rules, {"data": data}, strings)
-        except Exception:       # noqa: BLE001, S110 - a YARA failure falls back to the built-in search below
-            pass
-    return scan_ranges(data, [(0, len(data))], strings, encoded)
+            got = windows.read(fd, min(CHUNK, end - at, limit - windows.total), at)
+        except OSError:
+            return ""           # unmapped meanwhile, or a guard page: next mapping
+        if not got:
+            return ""
+        at += got
+    return ""
+
+
+class _Windows:
+    """A fixed buffer of WINDOW + overlap bytes that /proc/PID/mem is read into directly: full, it is matched
+    and its last `overlap` bytes move to the front, so memory stays bounded whatever the byte bound."""
+
+    def __init__(self, matcher: "WindowMatcher") -> None:
+        self.matcher = matcher
+        self.overlap = matcher.overlap
+        self.buffer = bytearray(WINDOW + self.overlap)
+        self.view = memoryview(self.buffer)
+        self.filled = 0             # bytes in the buffer
+        self.fresh = 0              # of those, not yet matched
+        self.total = 0              # bytes read (and NULs between spans) since the start
+
+    def read(self, fd: int, size: int, at: int) -> int:
+        if self.filled == len(self.buffer):
+            self._slide()
+        got = os.preadv(fd, [self.view[self.filled:self.filled + min(size, len(self.buffer) - self.filled)]], at)
+        self.filled += got
+        self.fresh += got
+        self.total += got
+        return got
+
+    def append_nul(self) -> None:
+        if self.filled == len(self.buffer):
+            self._slide()
+        self.buffer[self.filled] = 0
+        self.filled += 1
+        self.fresh += 1
+        self.total += 1
+
+    def _slide(self) -> None:
+        self.flush()
+        keep = min(self.overlap, self.filled)
+        self.buffer[:keep] = self.buffer[self.filled - keep:self.filled]
+        self.filled = keep
+
+    def flush(self) -> None:
+        """Match what the buffer holds, unless all of it was matched already (only the overlap is left)."""
+        if self.fresh:
+            self.matcher.feed(self.buffer, self.filled)
+            self.fresh = 0
+
+
+class WindowMatcher:
+    """Pack strings (and yara:<rule> names) found in memory fed window by window, as if matched in one piece.
+
+    A string is found when it lies whole in one window: windows overlap by at least the longest pattern. A
+    YARA rule whose strings lie in different windows (`2 of them`, one in each) is checked again at the end
+    on the strings the windows found for it, so it matches as it would over the whole buffer."""
+
+    def __init__(self, strings: list[str], encoded: list[bytes], yara_rules: Any) -> None:
+        self.strings, self.encoded, self.yara_rules = strings, encoded, yara_rules
+        self.overlap = max([OVERLAP, *(len(e) for e in encoded)])
+        self.found: set[int] = set()            # indices of pack strings
+        self.rules: dict[str, bool] = {}        # shipped YARA rule -> matched, in the set's order
+        self.partial: dict[bytes, None] = {}    # strings of not (yet) matched rules, as found
+        self.windows = 0
+        self.seconds = 0.0                      # spent matching
+
+    def feed(self, buffer: bytearray, size: int) -> None:
+        began = time.monotonic()
+        self.windows += 1
+        if self.yara_rules is not None:
+            try:
+                self._yara(memoryview(buffer)[:size])
+            except Exception:       # noqa: BLE001 - a YARA failure falls back to the built-in search from here on
+                self.yara_rules = None
+        if self.yara_rules is None:
+            self._builtin(buffer, size)
+        self.seconds += time.monotonic() - began
+
+    def _builtin(self, buffer: bytearray, size: int) -> None:
+        left = [i for i in range(len(self.encoded)) if i not in self.found]
+        hits = scan_ranges(buffer, [(0, size)], [self.strings[i] for i in left], [self.encoded[i] for i in left])
+        self.found.update(left[i] for i in range(len(left)) if self.strings[left[i]] in hits)
+
+    def _yara(self, data: Any) -> None:
+        def seen(rule: dict[str, Any]) -> int:
+            name = rule["rule"]
+            if name == SIGNATURE_RULE:
+                self.found.update(int(s.identifier.lstrip("$s")) for s in rule["strings"] if s.instances)
+            elif rule["matches"] or not self.rules.get(name, False):
+                self.rules[name] = self.rules.get(name, False) or bool(rule["matches"])
+                if not self.rules[name]:
+                    for item in rule["strings"]:
+                        for instance in item.instances:
+                            self.partial.setdefault(bytes(instance.matched_data), None)
+            return int(yara.CALLBACK_CONTINUE)
+        yara = yara_module()
+        self.yara_rules.match(data=data, timeout=60, fast=True, callback=seen, which_callbacks=yara.CALLBACK_ALL)
+
+    def result(self) -> list[str]:
+        """What was found, pack strings first (in pack order), then the shipped rules that matched."""
+        if self.yara_rules is not None and self.windows > 1 and self.partial and not all(self.rules.values()):
+            joined = bytearray(b"\0".join(self.partial))      # the strings of rules split across windows
+            self.feed(joined, len(joined))
+        strings = [self.strings[i] for i in sorted(self.found) if i < len(self.strings)]
+        return strings + [f"yara:{name}" for name, matched in self.rules.items() if matched]

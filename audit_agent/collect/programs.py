@@ -20,6 +20,7 @@ the same about the same lists (collect/package_cache.py: the lists are only stat
 """
 from __future__ import annotations
 
+import io
 import os
 import time
 from pathlib import Path
@@ -163,7 +164,8 @@ def search_lists(lists: list[str], wanted: set[str]) -> tuple[dict[str, str], bo
         if not any(needle in data or data.startswith(needle[1:]) for needle in needles):
             continue                # a substring search in C: most lists name none of the wanted paths
         package = os.path.basename(path)[:-len(".list")].split(":", 1)[0]
-        for line in data.decode("utf-8", "replace").splitlines():
+        for raw in io.BytesIO(data):        # a line at a time: some lists run to megabytes (SDKs, icon themes)
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if line and canonical(line) in wanted:
                 owners.setdefault(canonical(line), package)
     return owners, complete

@@ -143,14 +143,15 @@ def read_file(path: str, limit: int, follow: bool = True, eof_below: int = 0) ->
     fd = _open(path, O_RDONLY | (0 if follow else O_NOFOLLOW))
     chunks: list[bytes] = []
     total = 0
+    # One buffer for every read, and only the bytes read copied out: a /proc seq file gives ~4 KB a read.
+    buffer = ctypes.create_string_buffer(min(64 * 1024, limit))
     try:
         while total < limit:
-            want = min(64 * 1024, limit - total)
-            buffer = ctypes.create_string_buffer(want)
+            want = min(len(buffer), limit - total)
             got = _call("read", ctypes.c_int(fd), buffer, ctypes.c_size_t(want))
             if got == 0:
                 break
-            chunks.append(buffer.raw[:got])
+            chunks.append(ctypes.string_at(buffer, got))
             total += got
             if got < eof_below:
                 break
