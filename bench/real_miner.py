@@ -11,7 +11,7 @@ script starts (no share ever leaves the host), in the variants campaigns use:
             overwritten, as droppers do), so neither `strings` nor `upx -d` recognise it
   port443   packed and scrubbed, the pool on 127.0.0.1:443 (needs root)
   memfd     packed and scrubbed, started from an anonymous memfd (`-c FILE`), file and config deleted after start
-  socks     packed and scrubbed, reaching the pool through a SOCKS5 proxy on 127.0.0.1 (its own process)
+  socks     packed and scrubbed, reaching the pool (on 443) through a SOCKS5 proxy on 127.0.0.1 (its own process)
   paused    packed and scrubbed, stopped (SIGSTOP) by a guard while any audit-agent process runs, as
             campaigns pause or kill themselves when a monitoring tool appears
 
@@ -107,7 +107,7 @@ def run_variant(variant: str, args: argparse.Namespace, out: Path) -> None:
     helpers: list[subprocess.Popen] = []
     try:
         exe = stage(Path(args.xmrig), home / ".cache" / ".x", args.name, upx)
-        with StratumPool(443 if variant == "port443" else 0, tls=home / "cert") as pool:
+        with StratumPool(443 if variant in ("port443", "socks") else 0, tls=home / "cert") as pool:
             socks = start_socks(helpers) if variant == "socks" else None
             settings = exe.parent / "config.json"
             settings.write_text(json.dumps(config(pool.port, socks)))
