@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -393,34 +395,32 @@ def count_cpu_list(text: bytes) -> int:
     return total
 
 
-def environ_subset(data: bytes, extra: tuple[bytes, ...] = ()) -> dict[str, str]:
+def environ_subset(data: bytes, extra: re.Pattern[bytes] | None = None) -> dict[str, str]:
     """The ENV_KEYS entries of an environ block (a few C-speed finds instead of splitting it all), then the
-    `extra` keys not among them from its first MAX_EXTRA_ENVIRON_BYTES, values capped and redacted (as the
-    family step reads them: ProcFacts.env_keys)."""
+    entries of the `extra` keys (extra_keys_pattern) not among them from its first MAX_EXTRA_ENVIRON_BYTES,
+    values capped and redacted (as the family step reads them: ProcFacts.env_keys)."""
     found = {}
     block = b"\0" + data
     for key in ENV_KEYS_BYTES:
-        value = environ_value(block, key)
-        if value is not None:
-            found[key.decode()] = value.decode("utf-8", "replace")[:1024]
-    if extra:
-        block = block[:MAX_EXTRA_ENVIRON_BYTES + 1]
-        for key in extra:
-            value = environ_value(block, key)
-            if value is not None:
-                found.setdefault(key.decode("utf-8", "replace"),
-                                 cap(redact_text(value.decode("utf-8", "replace")), EXTRA_VALUE_CHARS))
+        start = block.find(b"\0" + key + b"=")
+        if start == -1:
+            continue
+        start += len(key) + 2
+        end = block.find(b"\0", start)
+        found[key.decode()] = block[start:end if end != -1 else len(block)].decode("utf-8", "replace")[:1024]
+    if extra is not None:
+        for key, value in extra.findall(block, 0, MAX_EXTRA_ENVIRON_BYTES + 1):
+            found.setdefault(key.decode("utf-8", "replace"),
+                             cap(redact_text(value.decode("utf-8", "replace")), EXTRA_VALUE_CHARS))
     return found
 
 
-def environ_value(block: bytes, key: bytes) -> bytes | None:
-    """The value of the first `key=` entry of a NUL-led environ block; None when it has none."""
-    start = block.find(b"\0" + key + b"=")
-    if start == -1:
+def extra_keys_pattern(keys: Iterable[str]) -> re.Pattern[bytes] | None:
+    """One pass over an environ block for many keys (~40 family keys: a find each cost 5x more)."""
+    wanted = sorted(key.encode() for key in keys)
+    if not wanted:
         return None
-    start += len(key) + 2
-    end = block.find(b"\0", start)
-    return block[start:end if end != -1 else len(block)]
+    return re.compile(b"\0(" + b"|".join(re.escape(key) for key in wanted) + b")=([^\0]*)")
 
 
 def link_text(link: bytes) -> str:
@@ -437,8 +437,7 @@ class ProcReader:
         self.root = os.fsencode(proc_root) + b"/"
         self.proc_root = proc_root
         self.facts = facts
-        extra = facts.env_keys - set(ENV_KEYS) if facts is not None else set()
-        self.extra_env = tuple(sorted(key.encode() for key in extra))
+        self.extra_env = extra_keys_pattern(facts.env_keys - set(ENV_KEYS) if facts is not None else ())
         self.boot_time = boot_time()
         self.users: dict[int, str] = {}
         self.terminals: dict[int, str] | None = None
