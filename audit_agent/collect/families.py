@@ -169,17 +169,20 @@ def listeners(ports: set[int], sockets: dict[int, int], proc_root: str = "/proc"
                 lines = handle.read(4 << 20).splitlines()[1:]
         except OSError:
             continue
+        listen_state = "0A" if protocol.startswith("tcp") else "07"
         for line in lines:
+            head = line.split(None, 4)      # the state first: most lines are connections, not listeners
+            if len(head) < 5 or head[3] != listen_state:
+                continue
             fields = line.split()
             if len(fields) < 10:
                 continue
             address, _, port_hex = fields[1].rpartition(":")
-            listening = fields[3] == ("0A" if protocol.startswith("tcp") else "07")
             try:
                 port, inode = int(port_hex, 16), int(fields[9])
             except ValueError:
                 continue
-            if listening and port in ports:
+            if port in ports:
                 found.append(Listener(pid=sockets.get(inode), protocol=protocol.rstrip("6"),
                                       address=proc_net_address(address), port=port))
     return found
@@ -253,6 +256,23 @@ def candidates(proc: ProcessInfo, families: list[Family]) -> Iterator[tuple[Fami
                     yield family, spec, resolved[0], resolved[1]
 
 
+MAX_RESOLVED = 1024         # distinct processes whose config paths are remembered at once
+
+
+def resolved_candidates(proc: ProcessInfo, families: list[Family],
+                        resolved: dict[tuple[object, ...], list[tuple[Family, ConfigSpec, str, str]]]
+                        ) -> list[tuple[Family, ConfigSpec, str, str]]:
+    """candidates(), worked out once for processes that resolve every template alike (the same user,
+    environment, folder, executable and command line: a host's many identical workers)."""
+    key = (proc.uid, proc.cwd, proc.exe, tuple(proc.cmdline), tuple(sorted(proc.environ.items())))
+    found = resolved.get(key)
+    if found is None:
+        if len(resolved) >= MAX_RESOLVED:
+            resolved.clear()
+        found = resolved[key] = list(candidates(proc, families))
+    return found
+
+
 def read_configs(processes: list[ProcessInfo], families: list[Family], proc_root: str, found: Found,
                  results: dict[tuple[str, str], FamilyConfig | None] | None = None) -> list[FamilyConfig]:
     """Each family config found, once, with every process that reads it from where it sits.
@@ -260,10 +280,11 @@ def read_configs(processes: list[ProcessInfo], families: list[Family], proc_root
     `results` ((family, path) -> config, or None where the file is not one) fills as files are read,
     so a caller that stops waiting still has what was found so far."""
     results = {} if results is None else results
+    resolved: dict[tuple[object, ...], list[tuple[Family, ConfigSpec, str, str]]] = {}
     for proc in processes:
         if not (proc.exe or proc.cmdline):
             continue
-        for family, spec, path, via in candidates(proc, families):
+        for family, spec, path, via in resolved_candidates(proc, families, resolved):
             key = (family.id, path)
             if key not in results:
                 if found.files_read >= MAX_FILES:
