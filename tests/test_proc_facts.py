@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from audit_agent.collect import deadline
 from audit_agent.collect.families import Found, add_environ, family_env_keys, note_open_dirs
 from audit_agent.collect.network import proc_connections
 from audit_agent.collect.proc_facts import ProcFacts
@@ -26,6 +27,13 @@ conn = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
 print("ready", flush=True)
 time.sleep(60)
 """
+
+
+@pytest.fixture(autouse=True)
+def fresh_clock():
+    """add_environ reads through the deadline layer: a clock of its own, not one an earlier test's scan left
+    (its ceiling may have passed in a long session)."""
+    deadline.start_scan(None)
 
 
 @pytest.fixture(scope="module")
