@@ -24,6 +24,7 @@ from typing import Any
 from audit_agent.collect import linux_only
 from audit_agent.collect.configs import is_forbidden, readable_by
 from audit_agent.collect.proc_facts import Held, ProcFacts, walk_fds
+from audit_agent.collect.processes import EXTRA_VALUE_CHARS, MAX_EXTRA_ENVIRON_BYTES
 from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
 from audit_agent.collect.coverage import because
 from audit_agent.collect.coverage import coverage as covered
@@ -34,7 +35,7 @@ from audit_agent.rules.family_match import config_facts
 
 CHECKS = ("family_configs", "artefacts")
 MAX_CONFIG_BYTES = 1024 * 1024
-MAX_ENVIRON_BYTES = 256 * 1024
+MAX_ENVIRON_BYTES = MAX_EXTRA_ENVIRON_BYTES   # what the process reader looks through for these keys too
 MAX_FILES = 2048            # config files read in all
 MAX_READERS = 64            # processes listed per config (every shell of a user with a home config)
 CONFIG_SECONDS = 5.0        # all config reads together (each path is looked up in someone's file system)
@@ -71,8 +72,7 @@ def collect_families(snapshot: Snapshot, options: Any) -> list[Coverage]:
     for proc in snapshot.processes:
         if proc.exe or proc.cmdline:
             # what the process reader already read of this process (its environ, its descriptors) is not read again
-            covered_here = facts.covers(proc.pid)
-            if not (covered_here and env_read):
+            if not (env_read and facts.covers(proc.pid)):
                 add_environ(proc, env_keys, proc_root)
             note_open_dirs(proc, proc_root, found, facts.held.get(proc.pid))
     snapshot.listeners.extend(listeners({p for f in families for p in f.listen_ports}, found.sockets, proc_root))
@@ -137,7 +137,7 @@ def add_environ(proc: ProcessInfo, keys: set[str] | frozenset[str], proc_root: s
         key, sep, value = item.partition(b"=")
         name = key.decode("utf-8", "replace")
         if sep and (name in keys or name == "HOME"):
-            proc.environ.setdefault(name, cap(redact_text(value.decode("utf-8", "replace")), 300))
+            proc.environ.setdefault(name, cap(redact_text(value.decode("utf-8", "replace")), EXTRA_VALUE_CHARS))
 
 
 def note_open_dirs(proc: ProcessInfo, proc_root: str, found: Found, held: Held | None = None) -> None:
