@@ -160,3 +160,10 @@ def test_a_program_run_from_a_stalled_fuse_mount_cannot_hang_the_scan(stall_moun
     coverage = {c["check"]: c for c in report["coverage"]}
     assert "deadline" in coverage and f"/proc/{prog.pid}/exe" in coverage["deadline"]["reason"]
     assert any(p["pid"] == prog.pid for p in report.get("processes", [])) or report["process_count"] > 0
+
+
+def test_fuses_control_file_system_is_the_kernels_not_a_server_that_can_stall():
+    from audit_agent.collect import deadline
+    assert not deadline.is_remote("fusectl")
+    assert deadline.is_remote("fuse.sshfs") and deadline.is_remote("fuse") and deadline.is_remote("nfs4")
+    assert not deadline.is_remote("ext4")

@@ -12,6 +12,7 @@ from audit_agent.collect import bounds, deadline
 from audit_agent.collect.gpu import GpuSampler
 from audit_agent.collect.host import collect_host
 from audit_agent.collect.network import collect_connections
+from audit_agent.collect.proc_facts import ProcFacts
 from audit_agent.collect.processes import FirstReading, first_reading, read_processes
 from audit_agent.collect.coverage import because, coverage
 from audit_agent.model import Coverage, CoverageStatus, LoadSample, ProcessInfo, Snapshot
@@ -46,6 +47,7 @@ class CollectOptions:
     check_persistence: bool = True
     process_source: ProcessSource | None = None     # None: read every process in full
     socket_sample: Any = None       # netns.SocketSample taken when the window starts (connection age)
+    proc_facts: Any = None          # proc_facts.ProcFacts: what the process reader's one walk of each process saw
     families: Any = None            # rules.families.Family list; None: the default pack's
     check_families: bool = True     # family configs and the artefact search (watch: on its slow cycles)
     check_behaviour: bool = True        # packing and the memory of suspects (off only to measure their cost)
@@ -92,7 +94,10 @@ def _collect_core(snapshot: Snapshot, options: CollectOptions, clock: deadline.D
 
     progress("processes", 1.0)
     source = options.process_source
-    read = (lambda: source.read(first)) if source is not None else (lambda: read_processes(first, options.proc_root))
+    facts = shared_facts(options)
+    options = dataclasses.replace(options, proc_facts=facts)
+    read = (lambda: source.read(first)) if source is not None else \
+        (lambda: read_processes(first, options.proc_root, facts))
     done, result = clock.run_step(read, options.step_budget)
     if done and result is not None:
         snapshot.processes, coverage = result
@@ -104,7 +109,7 @@ def _collect_core(snapshot: Snapshot, options: CollectOptions, clock: deadline.D
         coverage = over_time("processes", options.step_budget, clock)
     snapshot.coverage.append(coverage)
     progress("connections", 1.0)
-    done, found = clock.run_step(lambda: collect_connections(options.proc_root), options.step_budget)
+    done, found = clock.run_step(lambda: collect_connections(options.proc_root, facts), options.step_budget)
     if done and found is not None:
         snapshot.connections, coverage = found
     else:
@@ -115,6 +120,18 @@ def _collect_core(snapshot: Snapshot, options: CollectOptions, clock: deadline.D
     snapshot.host.gpus = snapshot.gpus
     snapshot.coverage.append(coverage)
     return options
+
+
+def shared_facts(options: CollectOptions) -> ProcFacts | None:
+    """The per-process facts the full process read gathers for later steps (None when it is not a full read):
+    open descriptors always, and the family environment keys when the families are checked."""
+    if options.process_source is not None:
+        return None
+    keys: frozenset[str] = frozenset()
+    if options.check_families and options.families is not None:
+        from audit_agent.collect.families import family_env_keys
+        keys = family_env_keys(options.families)
+    return ProcFacts(env_keys=keys)
 
 
 MAX_ERROR_CHARS = 300

@@ -113,7 +113,9 @@ class Deadlines:
         if os.getpid() != self._pid:
             return action(*args)
         label = what or path or getattr(action, "__name__", "call")
-        mount = mount_of(path) if path else ""
+        # Which mount a path is on matters only where one can stall (a FUSE or network mount, or one that
+        # already did): on a host with neither, no per-call lookup (a readlink and a walk of the mount table).
+        mount = mount_of(path) if path and (self.stuck_mounts or remote_mount_points()) else ""
         if mount and mount in self.stuck_mounts:
             raise TimedOut(f"{label} (the file system at {mount} stopped answering)", 0)
         limit = self.call_timeout if timeout is None else timeout
@@ -122,7 +124,7 @@ class Deadlines:
             limit = min(limit, left)
         if self.expired() or limit <= 0:
             raise TimedOut(f"{label} (time limit of the scan reached)", 0)
-        if mount and fstype_of(mount).startswith(FORK_FSTYPES) and hasattr(os, "fork"):
+        if mount and is_remote(fstype_of(mount)) and hasattr(os, "fork"):
             return self._call_forked(action, args, label, mount, limit)
         worker = self._take_worker()
         if worker is None:
@@ -134,6 +136,7 @@ class Deadlines:
         except queue.Empty:
             with self._lock:
                 self._abandoned += 1
+            mount = mount or (mount_of(path) if path else "")
             if mount and mount not in NEVER_STUCK:
                 self.stuck_mounts.add(mount)
             self.note(f"{label} ({limit:.3g} s)")
@@ -304,6 +307,8 @@ def _probe(path: str) -> None:
 # Where a server another user (or another host) runs answers each request: calls there go to a child process.
 FORK_FSTYPES = ("fuse", "nfs", "cifs", "smb", "9p", "ceph", "glusterfs", "afs", "sshfs", "davfs", "lustre",
                 "gpfs", "beegfs", "ncpfs", "virtiofs")
+# Named like one, but the kernel answers (FUSE's control file system, mounted on most hosts): not remote.
+KERNEL_FSTYPES = frozenset({"fusectl"})
 _MOUNTS: tuple[float, dict[str, str]] = (0.0, {})
 PROC_LINK = re.compile(r"^(/proc/\d+/(?:task/\d+/)?(?:root|cwd|exe))(/.*)?$")
 
@@ -338,8 +343,13 @@ def remote_mount_points() -> frozenset[str]:
     global _REMOTE
     table = mount_table()
     if _REMOTE[0] is not table:
-        _REMOTE = (table, frozenset(p for p, fstype in table.items() if fstype.startswith(FORK_FSTYPES)))
+        _REMOTE = (table, frozenset(p for p, fstype in table.items() if is_remote(fstype)))
     return _REMOTE[1]
+
+
+def is_remote(fstype: str) -> bool:
+    """Whether a server another user or host runs answers this file system's requests."""
+    return fstype.startswith(FORK_FSTYPES) and fstype not in KERNEL_FSTYPES
 
 
 def mount_points() -> list[str]:

@@ -23,6 +23,8 @@ from typing import Any
 
 from audit_agent.collect import linux_only
 from audit_agent.collect.configs import is_forbidden, readable_by
+from audit_agent.collect.proc_facts import Held, ProcFacts, walk_fds
+from audit_agent.collect.processes import EXTRA_VALUE_CHARS, MAX_EXTRA_ENVIRON_BYTES
 from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
 from audit_agent.collect.coverage import because
 from audit_agent.collect.coverage import coverage as covered
@@ -33,10 +35,9 @@ from audit_agent.rules.family_match import config_facts
 
 CHECKS = ("family_configs", "artefacts")
 MAX_CONFIG_BYTES = 1024 * 1024
-MAX_ENVIRON_BYTES = 256 * 1024
+MAX_ENVIRON_BYTES = MAX_EXTRA_ENVIRON_BYTES   # what the process reader looks through for these keys too
 MAX_FILES = 2048            # config files read in all
 MAX_READERS = 64            # processes listed per config (every shell of a user with a home config)
-MAX_FDS = 1024              # open descriptors looked at per process
 CONFIG_SECONDS = 5.0        # all config reads together (each path is looked up in someone's file system)
 ARG_PLACEHOLDER = re.compile(r"\{arg:(-{0,2}[\w-]+)\}")
 
@@ -64,12 +65,16 @@ def collect_families(snapshot: Snapshot, options: Any) -> list[Coverage]:
         from audit_agent.rules.loader import load_pack
         families = load_pack().families
     proc_root = getattr(options, "proc_root", "/proc")
-    env_keys = {key for family in families for key in family.env}
+    env_keys = family_env_keys(families)
+    facts: ProcFacts = getattr(options, "proc_facts", None) or ProcFacts()
+    env_read = env_keys <= facts.env_keys
     found = Found()
     for proc in snapshot.processes:
         if proc.exe or proc.cmdline:
-            add_environ(proc, env_keys, proc_root)
-            note_open_dirs(proc, proc_root, found)
+            # what the process reader already read of this process (its environ, its descriptors) is not read again
+            if not (env_read and facts.covers(proc.pid)):
+                add_environ(proc, env_keys, proc_root)
+            note_open_dirs(proc, proc_root, found, facts.held.get(proc.pid))
     snapshot.listeners.extend(listeners({p for f in families for p in f.listen_ports}, found.sockets, proc_root))
     results: dict[tuple[str, str], FamilyConfig | None] = {}
     seconds = float(getattr(options, "config_seconds", CONFIG_SECONDS))
@@ -117,7 +122,12 @@ def config_coverage(found: Found) -> Coverage:
 # ------------------------------------------------------------------ per process facts
 
 
-def add_environ(proc: ProcessInfo, keys: set[str], proc_root: str) -> None:
+def family_env_keys(families: list[Family]) -> frozenset[str]:
+    """The environment keys the family evidence needs of every process (the families' and HOME)."""
+    return frozenset({key for family in families for key in family.env} | {"HOME"})
+
+
+def add_environ(proc: ProcessInfo, keys: set[str] | frozenset[str], proc_root: str) -> None:
     """The family environment keys the process sets (values capped and redacted) into proc.environ, plus HOME."""
     try:
         data = read_regular(os.path.join(proc_root, str(proc.pid), "environ"), MAX_ENVIRON_BYTES).data
@@ -127,28 +137,21 @@ def add_environ(proc: ProcessInfo, keys: set[str], proc_root: str) -> None:
         key, sep, value = item.partition(b"=")
         name = key.decode("utf-8", "replace")
         if sep and (name in keys or name == "HOME"):
-            proc.environ.setdefault(name, cap(redact_text(value.decode("utf-8", "replace")), 300))
+            proc.environ.setdefault(name, cap(redact_text(value.decode("utf-8", "replace")), EXTRA_VALUE_CHARS))
 
 
-def note_open_dirs(proc: ProcessInfo, proc_root: str, found: Found) -> None:
-    """Folders in which the process has a regular file open (a farmer's plots, a miner's sector)."""
-    fd_dir = os.path.join(proc_root, str(proc.pid), "fd")
-    try:
-        names = os.listdir(fd_dir)[:MAX_FDS]
-    except OSError:
+def note_open_dirs(proc: ProcessInfo, proc_root: str, found: Found, held: Held | None = None) -> None:
+    """Folders in which the process has a regular file open (a farmer's plots, a miner's sector), and its
+    sockets; `held`: what the process reader's walk of its descriptors saw (None: walk them now)."""
+    if held is None:
+        held = walk_fds(os.fsencode(os.path.join(proc_root, str(proc.pid), "fd")) + b"/")
+    if held is None or held.denied:
         return
-    for name in names:
-        try:
-            target = os.readlink(os.path.join(fd_dir, name))
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            found.sockets[int(target[8:-1])] = proc.pid
-        elif target.startswith("/") and not target.startswith(("/proc/", "/sys/", "/dev/")) \
-                and not target.endswith(" (deleted)"):
-            folder = os.path.dirname(target)
-            found.open_dirs.setdefault(folder, set()).add(proc.pid)
-            found.access.setdefault(folder, os.path.join(proc_root, str(proc.pid), "root") + folder)
+    for inode in held.sockets:
+        found.sockets[inode] = proc.pid
+    for folder in held.dirs:
+        found.open_dirs.setdefault(folder, set()).add(proc.pid)
+        found.access.setdefault(folder, os.path.join(proc_root, str(proc.pid), "root") + folder)
     for arg in proc.cmdline[1:64]:
         for value in re.findall(r"(?:^|[=,])(/[^\s,;:=]{1,4096})", arg):
             found.named_dirs.setdefault(os.path.normpath(value), set()).add(proc.pid)
@@ -166,17 +169,20 @@ def listeners(ports: set[int], sockets: dict[int, int], proc_root: str = "/proc"
                 lines = handle.read(4 << 20).splitlines()[1:]
         except OSError:
             continue
+        listen_state = "0A" if protocol.startswith("tcp") else "07"
         for line in lines:
+            head = line.split(None, 4)      # the state first: most lines are connections, not listeners
+            if len(head) < 5 or head[3] != listen_state:
+                continue
             fields = line.split()
             if len(fields) < 10:
                 continue
             address, _, port_hex = fields[1].rpartition(":")
-            listening = fields[3] == ("0A" if protocol.startswith("tcp") else "07")
             try:
                 port, inode = int(port_hex, 16), int(fields[9])
             except ValueError:
                 continue
-            if listening and port in ports:
+            if port in ports:
                 found.append(Listener(pid=sockets.get(inode), protocol=protocol.rstrip("6"),
                                       address=proc_net_address(address), port=port))
     return found
@@ -250,6 +256,23 @@ def candidates(proc: ProcessInfo, families: list[Family]) -> Iterator[tuple[Fami
                     yield family, spec, resolved[0], resolved[1]
 
 
+MAX_RESOLVED = 1024         # distinct processes whose config paths are remembered at once
+
+
+def resolved_candidates(proc: ProcessInfo, families: list[Family],
+                        resolved: dict[tuple[object, ...], list[tuple[Family, ConfigSpec, str, str]]]
+                        ) -> list[tuple[Family, ConfigSpec, str, str]]:
+    """candidates(), worked out once for processes that resolve every template alike (the same user,
+    environment, folder, executable and command line: a host's many identical workers)."""
+    key = (proc.uid, proc.cwd, proc.exe, tuple(proc.cmdline), tuple(sorted(proc.environ.items())))
+    found = resolved.get(key)
+    if found is None:
+        if len(resolved) >= MAX_RESOLVED:
+            resolved.clear()
+        found = resolved[key] = list(candidates(proc, families))
+    return found
+
+
 def read_configs(processes: list[ProcessInfo], families: list[Family], proc_root: str, found: Found,
                  results: dict[tuple[str, str], FamilyConfig | None] | None = None) -> list[FamilyConfig]:
     """Each family config found, once, with every process that reads it from where it sits.
@@ -257,10 +280,11 @@ def read_configs(processes: list[ProcessInfo], families: list[Family], proc_root
     `results` ((family, path) -> config, or None where the file is not one) fills as files are read,
     so a caller that stops waiting still has what was found so far."""
     results = {} if results is None else results
+    resolved: dict[tuple[object, ...], list[tuple[Family, ConfigSpec, str, str]]] = {}
     for proc in processes:
         if not (proc.exe or proc.cmdline):
             continue
-        for family, spec, path, via in candidates(proc, families):
+        for family, spec, path, via in resolved_candidates(proc, families, resolved):
             key = (family.id, path)
             if key not in results:
                 if found.files_read >= MAX_FILES:

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from audit_agent.collect.coverage import because, coverage
 from audit_agent.model import Connection, Coverage, CoverageStatus
+
+if TYPE_CHECKING:
+    from audit_agent.collect.proc_facts import ProcFacts
 
 # Sockets the kernel keeps after their process closed them have no owner by nature, not by denial.
 ORPHAN_STATES = {"TIME_WAIT", "FIN_WAIT2", "CLOSE", "LAST_ACK", "CLOSING"}
@@ -13,29 +17,41 @@ PROTOCOLS = {
 }
 
 
-def collect_connections(proc_root: str = "/proc") -> tuple[list[Connection], Coverage]:
+def collect_connections(proc_root: str = "/proc", facts: ProcFacts | None = None) -> tuple[list[Connection], Coverage]:
     """Every socket with a remote end in the agent's own network namespace, with its owner where visible."""
     from audit_agent.collect.processes import is_live_procfs
     if is_live_procfs(proc_root):
-        return proc_connections(proc_root)
+        return proc_connections(proc_root, facts)
     return psutil_connections()
 
 
-def proc_connections(proc_root: str) -> tuple[list[Connection], Coverage]:
-    """From /proc/net/{tcp,tcp6,udp,udp6} and one walk of the processes' descriptors that stops as soon as
-    every socket's owner is known: what `ss -tanp` reads, without psutil's import and per-socket objects."""
+def proc_connections(proc_root: str, facts: ProcFacts | None = None) -> tuple[list[Connection], Coverage]:
+    """From /proc/net/{tcp,tcp6,udp,udp6} and the owners the process reader's walk of the descriptors saw
+    (`facts`); the owners of sockets opened since, or of all without `facts`, from one walk that stops as
+    soon as every socket's owner is known: what `ss -tanp` reads, without psutil's import and per-socket
+    objects."""
     from audit_agent.collect.sockets import read_tables
     sockets, unreadable = read_tables(os.path.join(proc_root, "net"))
     if unreadable and not sockets:
         return [], coverage("network", CoverageStatus.ERROR,
                             because("socket_tables_unreadable", tables=", ".join(unreadable), path=f"{proc_root}/net"))
     remote = [sock for sock in sockets if sock.has_remote]
-    owners = socket_owners(proc_root, {sock.inode for sock in remote if sock.inode})
+    owners = known_owners(proc_root, {sock.inode for sock in remote if sock.inode}, facts)
     connections = [Connection(pid=owners.get(sock.inode) if sock.inode else None, protocol=sock.protocol,
                               local_address=sock.local_address, local_port=sock.local_port,
                               remote_address=sock.remote_address, remote_port=sock.remote_port, state=sock.state)
                    for sock in remote]
     return connections, connections_coverage(connections)
+
+
+def known_owners(proc_root: str, wanted: set[int], facts: ProcFacts | None) -> dict[int, int]:
+    """{socket inode: pid}: from the shared walk first, a live walk for what it did not see."""
+    if facts is None:
+        return socket_owners(proc_root, wanted)
+    owners = {inode: facts.owners[inode] for inode in wanted if inode in facts.owners}
+    if len(owners) < len(wanted):
+        owners.update(socket_owners(proc_root, wanted - owners.keys()))
+    return owners
 
 
 def socket_owners(proc_root: str, wanted: set[int]) -> dict[int, int]:

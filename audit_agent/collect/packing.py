@@ -42,6 +42,9 @@ PT_LOAD, PT_DYNAMIC, PF_X, DT_NEEDED = 1, 2, 1, 1
 def examine_path(path: str, exe: str, known: Container[tuple[int, int]]) -> tuple[tuple[int, int], Packing | None] | None:
     """(file key, its Packing) of the executable at `path`; the Packing is None for a file already examined
     (`known`), and the whole answer None for something that is not a regular file."""
+    seen = os.stat(path)        # one call where most processes run a file already examined (no open, no close)
+    if (seen.st_dev, seen.st_ino) in known and stat.S_ISREG(seen.st_mode):
+        return (seen.st_dev, seen.st_ino), None
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
     try:
         info = os.fstat(fd)

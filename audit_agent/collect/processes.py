@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,9 +32,12 @@ from audit_agent.collect.procfs import boot_time
 from audit_agent.collect.cgroups import cgroup_path, container_id, read_cgroup, slurm_job_id
 from audit_agent.collect.coverage import because, coverage, is_root
 from audit_agent.model import Coverage, CoverageStatus, ProcessInfo
+from audit_agent.redact import cap, redact_text
 
 if TYPE_CHECKING:
     import psutil
+
+    from audit_agent.collect.proc_facts import ProcFacts
 
 ATTRS = ["pid", "ppid", "name", "exe", "cmdline", "username", "cwd", "create_time", "status", "nice",
          "num_threads", "memory_info", "cpu_times", "terminal", "uids"]
@@ -45,6 +50,8 @@ ENV_KEYS = ("LD_PRELOAD", "LD_AOUT_PRELOAD", "LD_ELF_PRELOAD", "LD_LIBRARY_PATH"
 # is still seen) and ProcessInfo.cmdline_bytes says how long it really was.
 MAX_CMDLINE_CHARS = 65536   # whole command line kept: 3/4 from the head, 1/4 from the tail
 MAX_ARG_CHARS = 8192        # one argument: its head and its tail
+MAX_EXTRA_ENVIRON_BYTES = 256 * 1024    # where the further keys (ProcFacts.env_keys) are looked for
+EXTRA_VALUE_CHARS = 300
 ON_LINUX = sys.platform.startswith("linux")
 
 
@@ -69,11 +76,13 @@ def first_reading(proc_root: str = "/proc") -> FirstReading:
     return FirstReading(time.monotonic(), seconds)
 
 
-def read_processes(first: FirstReading, proc_root: str = "/proc") -> tuple[list[ProcessInfo], Coverage]:
-    """Every visible process, with CPU % over the window since `first`."""
+def read_processes(first: FirstReading, proc_root: str = "/proc",
+                   facts: ProcFacts | None = None) -> tuple[list[ProcessInfo], Coverage]:
+    """Every visible process, with CPU % over the window since `first`; with `facts` (a live procfs only),
+    each process's open descriptors and further environment keys are read in the same pass."""
     elapsed = max(time.monotonic() - first.started, 1e-6)
     if is_live_procfs(proc_root):
-        reader = ProcReader(proc_root)
+        reader = ProcReader(proc_root, facts)
         processes = [info for info in reader.read_all(first, elapsed) if info is not None]
         denied = sum(1 for info in processes if info.denied) + reader.unreadable
         return processes, process_coverage(len(processes) + reader.unreadable, denied, processes)
@@ -386,8 +395,10 @@ def count_cpu_list(text: bytes) -> int:
     return total
 
 
-def environ_subset(data: bytes) -> dict[str, str]:
-    """The ENV_KEYS entries of an environ block (a few C-speed finds instead of splitting it all)."""
+def environ_subset(data: bytes, extra: re.Pattern[bytes] | None = None) -> dict[str, str]:
+    """The ENV_KEYS entries of an environ block (a few C-speed finds instead of splitting it all), then the
+    entries of the `extra` keys (extra_keys_pattern) not among them from its first MAX_EXTRA_ENVIRON_BYTES,
+    values capped and redacted (as the family step reads them: ProcFacts.env_keys)."""
     found = {}
     block = b"\0" + data
     for key in ENV_KEYS_BYTES:
@@ -397,7 +408,19 @@ def environ_subset(data: bytes) -> dict[str, str]:
         start += len(key) + 2
         end = block.find(b"\0", start)
         found[key.decode()] = block[start:end if end != -1 else len(block)].decode("utf-8", "replace")[:1024]
+    if extra is not None:
+        for key, value in extra.findall(block, 0, MAX_EXTRA_ENVIRON_BYTES + 1):
+            found.setdefault(key.decode("utf-8", "replace"),
+                             cap(redact_text(value.decode("utf-8", "replace")), EXTRA_VALUE_CHARS))
     return found
+
+
+def extra_keys_pattern(keys: Iterable[str]) -> re.Pattern[bytes] | None:
+    """One pass over an environ block for many keys (~40 family keys: a find each cost 5x more)."""
+    wanted = sorted(key.encode() for key in keys)
+    if not wanted:
+        return None
+    return re.compile(b"\0(" + b"|".join(re.escape(key) for key in wanted) + b")=([^\0]*)")
 
 
 def link_text(link: bytes) -> str:
@@ -410,9 +433,11 @@ def link_text(link: bytes) -> str:
 class ProcReader:
     """Reads every process's fields straight from a live /proc, each file once."""
 
-    def __init__(self, proc_root: str = "/proc") -> None:
+    def __init__(self, proc_root: str = "/proc", facts: ProcFacts | None = None) -> None:
         self.root = os.fsencode(proc_root) + b"/"
         self.proc_root = proc_root
+        self.facts = facts
+        self.extra_env = extra_keys_pattern(facts.env_keys - set(ENV_KEYS) if facts is not None else ())
         self.boot_time = boot_time()
         self.users: dict[int, str] = {}
         self.terminals: dict[int, str] | None = None
@@ -482,6 +507,8 @@ class ProcReader:
         except ValueError:
             info.allowed_cpus = self.host_cpus
         self.linux_details(info, base, status)
+        if self.facts is not None:
+            self.facts.record(pid, base)
         return info
 
     def link(self, path: bytes, what: str, denied: list[str], zombie: bool) -> str | None:
@@ -514,7 +541,7 @@ class ProcReader:
             info.exe = info.exe or decode(self.exe_link[:-10])
         info.ns_pids = [int(part) for part in status_field(status, b"NSpid") if part.isdigit()]
         try:
-            info.environ = environ_subset(read_proc_file(base + b"environ"))
+            info.environ = environ_subset(read_proc_file(base + b"environ"), self.extra_env)
         except OSError:
             info.environ = {}
         if not info.slurm_job_id:

@@ -83,13 +83,17 @@ def available() -> bool:
     return _syscall() is not None
 
 
+@lru_cache(maxsize=None)
+def _number(name: str) -> ctypes.c_long:
+    return ctypes.c_long(SYSCALLS[platform.machine()][name])
+
+
 def _call(name: str, *args: object) -> int:
     """One system call; raises OSError with the kernel's errno on failure."""
     function = _syscall()
     if function is None:
         raise OSError(errno.ENOSYS, "raw system calls are not available on this platform")
-    number = SYSCALLS[platform.machine()][name]
-    result = function(ctypes.c_long(number), *args)
+    result = function(_number(name), *args)
     if result < 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
@@ -169,12 +173,12 @@ def readlink(path: str) -> str:
 
 
 def pid_alive(pid: int) -> bool:
-    """kill(pid, 0) as a system call: alive when it succeeds or is refused (EPERM), gone on ESRCH."""
-    try:
-        _call("kill", ctypes.c_int(pid), ctypes.c_int(0))
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
+    """kill(pid, 0) as a system call: alive when it succeeds or is refused (EPERM), gone on ESRCH (read from
+    errno: most PIDs asked about are gone, and an exception for each costs more than the call)."""
+    function = _syscall()
+    if function is None:
+        raise OSError(errno.ENOSYS, "raw system calls are not available on this platform")
+    return function(_number("kill"), ctypes.c_int(pid), ctypes.c_int(0)) == 0 or ctypes.get_errno() == errno.EPERM
 
 
 def interposed_functions(names: tuple[str, ...] = WATCHED_FUNCTIONS) -> dict[str, str]:
@@ -211,7 +215,7 @@ def alive_pids(limit: int) -> list[int]:
     function = _syscall()
     if function is None:
         raise OSError(errno.ENOSYS, "raw system calls are not available on this platform")
-    number, zero = ctypes.c_long(SYSCALLS[platform.machine()]["kill"]), ctypes.c_int(0)
+    number, zero = _number("kill"), ctypes.c_int(0)
     get_errno, eperm = ctypes.get_errno, errno.EPERM
     alive = []
     for pid in range(1, limit + 1):

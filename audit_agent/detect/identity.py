@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import PurePosixPath
 
 from audit_agent.detect import Context, Signal, process_key, process_subject
@@ -58,10 +59,14 @@ FAMILIES = (
 
 def claimed_names(proc: ProcessInfo) -> list[str]:
     """What the process calls itself: its name, and argv[0] up to a ': ' title (`sshd: root@pts/0`)."""
-    names = [proc.name]
-    if proc.cmdline and proc.cmdline[0]:
-        names.append(PurePosixPath(proc.cmdline[0].split(":", 1)[0].split(" ", 1)[0]).name)
-    return [n for n in names if n]
+    return list(_names(proc.name, proc.cmdline[0] if proc.cmdline else ""))
+
+
+def _names(name: str, argv0: str) -> tuple[str, ...]:
+    names = [name]
+    if argv0:
+        names.append(PurePosixPath(argv0.split(":", 1)[0].split(" ", 1)[0]).name)
+    return tuple(n for n in names if n)
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,16 @@ class Claim:
 
 def claimed_family(proc: ProcessInfo) -> tuple[Family, str] | None:
     """(family, name) when the process calls itself one of the programs above."""
+    return _claimed_family(proc.name, proc.cmdline[0] if proc.cmdline else "")
+
+
+# Thousands of workers and sleepers share a few (name, argv[0]) pairs, and three steps ask for each process
+# (suspects, program facts, the identity rule): each distinct pair is worked out once.
+@lru_cache(maxsize=4096)
+def _claimed_family(name: str, argv0: str) -> tuple[Family, str] | None:
+    names = _names(name, argv0)
     for family in FAMILIES:
-        claim = next((n for n in claimed_names(proc) if family.claims.match(n)), None)
+        claim = next((n for n in names if family.claims.match(n)), None)
         if claim is not None:
             return family, claim
     return None

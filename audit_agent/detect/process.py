@@ -12,8 +12,18 @@ LIVE_STATES = {"ESTABLISHED", "SYN_SENT", ""}     # "" = UDP; a TIME_WAIT socket
 
 def signals(ctx: Context) -> list[Signal]:
     found: list[Signal] = []
+    # Whether a process says anything depends on its name, executable and command line only: the thousands of
+    # identical workers or sleepers of a host are judged once (those that do say something, each one).
+    silent: set[tuple[str, str, tuple[str, ...]]] = set()
     for proc in ctx.by_pid.values():
-        found.extend(process_signals(proc, ctx))
+        key = (proc.name, proc.exe, tuple(proc.cmdline))
+        if key in silent:
+            continue
+        said = process_signals(proc, ctx)
+        if said:
+            found.extend(said)
+        else:
+            silent.add(key)
     found.extend(connection_signals(ctx))
     return found
 
