@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections import namedtuple
 import sys
 from types import SimpleNamespace
@@ -260,9 +261,25 @@ def test_the_direct_proc_reader_gathers_the_same_evidence_as_psutil(processes, t
                         env={"LD_PRELOAD": "", "CUDA_VISIBLE_DEVICES": "0,1"}, cwd=tmp_path, wait_for_line="ready"),
         processes.start([sys.executable, "-c", code], env={"SLURM_JOB_ID": "4242"}, wait_for_line="ready"),
     ]
+    # one on a pseudo-terminal, as a process started from an interactive shell is (its terminal is evidence)
+    leader, follower = os.openpty()
+    tty_path = os.ttyname(follower)
+    # a session leader that opens a terminal gets it as its controlling terminal (what /proc/PID/stat names)
+    on_tty_code = "import os, sys; os.open(sys.argv[1], os.O_RDWR); " + code.replace("import sys, time", "import time")
+    try:
+        on_tty = subprocess.Popen([sys.executable, "-c", on_tty_code, tty_path], stdout=subprocess.PIPE,
+                                  text=True, start_new_session=True)
+    finally:
+        os.close(follower)
+    processes.started.append(on_tty)
+    assert on_tty.stdout is not None and "ready" in on_tty.stdout.readline()
+    started.append(on_tty)
     first = FirstReading(0.0, {})
     fast = {p.pid: p for p in read_processes(first)[0]}
-    moving = {"cpu_percent", "cpu_seconds", "children_cpu_seconds", "rss_bytes", "create_time"}
+    assert fast[on_tty.pid].terminal == tty_path, "the terminal a process runs on is read"
+    # psutil keeps its device map for the life of the process (memoized): a terminal opened after its first
+    # use is unknown to it, so the terminal is compared with the device itself, not with psutil.
+    moving = {"cpu_percent", "cpu_seconds", "children_cpu_seconds", "rss_bytes", "create_time", "terminal"}
     for proc in started:
         reference = build_process(psutil.Process(proc.pid).as_dict(ATTRS, ad_value=_DENIED), first, 1.0,
                                   "/proc", psutil.Process(proc.pid))
@@ -272,6 +289,7 @@ def test_the_direct_proc_reader_gathers_the_same_evidence_as_psutil(processes, t
                 assert getattr(mine, name) == getattr(reference, name), name
         assert abs(mine.rss_bytes - reference.rss_bytes) <= 1 << 20
         assert abs(mine.create_time - reference.create_time) < 0.05
+    os.close(leader)        # hangs up the terminal's session: after the comparison
 
 
 def test_connections_from_proc_net_match_psutils_for_sockets_the_test_holds():
@@ -318,3 +336,13 @@ def test_socket_owners_name_the_holder_and_stop_once_every_socket_is_found(mocke
         assert walked[-1] == f"/proc/{os.getpid()}/fd/".encode()       # nothing read after the owner
         listed.reset_mock()
         assert network.socket_owners("/proc", set()) == {} and listed.call_count == 0
+
+
+def test_a_finished_scans_ceiling_does_not_outlive_it():
+    """A long-lived process (watch, a test session) makes guarded calls after a scan: the scan's ceiling, which
+    may pass minutes later, must not make them fail."""
+    from audit_agent.collect import CollectOptions, collect_snapshot, deadline
+    collect_snapshot(CollectOptions(window=0, timeout=30, scan_binaries=False, check_stealth=False,
+                                    check_persistence=False, check_families=False))
+    assert deadline.current().left() is None
+    assert deadline.call(len, "abc") == 3

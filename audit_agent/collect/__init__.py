@@ -63,6 +63,13 @@ def collect_snapshot(options: CollectOptions) -> Snapshot:
     from audit_agent.collect.heap import tune_allocator
     tune_allocator()                # before the steps' threads: memory they free is given back
     clock = deadline.start_scan(options.timeout, options.call_timeout)
+    try:
+        return collect_within(options, clock)
+    finally:
+        deadline.end_scan(clock)
+
+
+def collect_within(options: CollectOptions, clock: deadline.Deadlines) -> Snapshot:
     bounds.new_scan()
     progress = options.progress or (lambda what, done: None)
     snapshot = Snapshot(agent_version=__version__, collected_at=time.time(), window_seconds=options.window)

@@ -263,6 +263,12 @@ def start_scan(ceiling: float | None, call_timeout: float = CALL_TIMEOUT) -> Dea
     return _current
 
 
+def end_scan(clock: Deadlines) -> None:
+    """The scan's ceiling ends with its collection: a later guarded call (the next scan in a long-lived process,
+    a test session) must not fail because an earlier scan's ceiling has passed. Steps given up stay given up."""
+    clock.ceiling = None
+
+
 def call(action: Callable[..., T], *args: Any, path: str = "", what: str = "", timeout: float | None = None) -> T:
     """Shorthand for current().call(...): use it for any blocking call on a path another user controls."""
     return _current.call(action, *args, path=path, what=what, timeout=timeout)

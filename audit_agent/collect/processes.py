@@ -497,7 +497,8 @@ class ProcReader:
             username=self.username(uid) if uid is not None else "", uid=uid, cwd=share(cwd, cwd),
             create_time=int(fields[19]) / CLOCK_TICKS + self.boot_time,
             status=PROC_STATES.get(state, "?"), nice=int(fields[16]), num_threads=int(fields[17]),
-            rss_bytes=int(fields[21]) * PAGE_SIZE,   # = statm's resident (get_mm_rss), one read fewer terminal=self.terminal(int(fields[4])),
+            rss_bytes=int(fields[21]) * PAGE_SIZE,   # = statm's resident (get_mm_rss), one read fewer
+            terminal=self.terminal(int(fields[4])),
             denied=sorted(denied))
         info.lifetime_cpu_seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
         set_cpu_use(info, info.lifetime_cpu_seconds, first, elapsed,
