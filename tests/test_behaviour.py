@@ -253,6 +253,20 @@ def test_memory_of_a_real_process_is_scanned_within_bounds(processes, monkeypatc
     assert bounded.record.cut.startswith("time bound")
 
 
+def test_the_agent_never_scans_its_own_memory(processes):
+    """Its memory holds the whole rule pack; a child of the same program, as busy-looking, is scanned."""
+    from types import SimpleNamespace
+    child = processes.start([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+                            wait_for_line="ready")
+
+    def looks_suspect(pid: int) -> ProcessInfo:
+        return ProcessInfo(pid=pid, name="python3", exe="/tmp/.x/python3", cpu_percent=100.0,
+                           lifetime_cpu_seconds=100.0, create_time=NOW - 1000)
+    snapshot = Snapshot(processes=[looks_suspect(os.getpid()), looks_suspect(child.pid)])
+    memscan.collect_memory(snapshot, SimpleNamespace(proc_root="/proc", signature_strings=["stratum+tcp://"]))
+    assert [record.pid for record in snapshot.memory] == [child.pid]
+
+
 def test_memory_of_a_vanished_process_is_an_error_not_a_crash():
     result = memscan.scan_process(2 ** 22 + 12345, ["busy"], "/proc", 1 << 20, "", [], [], None)
     assert result.record.error and result.record.scanned_bytes == 0

@@ -92,8 +92,9 @@ def _collect_core(snapshot: Snapshot, options: CollectOptions, clock: deadline.D
     gpu.start()
     from audit_agent.collect.stealth import CpuAccount     # hidden-CPU check: /proc/stat over this window
     cpu_account = CpuAccount.start(options.proc_root) if options.check_stealth else None
-    from audit_agent.collect.netns import sample_sockets    # which connections outlive the window
-    options = dataclasses.replace(options, socket_sample=sample_sockets(options.proc_root))
+    if options.window > 0:      # which connections outlive the window (with no window, none can be said to)
+        from audit_agent.collect.netns import sample_sockets
+        options = dataclasses.replace(options, socket_sample=sample_sockets(options.proc_root))
     # No window, no first reading: CPU is then each process's average over its life (set_cpu_use), which a
     # process that pauses or throttles while the audit runs cannot hide from.
     first = first_reading(options.proc_root) if options.window > 0 else FirstReading(time.monotonic(), {})

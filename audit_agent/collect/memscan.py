@@ -82,7 +82,8 @@ def collect_memory(snapshot: Snapshot, options: Any) -> list[Coverage]:
     except Exception:       # noqa: BLE001 - the executable scan reports a broken set; here the built-in search runs
         yara_rules = None
     encoded = [s.encode("utf-8") for s in strings]
-    suspects = find_suspects(snapshot)
+    # Never the agent itself: its memory holds every signature by construction, and no miner can be in it.
+    suspects = [(proc, why) for proc, why in find_suspects(snapshot) if proc.pid != os.getpid()]
     started = time.monotonic()
     budget = TOTAL_BYTES
     skipped: list[str] = []
