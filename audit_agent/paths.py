@@ -51,3 +51,30 @@ def private_folder(folder: Path) -> bool:
     except OSError:
         return False
     return info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def read_private(path: Path, max_bytes: int) -> bytes | None:
+    """The bytes of one of the agent's own state files (see private_file), opened without following a link;
+    None when it is missing, not ours alone, larger than max_bytes or unreadable."""
+    if not private_file(path, max_bytes):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError:
+        return None
+    return data if len(data) <= max_bytes else None
+
+
+def write_private(path: Path, payload: bytes) -> bool:
+    """Write a state file atomically (0600) in a folder only we can write, creating the folder (0700);
+    False where we may not, or the write failed: a cache that is not saved only costs the next run."""
+    if not private_folder(path.parent):
+        return False
+    from audit_agent.output import write_atomic
+    try:
+        write_atomic(str(path), payload, mode=0o600)
+    except (OSError, TypeError):
+        return False
+    return True

@@ -126,12 +126,7 @@ def test_miner_behind_a_local_socks_proxy_gets_the_pool_connection(listed_pool, 
     miner = start_miner(processes, ["backup-sync", "-x", f"127.0.0.1:{proxy_port}", "-o",
                                     f"127.0.0.1:{listed_pool.port}", "-u", MONERO_WALLET], seconds=240)
     other_proxy = start_socks(processes)
-    browser_like = processes.start([sys.executable, "-c", (
-        "import socket, sys, time\nfrom tests.standin.socks import connect_via\n"
-        "server = socket.create_server(('127.0.0.1', 0)); port = server.getsockname()[1]\n"
-        f"s = connect_via('127.0.0.1:{proxy_listening_port(other_proxy.pid)}', '127.0.0.1', port)\n"
-        "print('ready', flush=True); time.sleep(240)\n")], cwd=REPO, env={"PYTHONPATH": str(REPO)},
-        wait_for_line="ready")
+    browser_like = start_proxy_client(processes, other_proxy)
     report = scan_json(agent, tmp_path)
     assert "AA-NET-001" in rules_of(report, miner.pid), finding(report, miner.pid)
     reason = next(r for r in finding(report, miner.pid)["reasons"] if "proxy" in r)
@@ -146,6 +141,18 @@ def start_socks(processes):
     """The SOCKS5 proxy stand-in, relaying to whatever a client asks for."""
     return processes.start([sys.executable, "-m", "tests.standin.socks"], cwd=REPO,
                            env={"PYTHONPATH": str(REPO)}, wait_for_line="ready")
+
+
+def start_proxy_client(processes, proxy, port: int | None = None):
+    """An idle client holding a connection through `proxy` to 127.0.0.1:port (by default to a listener of
+    its own, as a browser's tab to a local page)."""
+    target = str(port) if port is not None else "server.getsockname()[1]"
+    return processes.start([sys.executable, "-c", (
+        "import socket, time\nfrom tests.standin.socks import connect_via\n"
+        "server = socket.create_server(('127.0.0.1', 0))\n"
+        f"s = connect_via('127.0.0.1:{proxy_listening_port(proxy.pid)}', '127.0.0.1', {target})\n"
+        "print('ready', flush=True); time.sleep(240)\n")], cwd=REPO, env={"PYTHONPATH": str(REPO)},
+        wait_for_line="ready")
 
 @pytest.fixture
 def tls_port_pool(compiled_rules):
@@ -166,11 +173,7 @@ def test_miner_behind_a_local_proxy_to_a_tls_port(tls_port_pool, processes, agen
                              f"127.0.0.1:{proxy_port}", "-o", f"127.0.0.1:{tls_port_pool.port}", "-u", MONERO_WALLET],
                             env={"PYTHONPATH": str(REPO), "STANDIN_SECONDS": "240"}, wait_for_line="ready")
     other_proxy = start_socks(processes)
-    idle_client = processes.start([sys.executable, "-c", (
-        "import sys, time\nfrom tests.standin.socks import connect_via\n"
-        f"s = connect_via('127.0.0.1:{proxy_listening_port(other_proxy.pid)}', '127.0.0.1', {tls_port_pool.port})\n"
-        "print('ready', flush=True); time.sleep(240)\n")], cwd=REPO, env={"PYTHONPATH": str(REPO)},
-        wait_for_line="ready")
+    idle_client = start_proxy_client(processes, other_proxy, tls_port_pool.port)
     report = scan_json(agent, tmp_path)
     assert "AA-NET-001" in rules_of(report, miner.pid), finding(report, miner.pid)
     reason = next(r for r in finding(report, miner.pid)["reasons"] if "proxy" in r)

@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from audit_agent.paths import private_file, private_folder
+from audit_agent.paths import read_private, write_private
 
 FILE_NAME = "package-owners.json"
 VERSION = 1
@@ -39,14 +39,12 @@ def stamp(dpkg_info: str, lists: list[str]) -> str | None:
 
 def load(folder: Path, lists_stamp: str) -> dict[str, str]:
     """The saved answers for lists with this stamp, or nothing when there are none we may trust."""
-    path = folder / FILE_NAME
-    if not private_file(path, MAX_FILE_BYTES):
+    raw = read_private(folder / FILE_NAME, MAX_FILE_BYTES)
+    if raw is None:
         return {}
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as handle:
-            data = json.loads(handle.read(MAX_FILE_BYTES + 1))
-    except (OSError, ValueError, RecursionError):
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
         return {}
     if not isinstance(data, dict) or data.get("version") != VERSION or data.get("stamp") != lists_stamp:
         return {}
@@ -59,19 +57,10 @@ def load(folder: Path, lists_stamp: str) -> dict[str, str]:
 
 def save(folder: Path, lists_stamp: str, owners: dict[str, str]) -> bool:
     """Write the answers (the latest MAX_ENTRIES) atomically; False when there is nowhere we may write."""
-    if not private_folder(folder):
-        return False
     kept = dict(list(owners.items())[-MAX_ENTRIES:])
     try:
         payload = json.dumps({"version": VERSION, "stamp": lists_stamp, "owners": kept},
                              separators=(",", ":")).encode("utf-8")
     except (TypeError, ValueError):
         return False
-    if len(payload) > MAX_FILE_BYTES:
-        return False
-    from audit_agent.output import write_atomic
-    try:
-        write_atomic(str(folder / FILE_NAME), payload, mode=0o600)
-    except (OSError, TypeError):
-        return False
-    return True
+    return len(payload) <= MAX_FILE_BYTES and write_private(folder / FILE_NAME, payload)

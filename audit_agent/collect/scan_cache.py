@@ -11,11 +11,10 @@ and bytes; anything malformed is ignored (the cache is only ever a shortcut).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from audit_agent.paths import private_file, private_folder
+from audit_agent.paths import read_private, write_private
 
 FILE_NAME = "binary-scans.json"
 VERSION = 1
@@ -29,19 +28,12 @@ def entry_key(identity: tuple[int, ...], signature_digest: str) -> str:
 
 def load(folder: Path | None) -> dict[str, dict[str, Any]]:
     """The saved entries, or nothing when there are none we may trust."""
-    if folder is None:
-        return {}
-    path = folder / FILE_NAME
-    if not private_file(path, MAX_FILE_BYTES):
+    raw = read_private(folder / FILE_NAME, MAX_FILE_BYTES) if folder is not None else None
+    if raw is None:
         return {}
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
-        if len(raw) > MAX_FILE_BYTES:
-            return {}
         data = json.loads(raw)
-    except (OSError, ValueError, RecursionError):
+    except (ValueError, RecursionError):
         return {}
     if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("entries"), dict):
         return {}
@@ -58,15 +50,6 @@ def save(folder: Path | None, entries: dict[str, dict[str, Any]]) -> bool:
     """Write the entries (at most MAX_ENTRIES) atomically; False when there is nowhere we may write."""
     if folder is None:
         return False
-    if not private_folder(folder):
-        return False
     kept = dict(list(entries.items())[-MAX_ENTRIES:])
     payload = json.dumps({"version": VERSION, "entries": kept}, separators=(",", ":")).encode("utf-8")
-    if len(payload) > MAX_FILE_BYTES:
-        return False
-    from audit_agent.output import write_atomic
-    try:
-        write_atomic(str(folder / FILE_NAME), payload, mode=0o600)
-    except (OSError, TypeError):
-        return False
-    return True
+    return len(payload) <= MAX_FILE_BYTES and write_private(folder / FILE_NAME, payload)

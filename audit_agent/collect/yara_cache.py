@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from audit_agent import __version__
-from audit_agent.paths import private_file, private_folder
+from audit_agent.paths import private_file, write_private
 
 FOLDER = "yara-cache"
 SUFFIX = ".yarc"
@@ -57,16 +57,13 @@ def cached_rules(yara: Any, sources: dict[str, str], strings: list[str], state: 
 
 def save(folder: Path, path: Path, rules: Any) -> None:
     """Write the set where nobody else can write (the newest KEEP kept); silently skip where we cannot."""
-    if not private_folder(folder):
-        return
     buffer = io.BytesIO()
-    from audit_agent.output import write_atomic
     try:
         rules.save(file=buffer)
-        write_atomic(str(path), buffer.getvalue(), mode=0o600)
     except Exception:           # noqa: BLE001 - a cache that cannot be written only costs the next run a compile
         return
-    prune(folder, path)
+    if write_private(path, buffer.getvalue()):
+        prune(folder, path)
 
 
 def prune(folder: Path, keep: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from audit_agent import __version__
-from audit_agent.paths import private_file, private_folder
+from audit_agent.paths import read_private, write_private
 
 T = TypeVar("T")
 FOLDER = "pack-cache"
@@ -65,11 +65,11 @@ def cached(roots: list[Path], state: Path | None, build: Callable[[], T]) -> T:
         return build()
     folder = state / FOLDER
     path = folder / f"{key}.pickle"
-    if private_file(path, MAX_FILE_BYTES):
+    saved = read_private(path, MAX_FILE_BYTES)
+    if saved is not None:
         try:
-            with open(path, "rb") as handle:
-                loaded: T = pickle.load(handle)      # noqa: S301 - our own file, trusted as above
-                return loaded
+            loaded: T = pickle.loads(saved)         # noqa: S301 - our own file, trusted as above
+            return loaded
         except Exception:                      # noqa: BLE001 - a stale or torn cache is rebuilt, never fatal
             pass
     built = build()
@@ -79,16 +79,11 @@ def cached(roots: list[Path], state: Path | None, build: Callable[[], T]) -> T:
 
 def save(folder: Path, path: Path, value: object) -> None:
     """Write the pickle (the only one kept) where nobody else can write; silently skip where we cannot."""
-    if not private_folder(folder):
-        return
     try:
         payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError, RecursionError):
         return
-    from audit_agent.output import write_atomic
-    try:
-        write_atomic(str(path), payload, mode=0o600)
-    except (OSError, TypeError):
+    if not write_private(path, payload):
         return
     for old in folder.glob("*.pickle"):
         if old.name != path.name:
@@ -115,12 +110,13 @@ def cached_data(source: Path, state: Path | None, parse: Callable[[bytes], Any])
     digest = hashlib.sha256(f"audit-agent {__version__}\0{source.resolve()}\0".encode("utf-8", "backslashreplace"))
     key = hashlib.sha256(digest.digest() + data).hexdigest()
     path = state / DATA_FOLDER / f"{digest.hexdigest()[:32]}.json"     # one file per source, overwritten on change
-    if private_file(path, MAX_DATA_BYTES):
+    saved = read_private(path, MAX_DATA_BYTES)
+    if saved is not None:
         try:
-            stored = json.loads(path.read_bytes())
+            stored = json.loads(saved)
             if isinstance(stored, dict) and stored.get("key") == key:
                 return stored["value"]
-        except (OSError, ValueError, RecursionError):
+        except (ValueError, RecursionError):
             pass                    # torn or stale: parsed again and rewritten
     value = parse(data)
     save_data(path, key, value)
@@ -135,10 +131,4 @@ def save_data(path: Path, key: str, value: Any) -> None:
             return
     except (TypeError, ValueError, RecursionError):
         return
-    if not private_folder(path.parent):
-        return
-    from audit_agent.output import write_atomic
-    try:
-        write_atomic(str(path), payload, mode=0o600)
-    except (OSError, TypeError):
-        return
+    write_private(path, payload)
