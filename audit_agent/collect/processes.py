@@ -301,6 +301,10 @@ def selected_environ(pid: int, proc_root: str = "/proc") -> dict[str, str]:
 PROC_STATES = {"R": "running", "S": "sleeping", "D": "disk-sleep", "T": "stopped", "t": "tracing-stop",
                "Z": "zombie", "X": "dead", "x": "dead", "K": "wake-kill", "W": "waking", "I": "idle",
                "P": "parked"}
+# Bounds of the reader's memo of parsed contents (ProcReader.cmdline, environ, cgroup): at most this many
+# distinct contents each, of at most this many bytes: ~2 MB each at worst, whatever a host runs.
+MAX_PARSED_BYTES = 8192
+MAX_PARSED_ENTRIES = 256
 READ_CHUNK = 16384          # below glibc's mmap threshold; /proc files longer than this are read in a loop
 
 
@@ -447,6 +451,11 @@ class ProcReader:
         # One copy of each text many processes share (the executable, folder, arguments and cgroup of a
         # pool of workers): at 8,000 processes these were ~2.5 MB of equal strings.
         self.shared: dict[str, str] = {}
+        # What the raw bytes of a file many processes share parse to (the workers of a pool have one command
+        # line, one environment, one cgroup): parsed once, per distinct content, within the bounds below.
+        self.parsed_cmdlines: dict[bytes, tuple[list[str], int | None]] = {}
+        self.parsed_environs: dict[bytes, dict[str, str]] = {}
+        self.parsed_cgroups: dict[bytes, tuple[str, str, str]] = {}
 
     def read_all(self, first: FirstReading, elapsed: float) -> list[ProcessInfo | None]:
         return [self.read(int(entry), entry, first, elapsed) for entry in os.listdir(self.root) if entry.isdigit()]
@@ -471,8 +480,10 @@ class ProcReader:
         state = fields[0].decode("ascii", "replace")
         zombie = state in ("Z", "X", "x")
         cmdline: list[str] = []
+        kept_cmdline: list[str] = []
+        cmdline_bytes = None
         try:
-            cmdline = split_cmdline(read_proc_file(base + b"cmdline"))
+            cmdline, kept_cmdline, cmdline_bytes = self.cmdline(read_proc_file(base + b"cmdline"))
         except PermissionError:
             denied.append("cmdline")
         except OSError:
@@ -492,8 +503,7 @@ class ProcReader:
         share = self.shared.setdefault
         info = ProcessInfo(
             pid=pid, ppid=int(fields[1]), name=share(name, name), exe=share(exe, exe),
-            cmdline=[share(arg, arg) for arg in cap_cmdline(cmdline)],
-            cmdline_bytes=cmdline_length(cmdline),
+            cmdline=kept_cmdline, cmdline_bytes=cmdline_bytes,
             username=self.username(uid) if uid is not None else "", uid=uid, cwd=share(cwd, cwd),
             create_time=int(fields[19]) / CLOCK_TICKS + self.boot_time,
             status=PROC_STATES.get(state, "?"), nice=int(fields[16]), num_threads=int(fields[17]),
@@ -511,6 +521,21 @@ class ProcReader:
         if self.facts is not None:
             self.facts.record(pid, base)
         return info
+
+    def cmdline(self, raw: bytes) -> tuple[list[str], list[str], int | None]:
+        """(the arguments, the arguments as kept (capped, shared strings), the true length when cut)."""
+        known = self.parsed_cmdlines.get(raw)
+        if known is not None:
+            argv, length = known
+            return argv, list(argv), length     # a list per process: ProcessInfo.cmdline is its own
+        argv = split_cmdline(raw)
+        share = self.shared.setdefault
+        kept = [share(arg, arg) for arg in cap_cmdline(argv)]
+        length = cmdline_length(argv)
+        if len(raw) <= MAX_PARSED_BYTES and len(self.parsed_cmdlines) < MAX_PARSED_ENTRIES and kept == argv:
+            # only one kept whole: a cut depends on what the scan has kept so far (bounds.allowance)
+            self.parsed_cmdlines[raw] = (kept, length)
+        return argv, list(kept), length
 
     def link(self, path: bytes, what: str, denied: list[str], zombie: bool) -> str | None:
         """A /proc symlink's target; '' for none (kernel thread, zombie); None if the process is gone."""
@@ -531,22 +556,39 @@ class ProcReader:
 
     def linux_details(self, info: ProcessInfo, base: bytes, status: bytes) -> None:
         try:
-            cgroup = cgroup_path(read_proc_file(base + b"cgroup").decode("utf-8", "replace"))
-            info.cgroup = self.shared.setdefault(cgroup, cgroup)
+            info.cgroup, info.container_id, info.slurm_job_id = self.cgroup(read_proc_file(base + b"cgroup"))
         except OSError:
-            info.cgroup = ""
-        info.container_id = container_id(info.cgroup)
-        info.slurm_job_id = slurm_job_id(info.cgroup)
+            info.cgroup, info.container_id, info.slurm_job_id = self.cgroup(b"")
         if self.exe_link.endswith(b" (deleted)"):
             info.exe_deleted = True
             info.exe = info.exe or decode(self.exe_link[:-10])
         info.ns_pids = [int(part) for part in status_field(status, b"NSpid") if part.isdigit()]
         try:
-            info.environ = environ_subset(read_proc_file(base + b"environ"), self.extra_env)
+            info.environ = self.environ(read_proc_file(base + b"environ"))
         except OSError:
             info.environ = {}
         if not info.slurm_job_id:
             info.slurm_job_id = info.environ.get("SLURM_JOB_ID", "")
+
+    def cgroup(self, raw: bytes) -> tuple[str, str, str]:
+        """(cgroup path, container id, Slurm job id) of a /proc/PID/cgroup content."""
+        known = self.parsed_cgroups.get(raw)
+        if known is None:
+            path = cgroup_path(raw.decode("utf-8", "replace"))
+            path = self.shared.setdefault(path, path)
+            known = (path, container_id(path), slurm_job_id(path))
+            if len(raw) <= MAX_PARSED_BYTES and len(self.parsed_cgroups) < MAX_PARSED_ENTRIES:
+                self.parsed_cgroups[raw] = known
+        return known
+
+    def environ(self, raw: bytes) -> dict[str, str]:
+        """The audit's keys of an environ block, a dict per process (the family step may add to it)."""
+        known = self.parsed_environs.get(raw)
+        if known is None:
+            known = environ_subset(raw, self.extra_env)
+            if len(raw) <= MAX_PARSED_BYTES and len(self.parsed_environs) < MAX_PARSED_ENTRIES:
+                self.parsed_environs[raw] = known
+        return dict(known)
 
     def username(self, uid: int) -> str:
         name = self.users.get(uid)
