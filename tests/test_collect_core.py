@@ -310,9 +310,10 @@ def test_connections_from_proc_net_match_psutils_for_sockets_the_test_holds():
         six = None
     try:
         def mine(connections):
-            ours = {c.getsockname()[1] for c in clients + accepted} | ({six.getsockname()[1]} if six else set())
+            # Four-tuples, not local ports: on a busy host the kernel reuses an ephemeral port for another peer.
+            ours = {(s.getsockname()[1], s.getpeername()[1]) for s in clients + accepted + ([six] if six else [])}
             return sorted((c.pid, c.protocol, c.local_address, c.local_port, c.remote_address, c.remote_port, c.state)
-                          for c in connections if c.local_port in ours)
+                          for c in connections if (c.local_port, c.remote_port) in ours)
         direct, coverage = collect_connections("/proc")
         reference, _ = collect_connections("/not-a-live-procfs")
         assert mine(direct) == mine(reference)

@@ -249,6 +249,38 @@ def test_listeners_on_family_ports_are_tied_to_their_process():
     assert seen == expected
 
 
+def test_listeners_from_the_connection_steps_tables_are_those_of_a_second_reading():
+    """The family step takes its listeners from the tables the connections step read: the same listeners,
+    owners and addresses as its own reading of /proc/net, for a TCP listener, a bound UDP socket, a connected
+    UDP socket and an established TCP connection on the family ports (only the first two listen)."""
+    import socket
+
+    from audit_agent.collect.families import listeners, note_open_dirs
+    from audit_agent.collect.network import proc_connections
+    from audit_agent.collect.proc_facts import ProcFacts
+    with socket.socket() as server, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as bound6, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as connected, socket.socket() as client:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        bound6.bind(("::1", 0))
+        connected.connect(("127.0.0.1", 9))
+        client.connect(server.getsockname())
+        accepted, _ = server.accept()
+        with accepted:
+            ports = {sock.getsockname()[1] for sock in (server, bound6, connected, client)}
+            found = Found()
+            note_open_dirs(me(), "/proc", found)
+            facts = ProcFacts()
+            proc_connections("/proc", facts)
+            assert facts.sockets is not None
+            shared = {(item.protocol, item.address, item.port, item.pid)
+                      for item in listeners(ports, found.sockets, "/proc", facts.sockets)}
+            second = {(item.protocol, item.address, item.port, item.pid) for item in listeners(ports, found.sockets)}
+            expected = {("tcp", "127.0.0.1", server.getsockname()[1], os.getpid()),
+                        ("udp", "::1", bound6.getsockname()[1], os.getpid())}
+    assert shared == second == expected
+
+
 def test_a_config_read_stuck_in_a_hung_file_system_costs_only_its_budget(tmp_path, pack, monkeypatch):
     from audit_agent.collect import families as collector
     (tmp_path / "q").mkdir()

@@ -37,6 +37,14 @@ def test_tables_decode_ipv4_ipv6_states_and_skip_garbage():
     assert udp[0].state == "" and udp[0].remote_port == 53
 
 
+def test_tables_keep_a_state_not_yet_named_and_a_last_line_without_newline_and_skip_a_cut_one():
+    whole = tcp_line(0, "0100007F:A0B1", "0100007F:0D05", "0D", 42).rstrip("\n")
+    cut = tcp_line(1, "0100007F:A0B2", "0100007F:0D05", "01", 43)[:40]
+    parsed = sockets.parse_table((HEADER + cut + "\n" + whole).encode(), "tcp")
+    assert [(s.local_port, s.state, s.inode) for s in parsed] == [(0xA0B1, "0D", 42)]
+    assert sockets.parse_table(HEADER, "tcp") == [] and sockets.parse_table("", "tcp") == []
+
+
 # ------------------------------------------------------------------ a fake /proc with namespaces
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from audit_agent.collect import linux_only
 from audit_agent.collect.configs import is_forbidden, readable_by
 from audit_agent.collect.proc_facts import Held, ProcFacts, walk_fds
+from audit_agent.collect.sockets import RawSocket
 from audit_agent.collect.processes import EXTRA_VALUE_CHARS, MAX_EXTRA_ENVIRON_BYTES
 from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
 from audit_agent.collect.coverage import because
@@ -75,7 +76,8 @@ def collect_families(snapshot: Snapshot, options: Any) -> list[Coverage]:
             if not (env_read and facts.covers(proc.pid)):
                 add_environ(proc, env_keys, proc_root)
             note_open_dirs(proc, proc_root, found, facts.held.get(proc.pid))
-    snapshot.listeners.extend(listeners({p for f in families for p in f.listen_ports}, found.sockets, proc_root))
+    snapshot.listeners.extend(listeners({p for f in families for p in f.listen_ports}, found.sockets, proc_root,
+                                        facts.sockets))
     results: dict[tuple[str, str], FamilyConfig | None] = {}
     seconds = float(getattr(options, "config_seconds", CONFIG_SECONDS))
     from audit_agent.collect.pool_configs import read_pool_configs
@@ -159,9 +161,15 @@ def note_open_dirs(proc: ProcessInfo, proc_root: str, found: Found, held: Held |
                                     + os.path.normpath(value))
 
 
-def listeners(ports: set[int], sockets: dict[int, int], proc_root: str = "/proc") -> list[Listener]:
-    """Listening TCP and bound UDP sockets on a family's default ports, from /proc/net (the owners come from
-    the descriptors read above, so no second walk over every process's sockets)."""
+def listeners(ports: set[int], sockets: dict[int, int], proc_root: str = "/proc",
+              table: list[RawSocket] | None = None) -> list[Listener]:
+    """Listening TCP and bound UDP sockets on a family's default ports, from the tables the connections step
+    read (`table`), else from /proc/net (the owners come from the descriptors read above, so no second walk
+    over every process's sockets)."""
+    if table is not None:
+        return [Listener(pid=sockets.get(sock.inode), protocol=sock.protocol.rstrip("6"),
+                         address=sock.local_address, port=sock.local_port)
+                for sock in table if sock.local_port in ports and is_listening(sock)]
     found = []
     for protocol in ("tcp", "tcp6", "udp", "udp6"):
         try:
@@ -186,6 +194,14 @@ def listeners(ports: set[int], sockets: dict[int, int], proc_root: str = "/proc"
                 found.append(Listener(pid=sockets.get(inode), protocol=protocol.rstrip("6"),
                                       address=proc_net_address(address), port=port))
     return found
+
+
+def is_listening(sock: RawSocket) -> bool:
+    """A listening TCP socket, or a bound UDP one that is not connected (state 07 in the table: a UDP socket
+    shows ESTABLISHED, with its peer, only once connect() gave it one)."""
+    if sock.protocol.startswith("tcp"):
+        return sock.state == "LISTEN"
+    return sock.remote_port == 0
 
 
 def proc_net_address(text: str) -> str:

@@ -35,6 +35,8 @@ def proc_connections(proc_root: str, facts: ProcFacts | None = None) -> tuple[li
     if unreadable and not sockets:
         return [], coverage("network", CoverageStatus.ERROR,
                             because("socket_tables_unreadable", tables=", ".join(unreadable), path=f"{proc_root}/net"))
+    if facts is not None and not unreadable:
+        facts.sockets = sockets
     remote = [sock for sock in sockets if sock.has_remote]
     owners = known_owners(proc_root, {sock.inode for sock in remote if sock.inode}, facts)
     connections = [Connection(pid=owners.get(sock.inode) if sock.inode else None, protocol=sock.protocol,

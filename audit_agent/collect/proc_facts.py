@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from audit_agent.collect.sockets import RawSocket
 
 MAX_SOCKET_FDS = 1 << 20        # descriptors looked at per process for sockets (as sockets.py)
 MAX_DIR_FDS = 1024              # of those, the first ones whose folders the artefact search is given
@@ -40,6 +44,9 @@ class ProcFacts:
     env_keys: frozenset[str] = frozenset()      # environ keys the reader kept beyond its own (family keys)
     held: dict[int, Held] = field(default_factory=dict)
     owners: dict[int, int] = field(default_factory=dict)    # socket inode -> first process listed holding it
+    # The host namespace's socket tables as the connections step read them (None: not read): the family
+    # step's listeners come from the same reading instead of a second one of every table.
+    sockets: list[RawSocket] | None = None
 
     def record(self, pid: int, base: bytes) -> None:
         """Walk /proc/PID/fd (`base` is /proc/PID/); a process that is gone is left out."""
