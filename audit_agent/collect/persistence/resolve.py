@@ -55,6 +55,7 @@ class Resolver:
         self.scripts: dict[tuple[str, str], list[tuple[int, str]]] = {}     # a script's commands
         self.children: dict[tuple[str, str, int], list[StartedProgram]] = {}
         self.located: dict[tuple[str, str, str], str] = {}
+        self.folders: dict[str, Any] = {}       # folder (relative to the root) -> its stat, or None
         self.strings = strings
         self.encoded = [s.encode("utf-8") for s in strings]
         self.yara = binaries.load_yara_rules(strings) if strings else None
@@ -191,15 +192,21 @@ class Resolver:
             return self.out.uid_names.get(info.st_uid, str(info.st_uid))
         if info.st_mode & 0o020 and info.st_gid != 0:
             return "group"
-        try:        # the folder itself, through links such as /sbin -> usr/sbin
-            folder: Any = deadline.stat_path(self.tree.full(posixpath.dirname(rel)), follow_symlinks=True)
-        except (OSError, deadline.TimedOut):
-            folder = None
+        folder = self.folder_stat(posixpath.dirname(rel))
         if folder is not None and folder.st_mode & 0o002 and not folder.st_mode & 0o1000:
             return "world"
         if folder is not None and folder.st_uid != 0:
             return self.out.uid_names.get(folder.st_uid, str(folder.st_uid))
         return ""
+
+    def folder_stat(self, rel: str) -> Any:
+        """The folder's stat, through links such as /sbin -> usr/sbin (None if it cannot be had); once per folder."""
+        if rel not in self.folders:
+            try:
+                self.folders[rel] = deadline.stat_path(self.tree.full(rel), follow_symlinks=True)
+            except (OSError, deadline.TimedOut):
+                self.folders[rel] = None
+        return self.folders[rel]
 
     def packaged(self, program: StartedProgram, info: Any) -> bool:
         """Root's file in a package folder, only root may replace it, and not changed since the package
@@ -228,8 +235,9 @@ class Resolver:
         found = []
         candidates = [(name if name.startswith("/") else posixpath.join(folder, name), True)
                       for name in configs.named_configs(argv)]
-        candidates += [(posixpath.join(folder, name), False)
-                       for name in configs.directory_candidates(root + folder, self.config_budget)]
+        if folder not in self.config_budget.seen_dirs:     # a folder's default names looked up once (/usr/bin: ~100)
+            self.config_budget.seen_dirs[folder] = configs.directory_candidates(root + folder, self.config_budget)
+        candidates += [(posixpath.join(folder, name), False) for name in self.config_budget.seen_dirs[folder]]
         for shown, named in candidates[:4]:
             config = configs.read_candidate(shown, root + shown, named, self.config_budget, uid)
             if config is not None:
