@@ -261,6 +261,11 @@ def test_the_direct_proc_reader_gathers_the_same_evidence_as_psutil(processes, t
                         env={"LD_PRELOAD": "", "CUDA_VISIBLE_DEVICES": "0,1"}, cwd=tmp_path, wait_for_line="ready"),
         processes.start([sys.executable, "-c", code], env={"SLURM_JOB_ID": "4242"}, wait_for_line="ready"),
     ]
+    # a twin of the first (same command line, environment, folder, cgroup): the reader parses those contents
+    # once, and the twin must still come out whole and with lists and dicts of its own
+    started.append(processes.start([sys.executable, "-c", code, "--pool", "stratum+tcp://127.0.0.1:3333", "x" * 300],
+                                   env={"LD_PRELOAD": "", "CUDA_VISIBLE_DEVICES": "0,1"}, cwd=tmp_path,
+                                   wait_for_line="ready"))
     # one on a pseudo-terminal, as a process started from an interactive shell is (its terminal is evidence)
     leader, follower = os.openpty()
     tty_path = os.ttyname(follower)
@@ -289,6 +294,9 @@ def test_the_direct_proc_reader_gathers_the_same_evidence_as_psutil(processes, t
                 assert getattr(mine, name) == getattr(reference, name), name
         assert abs(mine.rss_bytes - reference.rss_bytes) <= 1 << 20
         assert abs(mine.create_time - reference.create_time) < 0.05
+    twin, first_one = fast[started[2].pid], fast[started[0].pid]
+    assert twin.cmdline == first_one.cmdline and twin.cmdline is not first_one.cmdline
+    assert twin.environ == first_one.environ and twin.environ is not first_one.environ
     os.close(leader)        # hangs up the terminal's session: after the comparison
 
 
@@ -347,3 +355,23 @@ def test_a_finished_scans_ceiling_does_not_outlive_it():
                                     check_persistence=False, check_families=False))
     assert deadline.current().left() is None
     assert deadline.call(len, "abc") == 3
+
+
+def test_a_command_line_the_scan_budget_cut_is_not_reused_for_its_twins(monkeypatch):
+    """The reader parses a content once per scan, but a command line cut because the scan had kept its share
+    (collect/bounds.py) is cut again, not handed whole to the next process with the same line, and a whole one
+    is handed out as a list of each process's own."""
+    from audit_agent.collect import bounds
+    from audit_agent.collect.processes import ProcReader
+    raw = b"miner\0" + b"-o\0" + b"p" * 3000 + b"\0"
+    reader = ProcReader()
+    bounds.new_scan()
+    monkeypatch.setattr(bounds, "PER_SCAN", 0)      # the scan's share is spent: each line keeps LEAN characters
+    argv, kept, length = reader.cmdline(raw)
+    assert argv == ["miner", "-o", "p" * 3000] and kept != argv and "characters cut" in kept[-1]
+    again = reader.cmdline(raw)[1]
+    assert again == kept and again is not kept
+    bounds.new_scan()
+    monkeypatch.setattr(bounds, "PER_SCAN", 8 * 1024 * 1024)
+    whole = [reader.cmdline(raw)[1] for _ in range(2)]
+    assert whole[0] == whole[1] == argv and whole[0] is not whole[1]
