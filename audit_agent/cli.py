@@ -502,6 +502,8 @@ def write_reports(report, args: argparse.Namespace) -> None:  # type: ignore[no-
 def export_events(report, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
     """--events FILE and --syslog: one event per finding. A syslog receiver that is down is a warning: the
     report is written and the exit code still says what the audit found."""
+    if not (args.events or args.syslog):
+        return                      # nothing asked for: no events built, the exporter not imported
     from audit_agent.export.events import append_events, scan_events
     events = scan_events(report)
     if args.events:

@@ -67,7 +67,19 @@ def load_rule_texts(lang: str) -> dict[str, dict[str, Any]]:
 
 
 def family_rule_texts(lang: str) -> dict[str, dict[str, Any]]:
-    """The texts of the shipped families' rules (AA-<FAMILY>-<SHAPE>), from reports/i18n/families.<lang>.yaml."""
+    """The texts of the shipped families' rules (AA-<FAMILY>-<SHAPE>), from reports/i18n/families.<lang>.yaml.
+
+    Building them reads and checks every family file (PyYAML, their regexes): kept in the state directory's
+    data cache, keyed by the bytes of those files, so a summary or report of a finding does not pay it again."""
+    from audit_agent.rules.active import state_dir
+    from audit_agent.rules.pack_cache import cached_json
+    roots = [data_dir("rules") / "families", i18n_dir() / f"families.{lang}.yaml", Path(__file__)]  # this code too
+    texts: dict[str, dict[str, Any]] = cached_json(f"family-texts.{lang}", roots, state_dir(),
+                                                   lambda: build_family_rule_texts(lang))
+    return texts
+
+
+def build_family_rule_texts(lang: str) -> dict[str, dict[str, Any]]:
     import hashlib
 
     from audit_agent.rules.families import family_rules

@@ -9,9 +9,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from dataclasses import field as make_field     # Evidence has a field named `field`
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import msgspec
+if TYPE_CHECKING:
+    import msgspec      # imported where (de)serialising: a terminal scan writes no JSON and never needs it
 
 SNAPSHOT_SCHEMA_VERSION = "1.0"
 REPORT_SCHEMA_VERSION = "1.0"
@@ -575,6 +576,7 @@ T = TypeVar("T")
 
 def to_dict(obj: Any) -> Any:
     """Dataclasses, enums and lists to plain JSON-able data."""
+    import msgspec
     return msgspec.to_builtins(obj)
 
 
@@ -590,6 +592,7 @@ def check_schema_version(data: Any, supported: str, what: str) -> None:
 
 def from_dict(cls: type[T], data: Any, path: str = "$") -> T:
     """Rebuild a dataclass from plain data, checking types; raises SchemaError naming the bad field."""
+    import msgspec
     try:
         return msgspec.convert(data, type=cls)
     except msgspec.ValidationError as exc:
@@ -602,6 +605,7 @@ def decode_json(raw: bytes, cls: type[T]) -> T | None:
     """The fast path: JSON bytes straight into `cls`, or None when that fails for any reason (bad JSON,
     bad shape, a lone surrogate escape that json.loads accepts); the caller then takes the slow path
     for a precise message (line of a syntax error, schema version, bad field)."""
+    import msgspec
     decoder = _DECODERS.get(cls)
     if decoder is None:
         decoder = _DECODERS[cls] = msgspec.json.Decoder(cls)

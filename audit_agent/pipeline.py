@@ -13,7 +13,6 @@ from audit_agent.filing import Filing, load_registry
 from audit_agent.model import AuditReport, Severity, Snapshot
 from audit_agent.policy import Policy, load_policy
 from audit_agent.rules.compiler import CompiledRules
-from audit_agent.rules.examples import check_examples
 from audit_agent.rules.loader import load_pack
 from audit_agent.rules.tuning import DEFAULT_TUNING_DIR, load_tuning
 from audit_agent.yamlfile import ConfigError
@@ -64,6 +63,7 @@ def build_tuned_rules(root: str | Path, overlay: str | None) -> CompiledRules:
     pack = load_pack(root)
     tuning = load_tuning(overlay, pack, set(load_rule_texts("en")))
     if tuning.added:
+        from audit_agent.rules.examples import check_examples
         problems = check_examples(dataclasses.replace(pack, rules=tuning.added))
         if problems:
             raise ConfigError(f"tuning: {len(problems)} rule example(s) fail, first: {problems[0]}")

@@ -189,3 +189,17 @@ def test_the_shipped_texts_read_through_the_cache_are_what_yaml_says(tmp_path, m
         expected = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert load_data(path) == expected            # parsed (libyaml where present)
         assert load_data(path) == expected            # and from the saved copy
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_the_family_rule_texts_are_built_once_and_read_back_the_same(tmp_path, monkeypatch, lang):
+    from audit_agent import i18n
+    monkeypatch.setenv("AUDIT_AGENT_STATE_DIR", str(tmp_path))
+    calls = []
+    build = i18n.build_family_rule_texts
+    monkeypatch.setattr(i18n, "build_family_rule_texts", lambda which: calls.append(which) or build(which))
+    built = i18n.family_rule_texts(lang)
+    assert built == build(lang) and built["AA-QUBIC-NAME"]["title"]
+    assert i18n.family_rule_texts(lang) == built
+    assert calls == [lang]
+    assert (tmp_path / pack_cache.DATA_FOLDER / f"family-texts.{lang}.json").is_file()

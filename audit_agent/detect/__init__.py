@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Hashable, Iterable, TypeVar
 
 from audit_agent.model import Evidence, ProcessInfo, Severity, Snapshot, Subject
 from audit_agent.policy import Policy
@@ -45,6 +45,17 @@ class Context:
     policy: Policy
     by_pid: dict[int, ProcessInfo]
     by_namespace_pid: dict[int, ProcessInfo] = field(default_factory=dict)   # inner NSpid -> process, if unique
+    _looks: dict[int, int] | None = None
+
+    def looks(self) -> dict[int, int]:
+        """pid -> a number for what the process says of itself: name, executable, command line and environment.
+        Processes that say the same share it (made once per evaluation): the key each_process starts from."""
+        if self._looks is None:
+            ids: dict[tuple[str, str, tuple[str, ...], tuple[tuple[str, str], ...]], int] = {}
+            self._looks = {pid: ids.setdefault((proc.name, proc.exe, tuple(proc.cmdline), tuple(proc.environ.items())),
+                                               len(ids))
+                           for pid, proc in self.by_pid.items()}
+        return self._looks
 
     @classmethod
     def build(cls, snapshot: Snapshot, rules: CompiledRules, policy: Policy) -> "Context":
@@ -53,6 +64,42 @@ class Context:
             by_pid.setdefault(hidden.pid, ProcessInfo(pid=hidden.pid, name=hidden.name, exe=hidden.exe,
                                                       cmdline=hidden.cmdline, hidden=True))
         return cls(snapshot, rules, policy, by_pid, namespace_index(by_pid.values()))
+
+
+# Off only in the tests that check the shortcut below against judging every process (tests/test_evaluate_dedup.py).
+JUDGE_ONCE = True
+
+
+Said = TypeVar("Said")
+ALONE = object()        # also(proc): this process is judged on its own
+
+
+def each_process(ctx: Context, judge: Callable[[ProcessInfo], list[Said]],
+                 also: Callable[[ProcessInfo], Hashable] | None = None) -> list[Said]:
+    """judge(proc) for every process, except that a process that looks like one judged silent is skipped: a
+    host's thousands of identical workers or sleepers are judged once, not each.
+
+    The look (Context.looks: name, executable, command line, environment) and `also(proc)` together must hold
+    everything `judge` reads that can make it say something, but the pid; `also` answers ALONE for a process
+    that is always judged on its own. A process that does say something is judged each time: its signals
+    name it."""
+    found: list[Said] = []
+    silent: set[tuple[int, Hashable]] = set()
+    looks = ctx.looks() if JUDGE_ONCE else None
+    for proc in ctx.by_pid.values():
+        seen: tuple[int, Hashable] | None = None
+        if looks is not None:
+            extra = also(proc) if also is not None else None
+            if extra is not ALONE:
+                seen = (looks[proc.pid], extra)
+                if seen in silent:
+                    continue
+        said = judge(proc)
+        if said:
+            found.extend(said)
+        elif seen is not None:
+            silent.add(seen)
+    return found
 
 
 def namespace_index(processes: Iterable[ProcessInfo]) -> dict[int, ProcessInfo]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from audit_agent.detect import (
     Context,
     Signal,
+    each_process,
     process_key,
     process_subject,
     rule_family,
@@ -40,9 +41,10 @@ def signals(ctx: Context) -> list[Signal]:
     matchers = ctx.rules.families
     if not matchers.families:
         return []
-    found: list[Signal] = []
-    for proc in ctx.by_pid.values():
-        found += env_signals(proc, ctx)
+    # env_signals reads the process's environment (part of its look) and its parent's (the parent's look).
+    looks = ctx.looks()
+    found = each_process(ctx, lambda proc: env_signals(proc, ctx),
+                         lambda proc: looks.get(proc.ppid) if proc.ppid else None)
     found += port_signals(ctx)
     attributed: dict[str, list[int]] = {}
     for config in ctx.snapshot.family_configs:

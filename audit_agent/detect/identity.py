@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
 
-from audit_agent.detect import Context, Signal, process_key, process_subject
+from audit_agent.detect import ALONE, Context, Signal, each_process, process_key, process_subject
 from audit_agent.detect.places import PACKAGE_DIRS, WORLD_WRITABLE_DIRS, hidden_component
 from audit_agent.model import Evidence, Packing, ProcessInfo, ProgramIdentity, Severity
 from audit_agent.redact import cap
@@ -142,18 +142,18 @@ def odd_place(proc: ProcessInfo) -> bool:
 def signals(ctx: Context) -> list[Signal]:
     scanned = {scan.pid for scan in ctx.snapshot.memory if not scan.error}
     facts_by_pid = {facts.pid: facts for facts in ctx.snapshot.identities}
-    found = []
-    for proc in ctx.by_pid.values():
+
+    def judge(proc: ProcessInfo) -> list[Signal]:
         facts = facts_by_pid.get(proc.pid)
         claim = identity_claim(proc, facts)
         if claim is None:
-            continue
+            return []
         family, name, why = claim.family, claim.name, claim.why
         severity, confidence = Severity.HIGH, 0.7
         if claim.kind in ("name", "place"):
             embedded = [lib for lib in proc.libraries if lib.startswith(family.libraries)] if family.libraries else []
             if embedded:
-                continue        # a program embedding the runtime (uwsgi with libpython, a JVM launcher)
+                return []       # a program embedding the runtime (uwsgi with libpython, a JVM launcher)
             checked_maps = proc.pid in scanned or bool(proc.libraries)
             if family.libraries:
                 why += f", and it maps no {' or '.join(family.libraries)}" if checked_maps else \
@@ -166,7 +166,7 @@ def signals(ctx: Context) -> list[Signal]:
             severity, confidence = Severity.MEDIUM, 0.4
         else:
             confidence = 0.6
-        found.append(Signal(
+        return [Signal(
             subject_key=process_key(proc.pid), subject=process_subject(proc), rule_id=RULE_IDENTITY,
             title="Process name contradicted by its executable", category="stealth", severity=severity,
             confidence=confidence,
@@ -175,8 +175,11 @@ def signals(ctx: Context) -> list[Signal]:
             evidence=Evidence(field="name", value=cap(f"{name} | exe {proc.exe}", 300),
                               matched=f"claims {family.name}, is not", rule_id=RULE_IDENTITY),
             action="Identify the real executable behind the process, stop it, and check how it started.",
-            indicator=f"claims {family.name}"))
-    return found
+            indicator=f"claims {family.name}")]
+
+    # Beyond its look (each_process), judge reads the maps a process has and what the program facts say of
+    # the one behind it: a process with facts is judged on its own.
+    return each_process(ctx, judge, lambda proc: ALONE if proc.pid in facts_by_pid else tuple(proc.libraries))
 
 
 def is_packed(packing: Packing) -> bool:

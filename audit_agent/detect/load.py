@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import PurePosixPath
 
 from audit_agent.detect import Context, Signal, process_key, process_subject
@@ -185,6 +186,8 @@ def outbound_by_pid(connections: list[Connection], count_loopback: bool) -> dict
     return found
 
 
+# Thousands of connections share a few remote addresses (a local proxy's 127.0.0.1): each is parsed once.
+@lru_cache(maxsize=4096)
 def is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address.split("%")[0]).is_loopback

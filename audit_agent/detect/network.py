@@ -20,6 +20,7 @@ Ceph, DRBD) hold sockets without any process; their ports are rule data (the
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from audit_agent.detect import Context, Signal, process_key, process_subject
 from audit_agent.detect.load import cpu_saturated, known_workload, suspicious_exe
@@ -41,6 +42,7 @@ def endpoint(conn: Connection) -> str:
     return f"{conn.remote_address}:{conn.remote_port}{where}"
 
 
+@lru_cache(maxsize=4096)         # thousands of connections share a few addresses: each is parsed once
 def is_local(address: str) -> bool:
     try:
         parsed = ipaddress.ip_address(address.split("%")[0])
@@ -65,7 +67,6 @@ def dialled(conn: Connection) -> bool:
 def relay_signals(ctx: Context) -> list[Signal]:
     """Clients of a local proxy that itself holds a connection to a mining-pool port."""
     conns = [c for c in ctx.snapshot.connections if established(c)]
-    by_local = {(c.namespace, c.local_address, c.local_port, c.remote_address, c.remote_port): c for c in conns}
     pool_links: dict[int, list[Connection]] = {}
     tls_ports = ctx.rules.client_ports
     for conn in conns:
@@ -74,6 +75,7 @@ def relay_signals(ctx: Context) -> list[Signal]:
             pool_links.setdefault(conn.pid, []).append(conn)
     if not pool_links:
         return []
+    by_local = {(c.namespace, c.local_address, c.local_port, c.remote_address, c.remote_port): c for c in conns}
     clients: dict[int, list[tuple[Connection, Connection]]] = {}    # proxy pid -> [(client conn, its pool conn)]
     for conn in conns:
         if conn.pid is None or not is_local(conn.remote_address):

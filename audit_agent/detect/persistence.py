@@ -57,7 +57,7 @@ BARE_IP_CHARS = set("0123456789.")
 
 def signals(ctx: Context) -> list[Signal]:
     found: list[Signal] = []
-    running = running_by_path(ctx)
+    running: dict[str, list[ProcessInfo]] | None = None     # indexed when a suspicious entry first needs it
     baseline = ctx.snapshot.persistence_baseline
     for entry in ctx.snapshot.persistence:
         about = About(entry)
@@ -65,6 +65,8 @@ def signals(ctx: Context) -> list[Signal]:
         entry_found += entry_judgement(entry, baseline, ctx.rules, about)
         found.extend(entry_found)
         if any(not s.weak or s.severity != Severity.INFO for s in entry_found):
+            if running is None:
+                running = running_by_path(ctx)
             found.extend(running_signals(entry, entry_found, running, baseline.root_prefix))
     return found
 

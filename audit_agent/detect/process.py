@@ -1,7 +1,7 @@
 """Signals from what a process says about itself: its names, command line, logins, hosts, and connections."""
 from __future__ import annotations
 
-from audit_agent.detect import Context, Signal, process_key, process_subject, signal_from_hit
+from audit_agent.detect import Context, Signal, each_process, process_key, process_subject, signal_from_hit
 from audit_agent.model import Evidence, ProcessInfo, Severity, Subject
 from audit_agent.redact import redact_cmdline
 from audit_agent.rules.compiler import logins_from_argv
@@ -11,19 +11,9 @@ LIVE_STATES = {"ESTABLISHED", "SYN_SENT", ""}     # "" = UDP; a TIME_WAIT socket
 
 
 def signals(ctx: Context) -> list[Signal]:
-    found: list[Signal] = []
     # Whether a process says anything depends on its name, executable and command line only: the thousands of
     # identical workers or sleepers of a host are judged once (those that do say something, each one).
-    silent: set[tuple[str, str, tuple[str, ...]]] = set()
-    for proc in ctx.by_pid.values():
-        key = (proc.name, proc.exe, tuple(proc.cmdline))
-        if key in silent:
-            continue
-        said = process_signals(proc, ctx)
-        if said:
-            found.extend(said)
-        else:
-            silent.add(key)
+    found = each_process(ctx, lambda proc: process_signals(proc, ctx))
     found.extend(connection_signals(ctx))
     return found
 

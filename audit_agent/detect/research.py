@@ -12,8 +12,10 @@ import ipaddress
 import re
 
 from audit_agent.detect import (
+    ALONE,
     Context,
     Signal,
+    each_process,
     process_key,
     process_subject,
     safe_format,
@@ -44,20 +46,22 @@ def signals(ctx: Context) -> list[Signal]:
     if not matcher.rules:
         return []
     severity = ctx.policy.research_severity
-    node_hits: list[tuple[ProcessInfo, ResearchHit]] = []
     providers: dict[str, list[tuple[ProcessInfo | None, ResearchHit]]] = {}
     described: dict[int, str] = {}                   # pid -> the config and what it says, as evidence
     selected = config_networks(ctx, described)
-    for proc in ctx.by_pid.values():
+
+    def hits(proc: ProcessInfo) -> list[tuple[ProcessInfo, ResearchHit]]:
         argv0 = proc.cmdline[0] if proc.cmdline else ""
         text = process_text(proc, selected.get(proc.pid, ()))
-        if not text:
-            continue
-        for hit in matcher.match((proc.name, proc.exe, argv0), text):
-            label = hit.rule.params.get("provides")
-            if label:
-                providers.setdefault(label, []).append((proc, hit))
-            node_hits.append((proc, hit))
+        return [(proc, hit) for hit in matcher.match((proc.name, proc.exe, argv0), text)] if text else []
+
+    # `hits` reads the process's look (each_process) and, for a process reading a family config, that config:
+    # such a process is judged on its own.
+    node_hits = each_process(ctx, hits, lambda proc: ALONE if proc.pid in selected else None)
+    for proc, hit in node_hits:
+        label = hit.rule.params.get("provides")
+        if label:
+            providers.setdefault(label, []).append((proc, hit))
     for entry in ctx.snapshot.persistence:           # a cron line that generates blocks every minute
         for hit in matcher.match((), entry.text):
             if hit.rule.params.get("provides"):

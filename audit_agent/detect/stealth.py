@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from audit_agent.detect import Context, Signal, process_key, process_subject
+from audit_agent.detect import ALONE, Context, Signal, each_process, process_key, process_subject
 from audit_agent.detect.places import (KERNEL_THREAD_NAME, PACKAGE_DIRS, WORLD_WRITABLE_DIRS, hidden_component,
                                        writable_root)
 from audit_agent.model import Evidence, ProcessInfo, Severity, StealthState, Subject
@@ -50,14 +50,25 @@ HIDING_FUNCTIONS = {"readdir", "readdir64", "getdents64", "kill", "opendir"}
 
 
 def signals(ctx: Context) -> list[Signal]:
-    found: list[Signal] = []
-    for proc in ctx.by_pid.values():
-        found.extend(process_signals(proc, ctx))
+    found = each_process(ctx, lambda proc: process_signals(proc, ctx), silent_key)
     found.extend(host_signals(ctx))
     return found
 
 
 # ------------------------------------------------------------------ per process
+
+PRELOAD_KEYS = ("LD_PRELOAD", "LD_AOUT_PRELOAD", "LD_ELF_PRELOAD")
+
+
+def silent_key(proc: ProcessInfo) -> object:
+    """What process_signals reads of a process beyond its look (detect.each_process: name, executable, command
+    line, environment) that can make it say something: whether its parent is a userland one. ALONE (judged on
+    its own) for a process hidden, with a deleted executable or holding huge pages."""
+    if proc.hidden or proc.exe_deleted or (proc.anon_hugepages_bytes or 0) >= HUGEPAGES_WORTH_NOTING:
+        return ALONE
+    ppid = proc.ppid
+    return ppid is not None and ppid not in (0, 2)
+
 
 PENDING_SUBJECT = Subject(kind="process")     # replaced by the real subject before the signals leave
 
@@ -176,7 +187,7 @@ def kthread_evidence(proc: ProcessInfo) -> str:
 
 
 def suspicious_preload(proc: ProcessInfo) -> tuple[str, str] | None:
-    for env_key in ("LD_PRELOAD", "LD_AOUT_PRELOAD", "LD_ELF_PRELOAD"):
+    for env_key in PRELOAD_KEYS:
         value = proc.environ.get(env_key, "").strip()
         if not value:
             continue
@@ -297,7 +308,6 @@ def unexplained_cpu_signal(ctx: Context, add: AddSignal) -> None:
 
 
 def tuning_signals(ctx: Context, state: StealthState, add: AddSignal) -> None:
-    busy = [p for p in ctx.by_pid.values() if (p.cpu_percent or 0) >= ctx.policy.thresholds.min_cpu_percent]
     msr_writes = state.msr_loaded and state.msr_allow_writes.lower() == "on"
     if msr_writes:
         add(RULE_MSR, "msr module loaded with writes allowed", "tuning", Severity.MEDIUM, 0.45,
@@ -305,6 +315,8 @@ def tuning_signals(ctx: Context, state: StealthState, add: AddSignal) -> None:
             "speed up RandomX; performance tools such as likwid need it too.", "sysfs",
             "/sys/module/msr/parameters/allow_writes=on", "msr allow_writes=on", weak=True)
     reserved = state.hugepages_total or 0
+    busy = [p for p in ctx.by_pid.values()
+            if (p.cpu_percent or 0) >= ctx.policy.thresholds.min_cpu_percent] if reserved > 0 else []
     if reserved > 0 and busy:
         size = f"{state.hugepage_size_kb} kB" if state.hugepage_size_kb else "default-size"
         add(RULE_HUGEPAGES, "Huge pages reserved while a process keeps the CPU busy", "tuning", Severity.LOW, 0.2,

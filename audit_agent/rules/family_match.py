@@ -63,7 +63,8 @@ class FamilyMatchers:
 
     def match_env(self, environ: dict[str, str]) -> list[tuple[Rule, str, str]]:
         """(rule, key, value) for each family environment key the process sets."""
-        return [(self.env[key], key, value) for key, value in sorted(environ.items()) if key in self.env]
+        env = self.env
+        return [(env[key], key, environ[key]) for key in sorted(key for key in environ if key in env)]
 
     def match_file(self, name: str, parent: str, size: int) -> ArtefactPattern | None:
         """The family artefact a file is, by its name, its folder's name and its (apparent) size."""

@@ -110,6 +110,21 @@ def cached_data(source: Path, state: Path | None, parse: Callable[[bytes], Any])
     digest = hashlib.sha256(f"audit-agent {__version__}\0{source.resolve()}\0".encode("utf-8", "backslashreplace"))
     key = hashlib.sha256(digest.digest() + data).hexdigest()
     path = state / DATA_FOLDER / f"{digest.hexdigest()[:32]}.json"     # one file per source, overwritten on change
+    return saved_data(path, key, lambda: parse(data))
+
+
+def cached_json(name: str, roots: list[Path], state: Path | None, build: Callable[[], Any]) -> Any:
+    """`build()`'s result, kept as JSON like cached_data under `name` and keyed by the bytes of every file under
+    `roots` (and the rules/*.py sources and the agent's version, as the pack cache): for plain data built
+    from many shipped files (the texts of the family rules)."""
+    key = fingerprint(roots) if state is not None else None
+    if key is None or state is None:
+        return build()
+    return saved_data(state / DATA_FOLDER / f"{name}.json", key, build)
+
+
+def saved_data(path: Path, key: str, build: Callable[[], Any]) -> Any:
+    """The value saved at `path` for `key`, else build() saved there (one file per path, overwritten on change)."""
     saved = read_private(path, MAX_DATA_BYTES)
     if saved is not None:
         try:
@@ -117,8 +132,8 @@ def cached_data(source: Path, state: Path | None, parse: Callable[[bytes], Any])
             if isinstance(stored, dict) and stored.get("key") == key:
                 return stored["value"]
         except (ValueError, RecursionError):
-            pass                    # torn or stale: parsed again and rewritten
-    value = parse(data)
+            pass                    # torn or stale: built again and rewritten
+    value = build()
     save_data(path, key, value)
     return value
 
