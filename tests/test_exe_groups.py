@@ -198,3 +198,20 @@ def test_grouped_steps_give_each_process_what_asking_it_alone_gives(runners):
     packing.collect_packing(snapshot, options)
     assert [dataclasses.asdict(p) for p in snapshot.packing] == expected_packing
     assert {pid for p in snapshot.packing for pid in p.pids} == set(runners)
+
+
+def test_with_a_fuse_or_network_mount_each_stat_goes_through_the_guard(runners, monkeypatch):
+    """On a host with a FUSE or network mount each stat is deadline.stat_path's (a stalled server cannot stop
+    the step); the answers are the same files."""
+    from audit_agent.collect import proc_facts
+    plain = proc_facts.stat_exes(list(runners), "/proc")
+    asked: list[str] = []
+    real = deadline.stat_path
+
+    def guarded(path, follow_symlinks=False):
+        asked.append(path)
+        return real(path, follow_symlinks=follow_symlinks)
+    monkeypatch.setattr(deadline, "remote_mount_points", lambda: frozenset({"/mnt/elsewhere"}))
+    monkeypatch.setattr(deadline, "stat_path", guarded)
+    assert proc_facts.stat_exes(list(runners), "/proc") == plain
+    assert sorted(asked) == sorted(f"/proc/{pid}/exe" for pid in runners)
