@@ -308,6 +308,53 @@ def test_suspects_are_chosen_and_ordered():
     assert suspect_reasons(procs[2], Packing(path="x", marks=["UPX!"]), NOW) == ["unknown binary", "packed executable"]
 
 
+def reasons_each_alone(proc: ProcessInfo, packing: Packing | None, now: float) -> list[str]:
+    """suspect_reasons as it was, everything about the executable's path worked out for each process."""
+    from audit_agent.collect.suspects import BUSY_PERCENT, lifetime_cpu_percent
+    from audit_agent.detect.identity import identity_claim, is_packed
+    from audit_agent.detect.places import PACKAGE_DIRS, WORLD_WRITABLE_DIRS, hidden_component
+    why = []
+    lifetime = lifetime_cpu_percent(proc, now)
+    if (proc.cpu_percent or 0.0) >= BUSY_PERCENT:
+        why.append("busy")
+    elif lifetime is not None and lifetime >= BUSY_PERCENT:
+        why.append("busy over its life")
+    exe = proc.exe
+    if exe.startswith("/memfd:"):
+        why.append("memfd executable")
+    elif proc.exe_deleted:
+        why.append("deleted executable")
+    if exe.startswith(WORLD_WRITABLE_DIRS) or (exe and hidden_component(exe)):
+        why.append("odd location")
+    elif exe and not exe.startswith(("/memfd:", *PACKAGE_DIRS)):
+        why.append("unknown binary")
+    if packing is not None and is_packed(packing):
+        why.append("packed executable")
+    if identity_claim(proc) is not None:
+        why.append("name its executable contradicts")
+    return why
+
+
+def test_reasons_worked_out_once_per_executable_are_each_process_own():
+    """The path's reasons are remembered per (executable, deleted): copies of one program and one path
+    running a deleted file, a memfd, a hidden folder or a renamed python each get their own."""
+    exes = ["/usr/bin/python3", "/tmp/.x/xmrig", "/memfd:w", "/home/u/.cache/w", "/home/u/bin/w", "/usr/sbin/sshd",
+            "/opt/app/bin/app", ""]
+    procs = []
+    for index in range(400):
+        exe = exes[index % len(exes)]
+        procs.append(ProcessInfo(pid=1000 + index, name=["python3", "w", "sshd"][index % 3], exe=exe,
+                                 cmdline=[exe or "w"], exe_deleted=index % 5 == 0, create_time=NOW - 999,
+                                 cpu_percent=[0.0, 30.0][index % 7 == 0], lifetime_cpu_seconds=index % 11))
+    packed = Packing(path="/home/u/bin/w", marks=["UPX!"], pids=[p.pid for p in procs if p.exe == "/home/u/bin/w"][:3])
+    found = find_suspects(Snapshot(processes=procs, packing=[packed]), now=NOW)
+    packing_of = {pid: packed for pid in packed.pids}
+    expected = [(proc, reasons_each_alone(proc, packing_of.get(proc.pid), NOW)) for proc in procs]
+    expected = sorted([(p, why) for p, why in expected if why and why != ["unknown binary"]], key=lambda i: -len(i[1]))
+    assert [(p.pid, why) for p, why in found] == [(p.pid, why) for p, why in expected]
+    assert len({tuple(why) for _, why in found}) > 5
+
+
 # ---------------------------------------------------------------- item 7: launcher scripts read like configs
 
 @pytest.mark.parametrize("argv, script", [

@@ -1,6 +1,7 @@
 """Miner config files: parsing xmrig/nanominer/xmr-stak styles, finding them through /proc/PID/cwd, bounds."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -10,7 +11,7 @@ import pytest
 
 from audit_agent.collect import configs
 from audit_agent.model import CoverageStatus, ProcessInfo, Snapshot
-from tests.conftest import MONERO_WALLET
+from tests.conftest import MONERO_WALLET, have_compiler
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc-style trees")
 
@@ -284,3 +285,82 @@ def test_a_config_is_read_only_if_its_process_could_read_it():
         assert configs.scan_processes([as_user], str(root))[0] == [], "the kernel checks the way there too"
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def per_process_candidates(proc, proc_root, budget):
+    """candidates() as it was: everything worked out again for each process."""
+    base = os.path.join(proc_root, str(proc.pid))
+    count = 0
+    for name in [*configs.named_configs(proc.cmdline), *configs.launcher_script(proc.cmdline)]:
+        if count >= configs.MAX_FILES_PER_PROCESS:
+            return
+        count += 1
+        if name.startswith("/"):
+            yield name, base + "/root" + name, True
+        else:
+            shown = os.path.normpath(os.path.join(proc.cwd, name)) if proc.cwd else name
+            yield shown, os.path.join(base, "cwd", name), True
+    directories = [(proc.cwd, base + "/cwd")]
+    exe = proc.exe[: -len(" (deleted)")] if proc.exe.endswith(" (deleted)") else proc.exe
+    if exe.startswith("/"):
+        parent = os.path.dirname(exe)
+        directories.append((parent, base + "/root" + parent))
+    for shown_dir, access_dir in directories:
+        if not shown_dir or shown_dir == "/":
+            continue
+        if shown_dir not in budget.seen_dirs:
+            budget.seen_dirs[shown_dir] = configs.directory_candidates(access_dir, budget)
+        for name in budget.seen_dirs[shown_dir]:
+            if count >= configs.MAX_FILES_PER_PROCESS:
+                return
+            count += 1
+            yield os.path.join(shown_dir, name), os.path.join(access_dir, name), False
+
+
+@linux
+@pytest.mark.skipif(not have_compiler(), reason="no C compiler (cc/gcc) on this machine")
+def test_copies_of_one_program_get_what_each_would_alone(processes, tmp_path, monkeypatch):
+    """What a process's command line, folder and executable say is worked out once for all processes that
+    share them, and a process with nothing to read is passed over: the configs found, the pids each lists
+    and the budget must be what working it all out for each process gives (real processes, read through
+    their /proc/PID/cwd and /proc/PID/root)."""
+    from tests.test_exe_groups import build, read, running
+    tmp_path.chmod(0o755)
+    program = build(tmp_path / "bin", "worker", "nothing")
+    (tmp_path / "bin2").mkdir()
+    renamed = tmp_path / "bin2" / "helper"
+    renamed.write_bytes(program.read_bytes())
+    renamed.chmod(0o755)
+    (tmp_path / "bin2" / "config.json").write_text(json.dumps(XMRIG))       # next to its executable
+    for folder in ("work", "empty", "named"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "work" / "config.json").write_text(json.dumps(XMRIG))
+    (tmp_path / "named" / "mine.json").write_text(json.dumps({**XMRIG, "pools": [{"url": "pool.example.net:3333"}]}))
+    started = []
+
+    def start(args, cwd, exe=program):
+        started.append(processes.start([str(exe), *args], cwd=cwd).pid)
+        running(started[-1], str(exe))
+    for _ in range(4):
+        start([], tmp_path / "work")
+    for _ in range(3):
+        start([], tmp_path / "empty")
+    start(["-c", "mine.json"], tmp_path / "named")
+    start(["--config", str(tmp_path / "named" / "mine.json")], tmp_path / "empty")
+    start([], tmp_path / "empty", renamed)
+    start([], tmp_path / "empty", renamed)
+    infos = read(started)
+    assert len(infos) == len(started)
+
+    found, budget = configs.scan_processes(infos)
+    with monkeypatch.context() as patched:
+        patched.setattr(configs, "candidates", per_process_candidates)
+        patched.setattr(configs._Budget, "nothing_for", lambda self, plan: False)
+        expected, expected_budget = configs.scan_processes(infos)
+    assert [dataclasses.asdict(c) for c in found] == [dataclasses.asdict(c) for c in expected]
+    for field in ("files", "denied", "not_examined", "seen_dirs"):
+        assert getattr(budget, field) == getattr(expected_budget, field), field
+    listed = {c.path: c.pids for c in found}
+    assert listed[str(tmp_path / "work" / "config.json")] == started[:4]
+    assert listed[str(tmp_path / "named" / "mine.json")] == started[7:9]
+    assert listed[str(tmp_path / "bin2" / "config.json")] == started[9:]

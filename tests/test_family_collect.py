@@ -363,3 +363,60 @@ def test_a_hostd_volume_is_on_the_hostd_finding_and_never_alone(rules):
                              examples=["datavolume_0000.dat"], pids=[4200], found_via="open")
     other = ProcessInfo(pid=4200, name="hdbindexserver", exe="/usr/sap/hdbindexserver", cmdline=["hdbindexserver"])
     assert evaluate(Snapshot(processes=[other], artefacts=[stranger]), rules, now=time.time()).findings == []
+
+
+def read_configs_each_alone(processes, families, proc_root, found):
+    """read_configs as it was: every candidate of every process looked up in the results."""
+    from audit_agent.collect.families import MAX_FILES, MAX_READERS, read_config, resolved_candidates
+    results: dict = {}
+    resolved: dict = {}
+    for proc in processes:
+        if not (proc.exe or proc.cmdline):
+            continue
+        for family, spec, path, via in resolved_candidates(proc, families, resolved):
+            key = (family.id, path)
+            if key not in results:
+                if found.files_read >= MAX_FILES:
+                    found.limit_hit = True
+                    continue
+                results[key] = read_config(family, spec, path, proc, proc_root, found)
+            config = results[key]
+            if config is not None and len(config.readers) < MAX_READERS \
+                    and all(r.pid != proc.pid for r in config.readers):
+                config.readers.append(ConfigReader(pid=proc.pid, via=via))
+    return [config for config in results.values() if config is not None]
+
+
+@pytest.mark.parametrize("max_files", [2048, 1])
+def test_processes_that_share_their_candidates_get_what_each_would_alone(tmp_path, pack, processes, monkeypatch,
+                                                                        max_files):
+    """A candidate list whose every path has its answer is settled: the processes sharing it only join the
+    configs among them. Configs, readers (capped at 64), the files read and the limit must be what looking
+    up every candidate of every process gives (real processes: the files are read through /proc/PID/root)."""
+    import dataclasses
+    import subprocess
+    from audit_agent.collect import families
+    monkeypatch.setattr(families, "MAX_FILES", max_files)
+    homes = []
+    for index in range(3):
+        home = tmp_path / f"home{index}"
+        if index < 2:
+            config = home / ".chia" / "mainnet" / "config" / "config.yaml"
+            config.parent.mkdir(parents=True)
+            config.write_text(CHIA_CONFIG.format(plots=home / "plots"))
+        else:
+            home.mkdir()
+        homes.append(home)
+    pids = [processes.start(["sleep", "60"]).pid for _ in range(80)]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    infos = [ProcessInfo(pid=pid, name="python3", exe="/usr/bin/python3", cmdline=["python3"], uid=0,
+                         cwd=str(tmp_path), environ={"HOME": str(homes[0 if i < 70 else i % 3])})
+             for i, pid in enumerate([*pids, gone.pid])]
+    found, expected_found = Found(), Found()
+    configs = read_configs(infos, pack.families, "/proc", found)
+    expected = read_configs_each_alone(infos, pack.families, "/proc", expected_found)
+    assert [dataclasses.asdict(c) for c in configs] == [dataclasses.asdict(c) for c in expected]
+    assert dataclasses.asdict(found) == dataclasses.asdict(expected_found)
+    if max_files > 1:
+        assert [len(c.readers) for c in configs] == [64, 4]

@@ -145,6 +145,43 @@ def test_live_sample_sees_this_process_socket():
             client.close()
 
 
+def each_link(pids: list[int]) -> dict[str, list[int]]:
+    """What namespace_members must say: every process's own link, read one by one."""
+    expected: dict[str, list[int]] = {}
+    for pid in pids:
+        try:
+            expected.setdefault(os.readlink(f"/proc/{pid}/ns/net"), []).append(pid)
+        except OSError:
+            continue
+    return expected
+
+
+def test_namespace_members_asks_every_process_even_copies_of_one_program(processes, monkeypatch):
+    """One system call a process with one buffer gives what a readlink of each process gives: copies of one
+    program share a namespace, one started with `unshare --net` (root) is in its own, a gone PID is nobody."""
+    import shutil
+    import subprocess
+    import time
+    pids = [processes.start(["sleep", "60"]).pid for _ in range(6)]
+    alone = None
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        alone = processes.start(["unshare", "--net", "sleep", "60"]).pid      # unshare execs sleep: same PID
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and os.readlink(f"/proc/{alone}/ns/net") == os.readlink("/proc/self/ns/net"):
+            time.sleep(0.05)
+        pids.append(alone)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    pids += [os.getpid(), gone.pid]
+    members = netns.namespace_members("/proc", pids)
+    assert members == each_link(pids)
+    assert gone.pid not in {pid for found in members.values() for pid in found}
+    if alone is not None and os.readlink(f"/proc/{alone}/ns/net") != os.readlink("/proc/self/ns/net"):
+        assert members[os.readlink(f"/proc/{alone}/ns/net")] == [alone]
+    monkeypatch.setattr(netns.rawsys, "available", lambda: False)      # the fallback (os.readlink) says the same
+    assert netns.namespace_members("/proc", pids) == members
+
+
 # ------------------------------------------------------------------ signals
 
 

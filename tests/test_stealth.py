@@ -376,3 +376,34 @@ def test_hidden_process_check_that_could_not_list_proc_is_an_error_not_ok(tmp_pa
     coverage = {c.check: c for c in stealth.collect_stealth(Snapshot(processes=[]), options)}
     assert coverage["hidden-processes"].status == CoverageStatus.ERROR
     assert reason in coverage["hidden-processes"].reason
+
+
+def every_candidate(search: HiddenSearch, ppids: set[int]) -> dict[int, str]:
+    """find_hidden's candidates as they were: every probed PID, listed or not, put in and then passed over."""
+    listed = search.listing()
+    limit, _ = stealth.probe_limit(search.proc_root, listed)
+    candidates: dict[int, str] = {}
+    for pid in sorted(search.kernel_listing() - listed):
+        candidates[pid] = "getdents64"
+    for pid in search.brute(limit):
+        candidates.setdefault(pid, "probe")
+    for pid in ppids:
+        candidates.setdefault(pid, "parent-of-visible")
+    newest = stealth.last_pid(search.proc_root)
+    if newest:
+        candidates.setdefault(newest, "last-pid")
+    return stealth.resolve_candidates(search, candidates, listed, set())
+
+
+def test_thousands_of_listed_processes_are_not_candidates_and_nothing_else_changes(tmp_path):
+    """Listed PIDs are left out before the candidates are resolved, not after: the hidden processes and how
+    each was found must be what resolving every probed PID gives."""
+    root = fake_proc_tree(tmp_path)
+    listing = {1, 100, *range(200, 3000)}
+    alive = listing | {101, 4242, 4243, 5000}
+    search = HiddenSearch(proc_root=str(root), list_pids=lambda: set(listing), probe=lambda pid: pid in alive,
+                          probe_all=lambda limit: sorted(p for p in alive if p <= limit),
+                          kernel_list_pids=lambda: listing | {5000}, delay=0)
+    ppids = {1, 100, 250, 4242}
+    hidden, _ = stealth.find_hidden(search, ppids)
+    assert hidden == every_candidate(search, ppids) == {4242: "probe", 5000: "getdents64"}

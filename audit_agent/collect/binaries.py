@@ -43,7 +43,8 @@ from typing import Any, Iterable
 from audit_agent import __version__
 from audit_agent.collect import deadline, scan_cache
 from audit_agent.collect.coverage import because, coverage, is_root
-from audit_agent.model import BinaryScan, Coverage, CoverageStatus, Snapshot
+from audit_agent.collect.proc_facts import ProcFacts, exe_files
+from audit_agent.model import BinaryScan, Coverage, CoverageStatus, ProcessInfo, Snapshot
 from audit_agent.rules.yara_files import SIGNATURE_RULE, signature_rule, yara_module
 
 CHECK = "binaries"
@@ -182,15 +183,15 @@ def scan_pids(pids: Iterable[int], snapshot: Snapshot, options: Any, strings: li
     by_pid = {p.pid: p for p in snapshot.processes}
     targets: dict[tuple[int, int, int, int, int], _Target] = {}
     denied = 0
-    for pid in pids:
-        proc = by_pid.get(pid)
-        known_exe = proc.exe if proc else ""
-        target, was_denied = locate(pid, known_exe, proc_root)
-        denied += was_denied
-        if target is None:
-            continue
-        existing = targets.setdefault(target.key, target)
-        existing.pids.append(pid)
+    if ON_LINUX:
+        targets, denied = group_by_file(list(pids), by_pid, proc_root, getattr(options, "proc_facts", None))
+    else:
+        for pid in pids:
+            proc = by_pid.get(pid)
+            target, was_denied = locate(pid, proc.exe if proc else "", proc_root)
+            denied += was_denied
+            if target is not None:
+                targets.setdefault(target.key, target).pids.append(pid)
     signature_id = (yara_rules.digest if isinstance(yara_rules, LazyYara) else
                     (tuple(strings), id(yara_rules) if yara_rules is not None else None))
     encoded = [s.encode("utf-8") for s in strings]
@@ -205,6 +206,38 @@ def scan_pids(pids: Iterable[int], snapshot: Snapshot, options: Any, strings: li
                                 size_bytes=target.size, scanned_bytes=result.scanned,
                                 matched_strings=list(result.matched), engine=result.engine, error=result.error))
     return scans, len(targets), denied
+
+
+def group_by_file(pids: list[int], by_pid: dict[int, ProcessInfo], proc_root: str,
+                  facts: ProcFacts | None) -> tuple[dict[tuple[int, int, int, int, int], _Target], int]:
+    """The processes grouped by the file each runs (one stat of /proc/PID/exe each, shared with the packing
+    check: proc_facts.exe_files), named by the first one's path; and how many were denied. What locate()
+    finds for each process, without a path, a target and an exception built for each."""
+    exes = exe_files(facts, pids, proc_root)
+    targets: dict[tuple[int, int, int, int, int], _Target] = {}
+    denied = 0
+    for pid in pids:
+        proc = by_pid.get(pid)
+        path = proc.exe if proc else ""
+        if not path:            # not read by the process reader (denied, a kernel thread): its link, as locate()
+            try:
+                link = os.readlink(os.path.join(proc_root, str(pid), "exe"))
+            except PermissionError:
+                denied += 1
+                continue
+            except OSError:
+                continue
+            path = link[: -len(" (deleted)")] if link.endswith(" (deleted)") else link
+        exe = exes.get(pid)
+        if exe is None or not exe.regular:
+            denied += exe is not None and exe.denied
+            continue
+        target = targets.get(exe.key)
+        if target is None:
+            target = targets[exe.key] = _Target(path=path, open_path=os.path.join(proc_root, str(pid), "exe"),
+                                                key=exe.key, size=exe.key[2])
+        target.pids.append(pid)
+    return targets, denied
 
 
 def locate(pid: int, known_exe: str, proc_root: str) -> tuple[_Target | None, int]:

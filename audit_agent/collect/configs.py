@@ -68,6 +68,17 @@ RAW_USER = re.compile(r"(?im)[\"']?\b(?:user|wallet|wallet_address|login|usernam
 RAW_KEY = re.compile(r"(?im)^[\s{,]*[\"']?([a-z][a-z0-9_-]{1,40})[\"']?\s*[:=]")
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a process's command line, folder and executable say to look at, with no /proc/PID in it yet:
+    the same for every copy of a program started alike (a host's thousands of workers)."""
+    named: tuple[tuple[str, str], ...]          # (path as the process sees it, how it is opened from /proc/PID)
+    dirs: tuple[tuple[str, str], ...]           # (folder as the process sees it, how it is opened from /proc/PID)
+
+
+MAX_PLANS = 4096        # distinct (command line, folder, executable) remembered at once
+
+
 @dataclass
 class _Budget:
     files: int = 0
@@ -75,6 +86,24 @@ class _Budget:
     not_examined: int = 0       # processes left out once MAX_FILES_TOTAL was reached
     seen_files: dict[tuple[int, int], MinerConfig | None] = field(default_factory=dict)
     seen_dirs: dict[str, list[str]] = field(default_factory=dict)   # directory -> candidate names
+    plans: dict[tuple[tuple[str, ...], str, str], _Plan] = field(default_factory=dict)
+
+    def plan(self, proc: ProcessInfo) -> _Plan:
+        key = (tuple(proc.cmdline), proc.cwd, proc.exe)
+        found = self.plans.get(key)
+        if found is None:
+            if len(self.plans) >= MAX_PLANS:
+                self.plans.clear()
+            found = self.plans[key] = plan_of(proc)
+        return found
+
+    def nothing_for(self, plan: _Plan) -> bool:
+        """No name on the command line, and every folder listed already with no default config in it: the
+        process has no candidate (its folders were looked at through the first process that has them)."""
+        if plan.named:
+            return False
+        seen = self.seen_dirs
+        return all(seen.get(shown) == [] for shown, _ in plan.dirs)
 
 
 def collect_configs(snapshot: Snapshot, options: Any) -> list[Coverage]:
@@ -110,6 +139,8 @@ def scan_processes(processes: list[ProcessInfo], proc_root: str = "/proc",
             continue            # kernel thread
         if proc.pid == own:
             continue            # the agent's own files (its working directory) are not evidence about the host
+        if budget.nothing_for(budget.plan(proc)):
+            continue            # what candidates() would find: nothing
         for shown, access, named in candidates(proc, proc_root, budget):
             if budget.files >= MAX_FILES_TOTAL:
                 budget.not_examined = sum(1 for p in processes[index:] if p.exe or p.cmdline)
@@ -126,24 +157,15 @@ def scan_processes(processes: list[ProcessInfo], proc_root: str = "/proc",
 def candidates(proc: ProcessInfo, proc_root: str, budget: _Budget) -> Iterator[tuple[str, str, bool]]:
     """(path as the process sees it, path we open, named by the process) for each file worth reading."""
     base = os.path.join(proc_root, str(proc.pid))
+    plan = budget.plan(proc)
     count = 0
-    for name in [*named_configs(proc.cmdline), *launcher_script(proc.cmdline)]:
+    for shown, access in plan.named:
         if count >= MAX_FILES_PER_PROCESS:
             return
         count += 1
-        if name.startswith("/"):
-            yield name, base + "/root" + name, True
-        else:
-            shown = os.path.normpath(os.path.join(proc.cwd, name)) if proc.cwd else name
-            yield shown, os.path.join(base, "cwd", name), True
-    directories = [(proc.cwd, base + "/cwd")]
-    exe = proc.exe[: -len(" (deleted)")] if proc.exe.endswith(" (deleted)") else proc.exe
-    if exe.startswith("/"):
-        parent = os.path.dirname(exe)
-        directories.append((parent, base + "/root" + parent))
-    for shown_dir, access_dir in directories:
-        if not shown_dir or shown_dir == "/":
-            continue
+        yield shown, base + access, True
+    for shown_dir, access in plan.dirs:
+        access_dir = base + access
         if shown_dir not in budget.seen_dirs:        # list each directory once; its files are read once too
             budget.seen_dirs[shown_dir] = directory_candidates(access_dir, budget)
         for name in budget.seen_dirs[shown_dir]:
@@ -151,6 +173,23 @@ def candidates(proc: ProcessInfo, proc_root: str, budget: _Budget) -> Iterator[t
                 return
             count += 1
             yield os.path.join(shown_dir, name), os.path.join(access_dir, name), False
+
+
+def plan_of(proc: ProcessInfo) -> _Plan:
+    """The names a process gives and the folders it has, each with the way to it from /proc/PID."""
+    named = []
+    for name in [*named_configs(proc.cmdline), *launcher_script(proc.cmdline)][:MAX_FILES_PER_PROCESS]:
+        if name.startswith("/"):
+            named.append((name, "/root" + name))
+        else:
+            shown = os.path.normpath(os.path.join(proc.cwd, name)) if proc.cwd else name
+            named.append((shown, "/cwd/" + name))
+    directories = [(proc.cwd, "/cwd")]
+    exe = proc.exe[: -len(" (deleted)")] if proc.exe.endswith(" (deleted)") else proc.exe
+    if exe.startswith("/"):
+        parent = os.path.dirname(exe)
+        directories.append((parent, "/root" + parent))
+    return _Plan(tuple(named), tuple((shown, access) for shown, access in directories if shown and shown != "/"))
 
 
 def named_configs(argv: list[str]) -> list[str]:

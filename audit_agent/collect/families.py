@@ -297,19 +297,35 @@ def read_configs(processes: list[ProcessInfo], families: list[Family], proc_root
     so a caller that stops waiting still has what was found so far."""
     results = {} if results is None else results
     resolved: dict[tuple[object, ...], list[tuple[Family, ConfigSpec, str, str]]] = {}
+    # Once every path of a candidate list has its answer in `results` (read, or not a config: an answer never
+    # changes), the processes that share the list need only the configs among them (id: the list, kept
+    # alive in `resolved`, which is cleared together with this).
+    settled: dict[int, list[tuple[FamilyConfig, str]]] = {}
     for proc in processes:
         if not (proc.exe or proc.cmdline):
             continue
-        for family, spec, path, via in resolved_candidates(proc, families, resolved):
-            key = (family.id, path)
-            if key not in results:
-                if found.files_read >= MAX_FILES:
-                    found.limit_hit = True
-                    continue
-                results[key] = read_config(family, spec, path, proc, proc_root, found)
-            config = results[key]
-            if config is not None and len(config.readers) < MAX_READERS \
-                    and all(r.pid != proc.pid for r in config.readers):
+        if len(resolved) >= MAX_RESOLVED:
+            settled.clear()
+        candidates_of = resolved_candidates(proc, families, resolved)
+        answers = settled.get(id(candidates_of))
+        if answers is None:
+            answers = []
+            complete = True
+            for family, spec, path, via in candidates_of:
+                key = (family.id, path)
+                if key not in results:
+                    if found.files_read >= MAX_FILES:
+                        found.limit_hit = True
+                        complete = False
+                        continue
+                    results[key] = read_config(family, spec, path, proc, proc_root, found)
+                config = results[key]
+                if config is not None:
+                    answers.append((config, via))
+            if complete:
+                settled[id(candidates_of)] = answers
+        for config, via in answers:
+            if len(config.readers) < MAX_READERS and all(r.pid != proc.pid for r in config.readers):
                 config.readers.append(ConfigReader(pid=proc.pid, via=via))
     return [config for config in results.values() if config is not None]
 

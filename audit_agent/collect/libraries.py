@@ -25,8 +25,9 @@ def collect_libraries(snapshot: Snapshot, options: CollectOptions) -> list[Cover
     if not_linux:
         return [not_linux]
     on_gpu = {proc.pid for device in snapshot.gpus for proc in device.processes}
-    wanted = [p for p in snapshot.processes if p.pid in on_gpu or set(p.ns_pids) & on_gpu
-              or (p.cpu_percent or 0.0) >= BUSY_CPU_PERCENT]
+    # no set per process: with no GPU process (most hosts) only the CPU use is looked at
+    wanted = [p for p in snapshot.processes if (p.cpu_percent or 0.0) >= BUSY_CPU_PERCENT
+              or on_gpu and (p.pid in on_gpu or not on_gpu.isdisjoint(p.ns_pids))]
     denied = 0
     for proc in wanted:
         libraries = mapped_libraries(proc.pid, options.proc_root)

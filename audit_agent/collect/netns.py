@@ -68,12 +68,14 @@ def all_pids(proc_root: str) -> list[int]:
 
 def namespace_members(proc_root: str, pids: list[int]) -> dict[str, list[int]]:
     """{"net:[INODE]": [pid, ...]} for every process whose namespace link can be read."""
+    root = os.fsencode(os.path.join(proc_root, ""))
+    # One system call a process, nothing else: each process is asked, since any one may be in a namespace
+    # of its own (the link's target is what the kernel says, one string for each namespace).
+    links = rawsys.readlink_each_any([b"%s%d/ns/net" % (root, pid) for pid in pids])
     members: dict[str, list[int]] = {}
-    for pid in pids:
-        try:
-            members.setdefault(rawsys.readlink_any(os.path.join(proc_root, str(pid), "ns/net")), []).append(pid)
-        except OSError:
-            continue
+    for pid, namespace in zip(pids, links):
+        if namespace is not None:
+            members.setdefault(namespace, []).append(pid)
     return members
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from audit_agent.collect import deadline, linux_only
 from audit_agent.detect.places import PACKAGE_DIRS
 from audit_agent.collect.coverage import because, coverage, is_root
+from audit_agent.collect.proc_facts import exe_files
 from audit_agent.model import Coverage, CoverageStatus, Packing, Snapshot
 
 CHECK = "packing"
@@ -66,8 +67,19 @@ def collect_packing(snapshot: Snapshot, options: Any) -> list[Coverage]:
     proc_root = getattr(options, "proc_root", "/proc")
     by_file: dict[tuple[int, int], Packing] = {}
     denied = 0
-    for proc in snapshot.processes:
-        if not proc.exe or not out_of_package(proc.exe, proc.exe_deleted):
+    wanted = [proc for proc in snapshot.processes if proc.exe and out_of_package(proc.exe, proc.exe_deleted)]
+    # the file each runs, as the executable scan asked it (one stat a process, for both steps)
+    exes = exe_files(getattr(options, "proc_facts", None), [proc.pid for proc in wanted], proc_root)
+    for proc in wanted:
+        exe = exes.get(proc.pid)
+        if exe is None:
+            continue        # gone, a kernel thread, or a file system that did not answer
+        if exe.denied:
+            denied += 1
+            continue
+        known = by_file.get(exe.file) if exe.regular else None
+        if known is not None:       # a file examined already: what examine_path's first look would say
+            known.pids.append(proc.pid)
             continue
         path = os.path.join(proc_root, str(proc.pid), "exe")
         try:

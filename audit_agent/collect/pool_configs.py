@@ -16,6 +16,7 @@ family SV2 (no family rule reads it); detect/research.py judges the network from
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Any
 
 from audit_agent.collect.families import Found, arg_value, owner_name, read_as_process
@@ -31,7 +32,12 @@ MAX_VALUES = 12
 
 
 def is_sv2_role(proc: ProcessInfo) -> bool:
-    names = [proc.name, proc.exe.removesuffix(" (deleted)"), proc.cmdline[0] if proc.cmdline else ""]
+    return _is_sv2_role(proc.name, proc.exe, proc.cmdline[0] if proc.cmdline else "")
+
+
+@lru_cache(maxsize=4096)        # a host's thousands of processes run a few programs under a few names
+def _is_sv2_role(name: str, exe: str, argv0: str) -> bool:
+    names = [name, exe.removesuffix(" (deleted)"), argv0]
     return any(os.path.basename(n) in PROGRAMS for n in names if n)
 
 

@@ -11,10 +11,17 @@ the steps need.
 What this does not cover, the steps read themselves as before: a process the reader did not read (one the
 stealth step found hidden, one kept from an earlier watch cycle), and a socket opened after the walk (an
 owner not found here is looked for again in a live walk, so a connection is never left ownerless by it).
+
+Two more steps ask the same of every process: which file it runs (the executable scan and the packing
+check, each a stat() of /proc/PID/exe). The file is what the kernel says, never the path the process shows
+(a deleted or memfd executable, or another mount namespace's file under the same path, is a file of its
+own), so each process is asked once, by the first of them (exe_files), and the other takes the answer.
 """
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,6 +45,21 @@ NOTHING = Held()
 DENIED = Held(denied=True)
 
 
+@dataclass(frozen=True, slots=True)
+class ExeFile:
+    """The file a process runs, as stat() of /proc/PID/exe found it (followed to the file, deleted or not)."""
+    key: tuple[int, int, int, int, int]     # device, inode, size, mtime_ns, ctime_ns
+    regular: bool = True
+    denied: bool = False                    # the stat was refused (EACCES/EPERM): nothing else is known
+
+    @property
+    def file(self) -> tuple[int, int]:
+        return self.key[0], self.key[1]
+
+
+EXE_DENIED = ExeFile((0, 0, 0, 0, 0), regular=False, denied=True)
+
+
 @dataclass
 class ProcFacts:
     """The shared walk of one scan: per process what it holds, and who holds each socket."""
@@ -47,6 +69,7 @@ class ProcFacts:
     # The host namespace's socket tables as the connections step read them (None: not read): the family
     # step's listeners come from the same reading instead of a second one of every table.
     sockets: list[RawSocket] | None = None
+    exes: dict[int, ExeFile | None] = field(default_factory=dict)  # pid -> its executable (None: none, gone)
 
     def record(self, pid: int, base: bytes) -> None:
         """Walk /proc/PID/fd (`base` is /proc/PID/); a process that is gone is left out."""
@@ -87,3 +110,42 @@ def walk_fds(fd_dir: bytes) -> Held | None:
     if not sockets and not dirs:
         return NOTHING
     return Held(frozenset(sockets), tuple(dirs))
+
+
+def exe_files(facts: ProcFacts | None, pids: Iterable[int], proc_root: str) -> dict[int, ExeFile | None]:
+    """pid -> the file it runs (None: no executable, gone, or its file system did not answer), for every pid
+    given; with `facts`, what an earlier step of the scan asked already is not asked again."""
+    if facts is None:
+        return stat_exes(pids, proc_root)
+    missing = [pid for pid in pids if pid not in facts.exes]
+    if missing:
+        facts.exes.update(stat_exes(missing, proc_root))
+    return facts.exes
+
+
+def stat_exes(pids: Iterable[int], proc_root: str) -> dict[int, ExeFile | None]:
+    """stat() of each /proc/PID/exe: one call a process, and one ExeFile for each distinct file. On a host
+    with a FUSE or network mount each goes through deadline.stat_path (a stalled server cannot stop it)."""
+    from audit_agent.collect import deadline
+    root = os.fsencode(os.path.join(proc_root, ""))
+    guarded = bool(deadline.remote_mount_points())
+    look = os.stat
+    files: dict[tuple[int, int, int, int, int, bool], ExeFile] = {}
+    found: dict[int, ExeFile | None] = {}
+    for pid in pids:
+        path = b"%s%d/exe" % (root, pid)
+        try:
+            info = deadline.stat_path(os.fsdecode(path), follow_symlinks=True) if guarded else look(path)
+        except PermissionError:
+            found[pid] = EXE_DENIED
+            continue
+        except OSError:         # kernel thread, gone, or timed out (deadline.TimedOut)
+            found[pid] = None
+            continue
+        shape = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns,
+                 stat.S_ISREG(info.st_mode))
+        exe = files.get(shape)
+        if exe is None:
+            exe = files[shape] = ExeFile((shape[0], shape[1], shape[2], shape[3], shape[4]), shape[5])
+        found[pid] = exe
+    return found

@@ -44,6 +44,7 @@ O_RDONLY, O_DIRECTORY, O_CLOEXEC, O_NOFOLLOW = 0, 0o200000, 0o2000000, 0o400000
 if platform.machine() == "aarch64":     # arm64 swaps these two bits (asm/fcntl.h)
     O_DIRECTORY, O_NOFOLLOW = 0o40000, 0o100000
 DIRENT_HEAD = struct.Struct("=QqHB")       # struct linux_dirent64: d_ino, d_off, d_reclen, d_type, d_name[]
+RECLEN, RECLEN_AT = struct.Struct("=H"), 16     # d_reclen alone, and where it sits
 GETDENTS_BUFFER = 64 * 1024
 MAX_ENTRIES = 1 << 22                   # more than pid_max: a directory cannot make the listing unbounded
 # The functions a process hider replaces to filter /proc and hide itself (libprocesshider: readdir;
@@ -115,26 +116,30 @@ def _close(fd: int) -> None:
 def list_dir(path: str, limit: int = MAX_ENTRIES) -> list[str]:
     """Names in a directory, read with getdents64 (no readdir/opendir); raises OSError like os.listdir."""
     fd = _open(path, O_RDONLY | O_DIRECTORY)
-    names: list[str] = []
+    names: list[bytes] = []
     buffer = ctypes.create_string_buffer(GETDENTS_BUFFER)
+    # One entry of /proc is one process: only the record length and the name are taken out of each.
+    reclen_at, head, find, append = RECLEN.unpack_from, DIRENT_HEAD.size, bytes.find, names.append
     try:
         while len(names) < limit:
             size = _call("getdents64", ctypes.c_int(fd), buffer, ctypes.c_uint(GETDENTS_BUFFER))
             if size == 0:
                 break
-            raw = buffer.raw[:size]
+            raw = ctypes.string_at(buffer, size)
             offset = 0
-            while offset + DIRENT_HEAD.size <= size:
-                _, _, reclen, _ = DIRENT_HEAD.unpack_from(raw, offset)
+            while offset + head <= size:
+                reclen, = reclen_at(raw, offset + RECLEN_AT)
                 if reclen <= 0:
                     break
-                name = raw[offset + DIRENT_HEAD.size: offset + reclen].split(b"\0", 1)[0]
-                if name not in (b".", b".."):
-                    names.append(os.fsdecode(name))
+                end = find(raw, b"\0", offset + head, offset + reclen)
+                name = raw[offset + head: end if end != -1 else offset + reclen]
+                if name != b"." and name != b"..":
+                    append(name)
                 offset += reclen
     finally:
         _close(fd)
-    return names[:limit]
+    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    return [name.decode(encoding, errors) for name in names[:limit]]      # os.fsdecode, without a call each
 
 
 def read_file(path: str, limit: int, follow: bool = True, eof_below: int = 0) -> bytes:
@@ -170,6 +175,31 @@ def readlink(path: str) -> str:
     size = _call("readlinkat", ctypes.c_int(AT_FDCWD), ctypes.c_char_p(os.fsencode(path)), buffer,
                  ctypes.c_size_t(4096))
     return os.fsdecode(buffer.raw[:size])
+
+
+def readlink_each(paths: list[bytes]) -> list[str | None]:
+    """readlink() of each path (None where it fails), with one buffer and the call's arguments made once:
+    one link of every process (its network namespace) is thousands of calls."""
+    function = _syscall()
+    if function is None:
+        raise OSError(errno.ENOSYS, "raw system calls are not available on this platform")
+    number, cwd = _number("readlinkat"), ctypes.c_int(AT_FDCWD)
+    store = bytearray(4096)             # sliced in C, where ctypes.string_at is a call of its own
+    buffer = (ctypes.c_char * len(store)).from_buffer(store)
+    length = ctypes.c_size_t(len(store))
+    decoded: dict[bytes, str] = {}      # most processes share their link's target (one namespace)
+    found: list[str | None] = []
+    for path in paths:
+        size = function(number, cwd, path, buffer, length)
+        if size < 0:
+            found.append(None)
+            continue
+        raw = bytes(store[:size])
+        text = decoded.get(raw)
+        if text is None:
+            text = decoded[raw] = os.fsdecode(raw)
+        found.append(text)
+    return found
 
 
 def pid_alive(pid: int) -> bool:
@@ -237,6 +267,18 @@ def read_any(path: str, limit: int, eof_below: int = 0) -> bytes:
 
 def readlink_any(path: str) -> str:
     return readlink(path) if available() else os.readlink(path)
+
+
+def readlink_each_any(paths: list[bytes]) -> list[str | None]:
+    if available():
+        return readlink_each(paths)
+    found: list[str | None] = []
+    for path in paths:
+        try:
+            found.append(os.fsdecode(os.readlink(path)))
+        except OSError:
+            found.append(None)
+    return found
 
 
 def list_any(path: str, limit: int = MAX_ENTRIES) -> list[str]:

@@ -307,7 +307,7 @@ def listed_pids(proc_root: str = "/proc") -> set[int]:
     """PIDs the /proc directory listing shows (libc readdir: what an LD_PRELOAD hider filters).
 
     Raises OSError when /proc cannot be listed."""
-    return {int(name) for name in os.listdir(proc_root) if name.isdigit()}
+    return set(map(int, filter(str.isdigit, os.listdir(proc_root))))
 
 
 class ListingUnavailable(Exception):
@@ -319,7 +319,7 @@ def kernel_listed_pids(proc_root: str = "/proc") -> set[int]:
     if not rawsys.available():
         return set()
     try:
-        return {int(name) for name in rawsys.list_dir(proc_root) if name.isdigit()}
+        return set(map(int, filter(str.isdigit, rawsys.list_dir(proc_root))))
     except OSError:
         return set()
 
@@ -429,16 +429,18 @@ def find_hidden(search: HiddenSearch, known_ppids: Iterable[int] = ()) -> tuple[
     candidates: dict[int, str] = {}
     for pid in sorted(search.kernel_listing() - listed):
         candidates[pid] = "getdents64"      # in the kernel's /proc listing, filtered out of libc's
-    for pid in search.brute(limit):
+    # a listed PID is never hidden (resolve_candidates passes over it): only the others are candidates, so a
+    # host's thousands of listed processes are not each put in and taken out again
+    for pid in [pid for pid in search.brute(limit) if pid not in listed]:
         candidates.setdefault(pid, "probe")
     tids: set[int] = set()
     if limit < pid_max_of(search.proc_root):
         # The probe stopped short of pid_max: follow every visible thread's children as well. When
         # every PID was probed this adds nothing, and reading each thread's files is the costly part.
         tids, children = tasks_and_children(search.proc_root, listed)
-        for pid in children:
+        for pid in [pid for pid in children if pid not in listed]:
             candidates.setdefault(pid, "children-of-visible")
-    for pid in known_ppids:
+    for pid in [pid for pid in known_ppids if pid not in listed]:
         candidates.setdefault(pid, "parent-of-visible")
     newest = last_pid(search.proc_root)
     if newest:

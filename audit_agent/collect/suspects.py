@@ -16,6 +16,7 @@ to the likeliest first.
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 
 from audit_agent.detect.identity import identity_claim, is_packed
 from audit_agent.detect.places import (
@@ -48,20 +49,28 @@ def suspect_reasons(proc: ProcessInfo, packing: Packing | None, now: float,
         why.append("busy")
     elif lifetime is not None and lifetime >= BUSY_PERCENT:
         why.append("busy over its life")
-    exe = proc.exe
-    if exe.startswith("/memfd:"):
-        why.append("memfd executable")
-    elif proc.exe_deleted:
-        why.append("deleted executable")
-    if exe.startswith(WORLD_WRITABLE_DIRS) or (exe and hidden_component(exe)):
-        why.append("odd location")
-    elif exe and not exe.startswith(("/memfd:", *PACKAGE_DIRS)):
-        why.append("unknown binary")
+    why.extend(place_reasons(proc.exe, proc.exe_deleted))
     if packing is not None and is_packed(packing):
         why.append("packed executable")
     if identity_claim(proc, facts) is not None:
         why.append("name its executable contradicts")
     return why
+
+
+# Thousands of workers run a few executables: what the path says is worked out once for each.
+@lru_cache(maxsize=4096)
+def place_reasons(exe: str, deleted: bool) -> tuple[str, ...]:
+    """What the executable's path and state say (memfd, deleted, odd location, unknown binary)."""
+    why = []
+    if exe.startswith("/memfd:"):
+        why.append("memfd executable")
+    elif deleted:
+        why.append("deleted executable")
+    if exe.startswith(WORLD_WRITABLE_DIRS) or (exe and hidden_component(exe)):
+        why.append("odd location")
+    elif exe and not exe.startswith(("/memfd:", *PACKAGE_DIRS)):
+        why.append("unknown binary")
+    return tuple(why)
 
 
 def find_suspects(snapshot: Snapshot, now: float | None = None) -> list[tuple[ProcessInfo, list[str]]]:
