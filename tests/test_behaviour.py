@@ -82,6 +82,54 @@ def test_packing_of_the_stand_in(tmp_path, pack, packed, marks):
     assert result.section_table == (pack is None)
 
 
+@pytest.mark.skipif(not have_compiler(), reason="no C compiler")
+def test_packing_facts_are_kept_between_runs_until_the_file_changes(tmp_path, monkeypatch):
+    """A scheduled scan does not read an unchanged executable again for its packing facts: the facts an earlier
+    run kept (keyed by device, inode, size, mtime and ctime) come back the same; a file that changed is read
+    again; a kept file of the wrong shape, or one others may write, is not believed."""
+    import json
+
+    from audit_agent.collect import packing, scan_cache
+    from tests.standin.cbuild import build_cminer
+    exe = str(build_cminer(tmp_path, port=4444, pack="scrubbed"))
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    examined: list[str] = []
+    real_examine = packing.examine
+
+    def counting(fd, size, shown):
+        examined.append(shown)
+        return real_examine(fd, size, shown)
+    monkeypatch.setattr(packing, "examine", counting)
+
+    def run() -> Packing:
+        kept = packing.Kept(state)
+        found = packing.examine_path(exe, exe, {}, kept)
+        kept.save()
+        assert found is not None and found[1] is not None
+        return found[1]
+    first = run()
+    assert identity.is_packed(first) and examined == [exe]
+    assert run() == first and examined == [exe], "an unchanged file is not read again"
+    with open(exe, "ab") as grown:
+        grown.write(b"\0" * 4096)
+    run()
+    assert examined == [exe, exe], "a changed file is read again"
+    saved = state / scan_cache.PACKING_FILE
+    data = json.loads(saved.read_text())
+    for entry in data["entries"].values():
+        entry["entropy"] = "low"                # the wrong shape: not an answer
+    saved.write_text(json.dumps(data))
+    run()
+    assert len(examined) == 3
+    data = json.loads(saved.read_text())
+    for entry in data["entries"].values():
+        entry.update(marks=[], entropy=1.0, section_table=True)     # "clean", written where others may write
+    saved.write_text(json.dumps(data))
+    os.chmod(saved, 0o666)
+    assert identity.is_packed(run()) and len(examined) == 4
+
+
 @pytest.mark.parametrize("path", [sys.executable, "/usr/bin/gcc", "/usr/bin/ls", "/usr/lib/chromium/chromium"])
 def test_ordinary_binaries_are_not_packed(path):
     real = os.path.realpath(path)

@@ -23,9 +23,11 @@ import stat
 import struct
 from collections import Counter
 from collections.abc import Container
+from pathlib import Path
 from typing import Any
 
-from audit_agent.collect import deadline, linux_only
+from audit_agent.collect import deadline, linux_only, scan_cache
+from audit_agent.collect.binaries import cache_folder
 from audit_agent.detect.places import PACKAGE_DIRS
 from audit_agent.collect.coverage import because, coverage, is_root
 from audit_agent.collect.proc_facts import exe_files
@@ -40,9 +42,11 @@ UPX_MARKS = (b"UPX!", b"$Info: This file is packed with the UPX", b"$Id: UPX ", 
 PT_LOAD, PT_DYNAMIC, PF_X, DT_NEEDED = 1, 2, 1, 1
 
 
-def examine_path(path: str, exe: str, known: Container[tuple[int, int]]) -> tuple[tuple[int, int], Packing | None] | None:
+def examine_path(path: str, exe: str, known: Container[tuple[int, int]],
+                 kept: Kept | None = None) -> tuple[tuple[int, int], Packing | None] | None:
     """(file key, its Packing) of the executable at `path`; the Packing is None for a file already examined
-    (`known`), and the whole answer None for something that is not a regular file."""
+    (`known`), and the whole answer None for something that is not a regular file. With `kept`, a file an
+    earlier run examined (same device, inode, size, mtime and ctime) is not read again."""
     seen = os.stat(path)        # one call where most processes run a file already examined (no open, no close)
     if (seen.st_dev, seen.st_ino) in known and stat.S_ISREG(seen.st_mode):
         return (seen.st_dev, seen.st_ino), None
@@ -54,9 +58,44 @@ def examine_path(path: str, exe: str, known: Container[tuple[int, int]]) -> tupl
             return key, None
         if not stat.S_ISREG(info.st_mode):
             return None
-        return key, examine(fd, info.st_size, exe)
+        if kept is None:
+            return key, examine(fd, info.st_size, exe)
+        return key, kept.examine(fd, info, exe)
     finally:
         os.close(fd)
+
+
+class Kept:
+    """Packing facts of earlier runs (scan_cache.PACKING_FILE), and those of the files this run looked at: a
+    file's facts depend on its content alone, which its identity (device, inode, size, mtime_ns, ctime_ns)
+    stands for. Files served by FUSE or network file systems are never taken from here (their server says
+    what their identity is): collect_packing examines those in a child process without it."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.saved = scan_cache.load(folder, scan_cache.PACKING_FILE, scan_cache.PACKING_VERSION,
+                                     scan_cache.valid_packing)
+        self.used: dict[str, dict[str, Any]] = {}
+
+    def examine(self, fd: int, info: os.stat_result, shown_path: str) -> Packing:
+        key = scan_cache.entry_key((info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns),
+                                   "packing")
+        facts = self.saved.get(key)
+        if facts is None:
+            packing = examine(fd, info.st_size, shown_path)
+            facts = {"marks": packing.marks, "section_table": packing.section_table, "imports": packing.imports,
+                     "sampled_bytes": packing.sampled_bytes, "entropy": packing.entropy}
+        else:
+            packing = Packing(path=shown_path, marks=list(facts["marks"]), section_table=facts["section_table"],
+                              imports=facts["imports"], sampled_bytes=facts["sampled_bytes"],
+                              entropy=facts["entropy"])
+        self.used[key] = facts
+        return packing
+
+    def save(self) -> None:
+        """Keep the facts of the files this run examined (those no longer running are dropped)."""
+        if self.used.keys() != self.saved.keys():
+            scan_cache.save(self.folder, self.used, scan_cache.PACKING_FILE, scan_cache.PACKING_VERSION)
 
 
 def collect_packing(snapshot: Snapshot, options: Any) -> list[Coverage]:
@@ -67,6 +106,7 @@ def collect_packing(snapshot: Snapshot, options: Any) -> list[Coverage]:
     proc_root = getattr(options, "proc_root", "/proc")
     by_file: dict[tuple[int, int], Packing] = {}
     denied = 0
+    kept = Kept(cache_folder(options))
     wanted = [proc for proc in snapshot.processes if proc.exe and out_of_package(proc.exe, proc.exe_deleted)]
     # the file each runs, as the executable scan asked it (one stat a process, for both steps)
     exes = exe_files(getattr(options, "proc_facts", None), [proc.pid for proc in wanted], proc_root)
@@ -88,7 +128,7 @@ def collect_packing(snapshot: Snapshot, options: Any) -> list[Coverage]:
             if deadline.remote_mount_of(path):
                 found = deadline.call(examine_path, path, proc.exe, by_file, path=path, what=path)
             else:       # a local disk answers: no hand-off per process (2,000 of them cost ~0.4 s)
-                found = examine_path(path, proc.exe, by_file)
+                found = examine_path(path, proc.exe, by_file, kept)
         except PermissionError:
             denied += 1
             continue
@@ -105,6 +145,7 @@ def collect_packing(snapshot: Snapshot, options: Any) -> list[Coverage]:
             packing.pids.append(proc.pid)
             by_file[key] = packing
     snapshot.packing.extend(by_file.values())
+    kept.save()
     if denied:
         return [coverage(CHECK, CoverageStatus.PARTIAL,
                          because("executables_denied_root" if is_root() else "executables_denied", n=denied),
