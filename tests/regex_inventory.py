@@ -17,6 +17,22 @@ import audit_agent
 NOT_ATTACKER_TEXT = {"audit_agent.rules.loader.RULE_ID"}
 
 
+class BytesPattern:
+    """A bytes pattern (one run over kernel tables and /proc files) driven with text, as the fuzz test drives
+    every pattern: the text is encoded first, so its cost is that of the bytes the agent would read."""
+
+    def __init__(self, compiled: re.Pattern[bytes]) -> None:
+        self.compiled = compiled
+        self.pattern = compiled.pattern.decode("latin-1")
+        self.flags = compiled.flags
+
+    def search(self, text: str) -> re.Match[bytes] | None:
+        return self.compiled.search(text.encode("utf-8", "surrogateescape"))
+
+    def finditer(self, text: str) -> Iterator[re.Match[bytes]]:
+        return self.compiled.finditer(text.encode("utf-8", "surrogateescape"))
+
+
 def code_regexes() -> Iterator[tuple[str, re.Pattern[str]]]:
     """(module.NAME, pattern) for every compiled pattern at the top level of an audit_agent module."""
     for info in pkgutil.walk_packages(audit_agent.__path__, "audit_agent."):
@@ -26,7 +42,7 @@ def code_regexes() -> Iterator[tuple[str, re.Pattern[str]]]:
         for name, value in vars(module).items():
             where = f"{info.name}.{name}"
             if isinstance(value, re.Pattern) and where not in NOT_ATTACKER_TEXT:
-                yield where, value
+                yield where, (BytesPattern(value) if isinstance(value.pattern, bytes) else value)  # type: ignore[misc]
 
 
 def pack_regexes() -> Iterator[tuple[str, re.Pattern[str]]]:
