@@ -19,7 +19,11 @@ processes, issue 11: `--no-behaviour-checks`, a hidden option for this bench) an
 with the memory coverage line (how many suspects, MiB, seconds). Target: within 10% on a host with no
 suspects; a host that runs busy or out-of-place processes pays for their memory scan, bounded.
 
-    python bench/scan_cost.py [--repeat 7] [--counts 0,2000,8000] [--connections 5000]
+With --baseline TREE (another checkout, say the last release), that tree's agent is measured in the same
+interleaved loop, with its own warmed state directory: a before/after in one run, never against a figure
+from another day.
+
+    python bench/scan_cost.py [--repeat 7] [--counts 0,2000,8000] [--connections 5000] [--baseline TREE]
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ PS = ["ps", "-eo", "pid,ppid,user,pcpu,rss,nlwp,lstart,args"]
 SS = ["ss", "-tanp"]
 
 
-def run(counts: list[int], connections: int, repeat: int) -> int:
+def run(counts: list[int], connections: int, repeat: int, baseline: Path | None = None) -> int:
     out = Path(tempfile.mkdtemp(prefix="audit-bench-out-")) / "report.json"
     scan = [*agent_command(), "scan", "--window", "0", "--quiet", "--fail-on", "never", "--json", str(out)]
     # As installed by pip: byte-compiled. Without this a PYTHONDONTWRITEBYTECODE environment (as on
@@ -48,7 +52,16 @@ def run(counts: list[int], connections: int, repeat: int) -> int:
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     env["NO_COLOR"] = "1"
     env["AUDIT_AGENT_STATE_DIR"] = tempfile.mkdtemp(prefix="audit-bench-state-")
+    if agent_command()[0] == sys.executable:     # not installed: this checkout's package, wherever it runs from
+        env["PYTHONPATH"] = str(REPO)
     before_scan = [*scan, "--no-behaviour-checks"]
+    base_env = None
+    if baseline is not None:
+        compileall.compile_dir(str(baseline / "audit_agent"), quiet=1)
+        base_env = {**env, "PYTHONPATH": str(baseline), "AUDIT_AGENT_STATE_DIR": tempfile.mkdtemp(prefix="audit-bench-base-")}
+        # -m puts the working directory first on sys.path: both agents run from a folder holding no checkout
+        base_scan = [sys.executable, "-m", "audit_agent", *scan[len(agent_command()):]]
+    base_lines = []
     worst = 0.0
     behaviour_lines = []
     with Load() as load:
@@ -60,11 +73,15 @@ def run(counts: list[int], connections: int, repeat: int) -> int:
         for count in counts:
             load.sleepers(count - started)
             started = count
-            measure(scan, env)                       # warm the page cache once
-            agent, ps, ss, before = [], [], [], []
+            measure(scan, env, cwd=str(out.parent))     # warm the page cache once
+            if base_env is not None:
+                measure(base_scan, base_env, cwd=str(out.parent))
+            agent, ps, ss, before, base = [], [], [], [], []
             for _ in range(repeat):
-                before.append(measure(before_scan, env))
-                a = measure(scan, env)
+                if base_env is not None:
+                    base.append(measure(base_scan, base_env, cwd=str(out.parent)))
+                before.append(measure(before_scan, env, cwd=str(out.parent)))
+                a = measure(scan, env, cwd=str(out.parent))
                 if a.returncode not in (0, 1):
                     print(f"agent scan failed with exit code {a.returncode}", file=sys.stderr)
                     return 2
@@ -79,6 +96,11 @@ def run(counts: list[int], connections: int, repeat: int) -> int:
             p_cpu, s_cpu = median([c.cpu for c in ps]), median([c.cpu for c in ss])
             shell = p_cpu + s_cpu
             ratio = a_cpu / shell if shell else float("inf")
+            if base:
+                base_cpu = median([c.cpu for c in base])
+                base_lines.append(f"{count:>6} extra: baseline {base_cpu * 1000:.0f}ms ({base_cpu / shell:.2f}x, peak "
+                                  f"{max(c.max_rss_kb for c in base) / 1024:.1f} MB), this tree {a_cpu * 1000:.0f}ms "
+                                  f"({ratio:.2f}x): {(1 - a_cpu / base_cpu) * 100:+.0f}% less CPU")
             worst = max(worst, ratio)
             rss = max(c.max_rss_kb for c in agent) / 1024
             shell_rss = (max(c.max_rss_kb for c in ps) + max(c.max_rss_kb for c in ss)) / 1024
@@ -90,6 +112,10 @@ def run(counts: list[int], connections: int, repeat: int) -> int:
     print("behaviour checks (packing + memory of suspects), agent CPU without vs with, same run:")
     print("\n".join(behaviour_lines))
     print(no_suspect_cost())
+    if base_lines:
+        print(f"baseline {baseline}, same run, same load:")
+        print("\n".join(base_lines))
+        shutil.rmtree(base_env["AUDIT_AGENT_STATE_DIR"] if base_env else "", ignore_errors=True)
     out.unlink(missing_ok=True)
     out.parent.rmdir()
     shutil.rmtree(env["AUDIT_AGENT_STATE_DIR"], ignore_errors=True)
@@ -123,8 +149,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--counts", default="0,2000,8000", help="extra sleeping processes, cumulative steps")
     parser.add_argument("--connections", type=int, default=5000, help="loopback connections (two sockets each)")
+    parser.add_argument("--baseline", type=Path, help="another checkout whose agent is measured in the same run")
     args = parser.parse_args()
-    return run([int(c) for c in args.counts.split(",")], args.connections, args.repeat)
+    if args.baseline is not None and not (args.baseline / "audit_agent" / "__init__.py").is_file():
+        parser.error(f"--baseline {args.baseline}: not a checkout of audit-agent (no audit_agent/__init__.py)")
+    return run([int(c) for c in args.counts.split(",")], args.connections, args.repeat,
+               args.baseline.resolve() if args.baseline else None)
 
 
 if __name__ == "__main__":
