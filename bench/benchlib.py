@@ -32,6 +32,7 @@ class Cost:
     max_rss_kb: int    # peak resident set of the child, kB
     returncode: int
     stdout: bytes = b""
+    system: float = 0.0    # of `cpu`, the seconds spent in the kernel (its /proc and socket-table reads)
 
 
 def measure(args: list[str], env: dict | None = None, capture: bool = False, cwd: str | None = None) -> Cost:
@@ -47,7 +48,7 @@ def measure(args: list[str], env: dict | None = None, capture: bool = False, cwd
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return Cost(wall=time.perf_counter() - start, cpu=usage.ru_utime + usage.ru_stime,
-                max_rss_kb=usage.ru_maxrss, returncode=proc.returncode, stdout=out)
+                max_rss_kb=usage.ru_maxrss, returncode=proc.returncode, stdout=out, system=usage.ru_stime)
 
 
 def median(values: list[float]) -> float:

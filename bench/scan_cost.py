@@ -62,6 +62,7 @@ def run(counts: list[int], connections: int, repeat: int, baseline: Path | None 
         # -m puts the working directory first on sys.path: both agents run from a folder holding no checkout
         base_scan = [sys.executable, "-m", "audit_agent", *scan[len(agent_command()):]]
     base_lines = []
+    split_lines = []
     worst = 0.0
     behaviour_lines = []
     with Load() as load:
@@ -94,6 +95,11 @@ def run(counts: list[int], connections: int, repeat: int, baseline: Path | None 
             behaviour_lines.append(f"{count:>6} extra: without {b_cpu * 1000:.0f}ms, with {a_cpu * 1000:.0f}ms "
                                    f"({(a_cpu / b_cpu - 1) * 100 if b_cpu else 0:+.1f}%); memory: {memory}")
             p_cpu, s_cpu = median([c.cpu for c in ps]), median([c.cpu for c in ss])
+            a_sys = median([c.system for c in agent])
+            shell_sys = median([c.system for c in ps]) + median([c.system for c in ss])
+            split_lines.append(f"{count:>6} extra: agent {a_sys * 1000:.0f}ms in the kernel + {(a_cpu - a_sys) * 1000:.0f}ms "
+                               f"in Python; ps+ss {shell_sys * 1000:.0f}ms in the kernel + "
+                               f"{(p_cpu + s_cpu - shell_sys) * 1000:.0f}ms in user space")
             shell = p_cpu + s_cpu
             ratio = a_cpu / shell if shell else float("inf")
             if base:
@@ -109,6 +115,8 @@ def run(counts: list[int], connections: int, repeat: int, baseline: Path | None 
                   f"{median([c.wall for c in agent]) * 1000:>8.0f}ms")
     print(f"medians of {repeat} interleaved runs each; targets: <= 8x at 0 extra, <= 2.0x at 2,000, <= 1.6x at 8,000, "
           f"< 60 MB peak RSS; worst ratio {worst:.2f}x")
+    print("where the CPU goes (system vs user time of the same runs, medians):")
+    print("\n".join(split_lines))
     print("behaviour checks (packing + memory of suspects), agent CPU without vs with, same run:")
     print("\n".join(behaviour_lines))
     print(no_suspect_cost())
