@@ -129,6 +129,8 @@ def test_unreadable_cwd_counts_as_denied_and_vanished_processes_are_skipped(tmp_
     root = tmp_path / "proc"
     root.mkdir()
     proc = ProcessInfo(pid=500, exe="/opt/x/bin/x", cmdline=["x"], cwd="/home/someone")
+    from audit_agent.i18n import coverage_reasons
+    coverage_reasons("en")      # the coverage texts are read before os.stat (os's own, for everyone) is refused
     mocker.patch.object(configs.os, "stat", side_effect=PermissionError(13, "denied"))
     snapshot = Snapshot(processes=[proc, ProcessInfo(pid=501, exe="/bin/y", cmdline=["y", "-c", "c.json"])])
     coverage = configs.collect_configs(snapshot, type("O", (), {"proc_root": str(root)})())[0]
