@@ -1,9 +1,11 @@
 """Where the shipped data directories (rules/, reports/, seeds/) are found."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -65,6 +67,18 @@ def read_private(path: Path, max_bytes: int) -> bytes | None:
     except OSError:
         return None
     return data if len(data) <= max_bytes else None
+
+
+def read_private_json(path: Path, max_bytes: int, version: int) -> dict[str, Any] | None:
+    """A JSON state file (read_private) whose "version" is `version`, as a dict; None otherwise."""
+    raw = read_private(path, max_bytes)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) and data.get("version") == version else None
 
 
 def write_private(path: Path, payload: bytes) -> bool:

@@ -14,8 +14,6 @@ import dataclasses
 import os
 import pwd
 import re
-import socket
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from typing import Any
 from audit_agent.collect import linux_only
 from audit_agent.collect.configs import is_forbidden, readable_by
 from audit_agent.collect.proc_facts import Held, ProcFacts, walk_fds
-from audit_agent.collect.sockets import RawSocket
+from audit_agent.collect.sockets import RawSocket, read_tables
 from audit_agent.collect.processes import EXTRA_VALUE_CHARS, MAX_EXTRA_ENVIRON_BYTES
 from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
 from audit_agent.collect.coverage import because
@@ -166,34 +164,11 @@ def listeners(ports: set[int], sockets: dict[int, int], proc_root: str = "/proc"
     """Listening TCP and bound UDP sockets on a family's default ports, from the tables the connections step
     read (`table`), else from /proc/net (the owners come from the descriptors read above, so no second walk
     over every process's sockets)."""
-    if table is not None:
-        return [Listener(pid=sockets.get(sock.inode), protocol=sock.protocol.rstrip("6"),
-                         address=sock.local_address, port=sock.local_port)
-                for sock in table if sock.local_port in ports and is_listening(sock)]
-    found = []
-    for protocol in ("tcp", "tcp6", "udp", "udp6"):
-        try:
-            with open(os.path.join(proc_root, "net", protocol), encoding="ascii", errors="replace") as handle:
-                lines = handle.read(4 << 20).splitlines()[1:]
-        except OSError:
-            continue
-        listen_state = "0A" if protocol.startswith("tcp") else "07"
-        for line in lines:
-            head = line.split(None, 4)      # the state first: most lines are connections, not listeners
-            if len(head) < 5 or head[3] != listen_state:
-                continue
-            fields = line.split()
-            if len(fields) < 10:
-                continue
-            address, _, port_hex = fields[1].rpartition(":")
-            try:
-                port, inode = int(port_hex, 16), int(fields[9])
-            except ValueError:
-                continue
-            if port in ports:
-                found.append(Listener(pid=sockets.get(inode), protocol=protocol.rstrip("6"),
-                                      address=proc_net_address(address), port=port))
-    return found
+    if table is None:
+        table, _ = read_tables(os.path.join(proc_root, "net"))
+    return [Listener(pid=sockets.get(sock.inode), protocol=sock.protocol.rstrip("6"),
+                     address=sock.local_address, port=sock.local_port)
+            for sock in table if sock.local_port in ports and is_listening(sock)]
 
 
 def is_listening(sock: RawSocket) -> bool:
@@ -202,19 +177,6 @@ def is_listening(sock: RawSocket) -> bool:
     if sock.protocol.startswith("tcp"):
         return sock.state == "LISTEN"
     return sock.remote_port == 0
-
-
-def proc_net_address(text: str) -> str:
-    """/proc/net's hex address (host byte order per 32-bit word) as text: 0100007F -> 127.0.0.1."""
-    try:
-        raw = bytes.fromhex(text)
-        words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)) if sys.byteorder == "little" else raw
-        return socket.inet_ntop(socket.AF_INET if len(words) == 4 else socket.AF_INET6, words)
-    except (ValueError, OSError):
-        return text
-
-
-# ------------------------------------------------------------------ configs
 
 
 def home_of(proc: ProcessInfo) -> str:

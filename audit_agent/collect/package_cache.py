@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from audit_agent.paths import read_private, write_private
+from audit_agent.paths import read_private_json, write_private
 
 FILE_NAME = "package-owners.json"
 VERSION = 1
@@ -39,14 +39,8 @@ def stamp(dpkg_info: str, lists: list[str]) -> str | None:
 
 def load(folder: Path, lists_stamp: str) -> dict[str, str]:
     """The saved answers for lists with this stamp, or nothing when there are none we may trust."""
-    raw = read_private(folder / FILE_NAME, MAX_FILE_BYTES)
-    if raw is None:
-        return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != VERSION or data.get("stamp") != lists_stamp:
+    data = read_private_json(folder / FILE_NAME, MAX_FILE_BYTES, VERSION)
+    if data is None or data.get("stamp") != lists_stamp:
         return {}
     owners = data.get("owners")
     if not isinstance(owners, dict):

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from audit_agent.paths import read_private, write_private
+from audit_agent.paths import read_private_json, write_private
 
 FILE_NAME = "binary-scans.json"
 PACKING_FILE = "packing-scans.json"
@@ -36,14 +36,8 @@ def entry_key(identity: tuple[int, ...], signature_digest: str) -> str:
 def load(folder: Path | None, name: str = FILE_NAME, version: int = VERSION,
          valid: Callable[[Any], bool] | None = None) -> dict[str, dict[str, Any]]:
     """The saved entries, or nothing when there are none we may trust."""
-    raw = read_private(folder / name, MAX_FILE_BYTES) if folder is not None else None
-    if raw is None:
-        return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != version or not isinstance(data.get("entries"), dict):
+    data = read_private_json(folder / name, MAX_FILE_BYTES, version) if folder is not None else None
+    if data is None or not isinstance(data.get("entries"), dict):
         return {}
     check = valid or valid_entry
     return {key: value for key, value in list(data["entries"].items())[:MAX_ENTRIES] if check(value)}
