@@ -94,22 +94,30 @@ def sleepers(processes):
     return [p.pid for p in started]
 
 
+def meant_path(path: bytes, dir_fd: int | None) -> bytes:
+    """The /proc path the reader means: it opens each process's folder once and names its files from there."""
+    if dir_fd is None:
+        return path
+    return os.fsencode(os.readlink(f"/proc/self/fd/{dir_fd}")) + b"/" + path
+
+
 @pytest.mark.skipif(not ON_LINUX, reason="the direct /proc reader is Linux-only")
 def test_direct_reader_counts_denied_and_skips_vanished(mocker, sleepers):
     denied_pid, vanished_pid, gone_late_pid = sleepers
     real_read, real_readlink = processes_module.read_proc_file, os.readlink
 
-    def read(path: bytes) -> bytes:
-        if path.endswith(f"/{vanished_pid}/stat".encode()):
+    def read(path: bytes, limit: int = 4 << 20, dir_fd: int | None = None) -> bytes:
+        meant = meant_path(path, dir_fd)
+        if meant.endswith(f"/{vanished_pid}/stat".encode()):
             raise FileNotFoundError(2, "No such file or directory")
-        if path.endswith(f"/{gone_late_pid}/status".encode()):
+        if meant.endswith(f"/{gone_late_pid}/status".encode()):
             raise ProcessLookupError(3, "No such process")
-        if path.endswith(f"/{denied_pid}/cmdline".encode()) or path.endswith(f"/{denied_pid}/environ".encode()):
+        if meant.endswith(f"/{denied_pid}/cmdline".encode()) or meant.endswith(f"/{denied_pid}/environ".encode()):
             raise PermissionError(13, "Permission denied")
-        return real_read(path)
+        return real_read(path, limit, dir_fd=dir_fd)
 
     def readlink(path, *args, **kwargs):
-        if isinstance(path, bytes) and path.endswith(f"/{denied_pid}/exe".encode()):
+        if isinstance(path, bytes) and meant_path(path, kwargs.get("dir_fd")).endswith(f"/{denied_pid}/exe".encode()):
             raise PermissionError(13, "Permission denied")
         return real_readlink(path, *args, **kwargs)
 
@@ -178,10 +186,11 @@ def test_direct_reader_counts_processes_whose_stat_is_denied(mocker, sleepers):
     stat_denied, status_denied, _ = sleepers
     real_read = processes_module.read_proc_file
 
-    def read(path: bytes) -> bytes:
-        if path.endswith(f"/{stat_denied}/stat".encode()) or path.endswith(f"/{status_denied}/status".encode()):
+    def read(path: bytes, limit: int = 4 << 20, dir_fd: int | None = None) -> bytes:
+        meant = meant_path(path, dir_fd)
+        if meant.endswith(f"/{stat_denied}/stat".encode()) or meant.endswith(f"/{status_denied}/status".encode()):
             raise PermissionError(13, "Permission denied")
-        return real_read(path)
+        return real_read(path, limit, dir_fd=dir_fd)
 
     mocker.patch.object(processes_module, "read_proc_file", side_effect=read)
     found, coverage = read_processes(first_reading())
@@ -190,3 +199,29 @@ def test_direct_reader_counts_processes_whose_stat_is_denied(mocker, sleepers):
     assert coverage.status == CoverageStatus.PARTIAL
     assert coverage.denied >= 2 and coverage.inspected + coverage.denied == len(found) + 2
     assert f"of {len(found) + 2} processes" in coverage.reason
+
+
+@pytest.mark.skipif(not ON_LINUX, reason="the direct /proc reader is Linux-only")
+def test_reader_reads_each_process_through_its_own_folder_and_not_past_its_end():
+    """The reader opens a process's /proc folder once and reads its files from there: while the process
+    lives that is the same reading as by path; once it has ended (and its PID could be another process's)
+    the folder yields nothing, so the reading is dropped instead of mixing two processes."""
+    child = subprocess.Popen([sys.executable, "-c", SLEEP])
+    reader = processes_module.ProcReader("/proc")
+    first = first_reading()
+    base = b"/proc/%d/" % child.pid
+    where = os.open(base, processes_module.PROC_DIR_FLAGS)
+    try:
+        time.sleep(0.2)
+        alive = reader.read_from(child.pid, base, where, first, 1.0)
+        assert alive is not None and alive.pid == child.pid
+        assert alive.cmdline == [sys.executable, "-c", SLEEP]
+        assert alive.exe == os.path.realpath(sys.executable)
+        child.kill()
+        child.wait()
+        assert reader.read_from(child.pid, base, where, first, 1.0) is None
+    finally:
+        os.close(where)
+        if child.poll() is None:
+            child.kill()
+            child.wait()

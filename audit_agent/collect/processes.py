@@ -306,6 +306,10 @@ PROC_STATES = {"R": "running", "S": "sleeping", "D": "disk-sleep", "T": "stopped
 MAX_PARSED_BYTES = 8192
 MAX_PARSED_ENTRIES = 256
 READ_CHUNK = 16384          # below glibc's mmap threshold; /proc files longer than this are read in a loop
+# A process's folder, opened once for all its files (O_PATH): a PID that ends and is reused while the reader
+# is at it cannot lend the new process's files to the old one's reading; they fail (ENOENT) and the process
+# is dropped as gone. It costs no more than opening each file by path (bench/scan_cost.py, same run).
+PROC_DIR_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 def is_live_procfs(proc_root: str) -> bool:
@@ -313,10 +317,10 @@ def is_live_procfs(proc_root: str) -> bool:
     return ON_LINUX and os.path.isfile(os.path.join(proc_root, "self", "stat"))
 
 
-def read_proc_file(path: bytes, limit: int = 4 << 20) -> bytes:
+def read_proc_file(path: bytes, limit: int = 4 << 20, dir_fd: int | None = None) -> bytes:
     """The file (at most `limit` bytes: a process's cmdline and environ are its to inflate) in as few
-    read(2) calls as possible (a short read is the end of a /proc file)."""
-    fd = os.open(path, os.O_RDONLY)
+    read(2) calls as possible (a short read is the end of a /proc file); `path` relative to `dir_fd` if given."""
+    fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
     try:
         data = os.read(fd, min(READ_CHUNK, limit))
         if len(data) < READ_CHUNK:
@@ -464,8 +468,22 @@ class ProcReader:
         """One process, or None if it vanished while being read."""
         base = self.root + entry + b"/"
         try:
-            comm, fields = split_stat(read_proc_file(base + b"stat"))
-            status = read_proc_file(base + b"status")
+            where = os.open(base, PROC_DIR_FLAGS)
+        except PermissionError:
+            self.unreadable += 1
+            return None
+        except OSError:
+            return None
+        try:
+            return self.read_from(pid, base, where, first, elapsed)
+        finally:
+            os.close(where)
+
+    def read_from(self, pid: int, base: bytes, where: int, first: FirstReading, elapsed: float) -> ProcessInfo | None:
+        """read(), with `where` the process's /proc folder open."""
+        try:
+            comm, fields = split_stat(read_proc_file(b"stat", dir_fd=where))
+            status = read_proc_file(b"status", dir_fd=where)
         except (FileNotFoundError, ProcessLookupError):
             return None
         except PermissionError:
@@ -483,13 +501,13 @@ class ProcReader:
         kept_cmdline: list[str] = []
         cmdline_bytes = None
         try:
-            cmdline, kept_cmdline, cmdline_bytes = self.cmdline(read_proc_file(base + b"cmdline"))
+            cmdline, kept_cmdline, cmdline_bytes = self.cmdline(read_proc_file(b"cmdline", dir_fd=where))
         except PermissionError:
             denied.append("cmdline")
         except OSError:
             pass
-        exe = self.link(base + b"exe", "exe", denied, zombie)
-        cwd = self.link(base + b"cwd", "cwd", denied, zombie)
+        exe = self.link(base, where, b"exe", denied, zombie)
+        cwd = self.link(base, where, b"cwd", denied, zombie)
         if exe is None or cwd is None:
             return None
         name = decode(comm)
@@ -517,7 +535,7 @@ class ProcReader:
             info.allowed_cpus = count_cpu_list(cpus[0]) if cpus else self.host_cpus
         except ValueError:
             info.allowed_cpus = self.host_cpus
-        self.linux_details(info, base, status)
+        self.linux_details(info, where, status)
         if self.facts is not None:
             self.facts.record(pid, base)
         return info
@@ -537,26 +555,26 @@ class ProcReader:
             self.parsed_cmdlines[raw] = (kept, length)
         return argv, list(kept), length
 
-    def link(self, path: bytes, what: str, denied: list[str], zombie: bool) -> str | None:
+    def link(self, base: bytes, where: int, name: bytes, denied: list[str], zombie: bool) -> str | None:
         """A /proc symlink's target; '' for none (kernel thread, zombie); None if the process is gone."""
         try:
-            link = os.readlink(path).split(b"\0")[0]
-            if what == "exe":
+            link = os.readlink(name, dir_fd=where).split(b"\0")[0]
+            if name == b"exe":
                 self.exe_link = link
             return link_text(link)
         except PermissionError:
-            denied.append(what)
+            denied.append(name.decode())
             return ""
         except (FileNotFoundError, ProcessLookupError):
-            if zombie or os.path.lexists(path.rsplit(b"/", 1)[0]):
+            if zombie or os.path.lexists(base.rstrip(b"/")):
                 return ""
             return None
         except OSError:
             return ""
 
-    def linux_details(self, info: ProcessInfo, base: bytes, status: bytes) -> None:
+    def linux_details(self, info: ProcessInfo, where: int, status: bytes) -> None:
         try:
-            info.cgroup, info.container_id, info.slurm_job_id = self.cgroup(read_proc_file(base + b"cgroup"))
+            info.cgroup, info.container_id, info.slurm_job_id = self.cgroup(read_proc_file(b"cgroup", dir_fd=where))
         except OSError:
             info.cgroup, info.container_id, info.slurm_job_id = self.cgroup(b"")
         if self.exe_link.endswith(b" (deleted)"):
@@ -564,7 +582,7 @@ class ProcReader:
             info.exe = info.exe or decode(self.exe_link[:-10])
         info.ns_pids = [int(part) for part in status_field(status, b"NSpid") if part.isdigit()]
         try:
-            info.environ = self.environ(read_proc_file(base + b"environ"))
+            info.environ = self.environ(read_proc_file(b"environ", dir_fd=where))
         except OSError:
             info.environ = {}
         if not info.slurm_job_id:

@@ -34,6 +34,10 @@ RUNS_HINT = re.compile(
     r"|://"
     r"|\b(?:curl|wget|nohup|setsid|screen|tmux|base64|xxd|LD_PRELOAD|stratum|disown|crontab|systemctl)\b",
     re.IGNORECASE)
+# What every match of RUNS_HINT holds: a slash, an ampersand, a pipe or one of its words (lower case: an ASCII
+# line is lowered first). Most lines of a profile hold none of them and are let go before the slower steps
+# of script_lines; matching RUNS_HINT itself on every line costs more than those steps.
+HINT_WORDS = re.compile(r"curl|wget|nohup|setsid|screen|tmux|base64|xxd|ld_preload|stratum|disown|crontab|systemctl")
 SOURCE_ONLY = re.compile(r"^(?:\.|source)\s+\S+$")
 AT_HEADER = re.compile(r"^#\s*atrun\s+uid=(\d+)")
 AT_HEREDOC = re.compile(r"^\$\{SHELL:-/bin/sh\}\s*<<\s*['\"]?(\w+)")
@@ -129,12 +133,23 @@ def script_lines(lines: list[str], filtered: bool = False) -> Iterator[tuple[int
     for number, text in joined_lines(lines):
         if text.startswith(("#", "#!")):
             continue
+        if filtered and not could_hint(text):
+            continue
         command = strip_control(text)
         if not command or is_furniture(command):
             continue
         if filtered and (not RUNS_HINT.search(command) or SOURCE_ONLY.match(command)):
             continue
         yield number, text
+
+
+def could_hint(text: str) -> bool:
+    """False when RUNS_HINT cannot match the line nor any part of it (the command strip_control leaves).
+    A line with other than ASCII is never let go here: re's case-insensitive match knows letters (the long
+    s, the Kelvin sign) that lower() does not turn into the ASCII ones."""
+    if "/" in text or "&" in text or "|" in text or not text.isascii():
+        return True
+    return HINT_WORDS.search(text.lower()) is not None
 
 
 def strip_control(text: str) -> str:
