@@ -190,3 +190,34 @@ def test_a_tree_reopens_folders_it_kept_without_losing_entries_or_descriptors(tm
         assert tree.read("cron.d/away/secret") is None
         assert scope.refused.count == 1
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_tree_lists_its_top_once_and_asks_nothing_for_names_that_are_not_there(tmp_path, monkeypatch):
+    """Most places looked for in a home are missing: the top folder is listed once and a path whose first
+    name is not in it is missing without a walk of its own; names that are there, and a top with more names
+    than the listing keeps, are read as before, and the listing does not move the tree's own descriptor."""
+    from audit_agent.collect.persistence import fs
+    write(tmp_path / "home/ann/.bashrc", "nohup /opt/x &\n")
+    write(tmp_path / "home/ann/.config/systemd/user/a.service", "[Service]\nExecStart=/opt/a\n")
+    looked: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(path, *args, **kwargs):
+        looked.append(os.fsdecode(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(fs.os, "stat", counting_stat)
+    scope = fs.Scope("user ann", fs.USER_LIMITS)
+    with fs.Tree(str(tmp_path / "home/ann"), scope, set()) as tree:
+        assert tree.read(".zlogin") is None and tree.read(".local/share/systemd/user/b.service") is None
+        assert looked == []                             # nothing asked for the names that are not there
+        assert tree.read(".bashrc") is not None
+        assert tree.read(".config/systemd/user/a.service") is not None
+        assert [name for name, _ in tree.listdir("")] == [".bashrc", ".config"]
+    assert not scope.denied.count and not scope.refused.count
+
+    monkeypatch.setattr(fs, "MAX_TOP_NAMES", 1)         # too many names to keep: every path is walked
+    with fs.Tree(str(tmp_path / "home/ann"), fs.Scope("user ann", fs.USER_LIMITS), set()) as tree:
+        looked.clear()
+        assert tree.read(".zlogin") is None and looked == [".zlogin"]
+        assert tree.read(".bashrc") is not None

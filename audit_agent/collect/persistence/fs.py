@@ -39,6 +39,7 @@ MAX_FILE_BYTES = 256 * 1024     # a crontab or unit is tiny; a bigger file is re
 MAX_LINKS = 8                   # symlinks followed while opening one path (loops end here)
 MAX_DIR_NAMES = 20000           # names looked at in one directory
 MAX_OPEN_DIRS = 256             # folder descriptors a tree keeps open for the paths below them
+MAX_TOP_NAMES = 4096            # a top folder with more names is not listed for the misses (see Tree.absent)
 MAX_EXAMPLES = 5
 
 
@@ -126,6 +127,11 @@ class Tree:
         # by their names: the next path below one starts there. A system scan opens ~1,000 files in a few
         # dozen folders; without this each open walked (stat, open, close) every folder from the top again.
         self.dirs: dict[tuple[str, ...], int] = {}
+        # The names directly in the top folder, listed once (None: not yet, or too many to keep): a home is
+        # asked for some thirty places (.bashrc, .zlogin, .config/...) and holds a few of them; each miss was
+        # a walk of its own (a dup, a stat, an exception, a close).
+        self.top_names: frozenset[str] | None = None
+        self.top_listed = False
         try:
             self.fd = os.open(self.top, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         except FileNotFoundError:
@@ -165,6 +171,8 @@ class Tree:
             self.scope.stalled.add(self.full(rel))
             return None
         parts: deque[str] = deque(p for p in rel.split("/") if p and p != ".")
+        if parts and parts[0] != ".." and self.absent(parts[0]):
+            return None
         fd, done = self._start(parts)
         links = 0
         linked = False
@@ -241,6 +249,33 @@ class Tree:
                 # reopened, not dup'ed: a listing must not share (and move) the kept descriptor's offset
                 return os.open(".", DIR_FLAGS, dir_fd=cached), list(names[:depth])
         return os.dup(self.fd), []
+
+    def absent(self, name: str) -> bool:
+        """True when `name` is not in the top folder as listed once by this tree (a name made since counts
+        as made after the scan); False when unknown (the listing failed or held too many names)."""
+        if not self.top_listed:
+            self.top_listed = True
+            self.top_names = self._top_names()
+        return self.top_names is not None and name not in self.top_names
+
+    def _top_names(self) -> frozenset[str] | None:
+        try:
+            # reopened, not dup'ed: the listing must not move the kept descriptor's offset
+            fd = os.open(".", DIR_FLAGS, dir_fd=self.fd)
+        except OSError:
+            return None
+        names: set[str] = set()
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if len(names) >= MAX_TOP_NAMES:
+                        return None
+                    names.add(entry.name)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return frozenset(names)
 
     def open_file(self, rel: str) -> tuple[int, bool] | None:
         """An O_PATH descriptor of the regular file `rel` (the caller closes it) and whether a symlink led
