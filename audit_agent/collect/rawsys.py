@@ -25,7 +25,6 @@ kill(2) alone. Linux only; `available()` says whether the calls can be made.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import platform
@@ -63,8 +62,20 @@ class _DlInfo(ctypes.Structure):
 def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux") or platform.machine() not in SYSCALLS:
         return None
+    return open_libc()
+
+
+def open_libc() -> ctypes.CDLL | None:
+    """The C library's own handle (its symbols, never a preloaded library's), by glibc's name first:
+    ctypes.util.find_library runs `ldconfig -p` in a child process, which every scan paid twice."""
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        pass
+    from ctypes.util import find_library     # another C library (musl): its name as the system knows it
+    name = find_library("c")
+    try:
+        return ctypes.CDLL(name, use_errno=True) if name else None
     except OSError:
         return None
 

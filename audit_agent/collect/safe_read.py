@@ -109,8 +109,11 @@ def _libc() -> Any:
     if _LIBC is None:
         try:
             import ctypes
-            import ctypes.util
-            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+            from audit_agent.collect.rawsys import open_libc
+            lib = open_libc()
+            if lib is None:
+                raise OSError("no C library")
             lib.setfsuid.argtypes = [ctypes.c_uint]
             lib.setfsgid.argtypes = [ctypes.c_uint]
             _LIBC = lib
