@@ -56,6 +56,18 @@ def median(values: list[float]) -> float:
 
 
 SLEEPER_C = "#include <unistd.h>\nint main(void) { for (;;) pause(); return 0; }\n"
+# One process with many idle threads (a JVM, a data loader's pool): argv[1] threads of 64 KiB stacks.
+THREADED_C = """#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+static void *idle(void *arg) { (void)arg; for (;;) pause(); return NULL; }
+int main(int argc, char **argv) {
+    int n = argc > 1 ? atoi(argv[1]) : 1;
+    pthread_attr_t attr; pthread_attr_init(&attr); pthread_attr_setstacksize(&attr, 65536);
+    for (int i = 0; i < n; i++) { pthread_t t; if (pthread_create(&t, &attr, idle, NULL)) break; }
+    for (;;) pause();
+}
+"""
 
 
 class Load:
@@ -84,6 +96,22 @@ class Load:
             proc = subprocess.Popen(self.sleeper, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             self.pids.append(proc.pid)
+
+    def threads(self, count: int) -> None:
+        """One process holding `count` idle threads (needs a C compiler)."""
+        compiler = shutil.which("cc") or shutil.which("gcc")
+        if not count or compiler is None:
+            return
+        source = self.tmp / "threaded.c"
+        source.write_text(THREADED_C)
+        binary = self.tmp / "bench-threaded"
+        if subprocess.run([compiler, "-O2", "-pthread", "-o", str(binary), str(source)]).returncode != 0:
+            raise RuntimeError("the threaded helper did not build")
+        proc = subprocess.Popen([str(binary), str(count)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self.pids.append(proc.pid)
+        deadline = time.monotonic() + 30
+        while len(os.listdir(f"/proc/{proc.pid}/task")) < count + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def connections(self, count: int) -> None:
         """A helper process holding `count` established client connections to its own server on 127.0.0.1."""

@@ -23,7 +23,11 @@ With --baseline TREE (another checkout, say the last release), that tree's agent
 interleaved loop, with its own warmed state directory: a before/after in one run, never against a figure
 from another day.
 
+With --threads N, one more process holds N idle threads (a JVM, a data loader's pool): the probe for hidden
+processes answers for every thread, which /proc does not list.
+
     python bench/scan_cost.py [--repeat 7] [--counts 0,2000,8000] [--connections 5000] [--baseline TREE]
+                              [--threads N]
 """
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ PS = ["ps", "-eo", "pid,ppid,user,pcpu,rss,nlwp,lstart,args"]
 SS = ["ss", "-tanp"]
 
 
-def run(counts: list[int], connections: int, repeat: int, baseline: Path | None = None) -> int:
+def run(counts: list[int], connections: int, repeat: int, baseline: Path | None = None, threads: int = 0) -> int:
     out = Path(tempfile.mkdtemp(prefix="audit-bench-out-")) / "report.json"
     scan = [*agent_command(), "scan", "--window", "0", "--quiet", "--fail-on", "never", "--json", str(out)]
     # As installed by pip: byte-compiled. Without this a PYTHONDONTWRITEBYTECODE environment (as on
@@ -67,8 +71,10 @@ def run(counts: list[int], connections: int, repeat: int, baseline: Path | None 
     behaviour_lines = []
     with Load() as load:
         load.connections(connections)
+        load.threads(threads)
         started = 0
-        print(f"sleeper: {' '.join(load.sleeper)}; {connections} loopback connections (both ends on this host)")
+        print(f"sleeper: {' '.join(load.sleeper)}; {connections} loopback connections (both ends on this host)"
+              + (f"; one process with {threads} threads" if threads else ""))
         print(f"{'extra':>6} {'procs':>6} {'agent cpu':>10} {'ps cpu':>7} {'ss cpu':>7} {'shell':>7} {'ratio':>6} "
               f"{'agent rss':>10} {'ps+ss rss':>10} {'agent wall':>10}")
         for count in counts:
@@ -158,11 +164,12 @@ def main() -> int:
     parser.add_argument("--counts", default="0,2000,8000", help="extra sleeping processes, cumulative steps")
     parser.add_argument("--connections", type=int, default=5000, help="loopback connections (two sockets each)")
     parser.add_argument("--baseline", type=Path, help="another checkout whose agent is measured in the same run")
+    parser.add_argument("--threads", type=int, default=0, help="also one process with this many idle threads")
     args = parser.parse_args()
     if args.baseline is not None and not (args.baseline / "audit_agent" / "__init__.py").is_file():
         parser.error(f"--baseline {args.baseline}: not a checkout of audit-agent (no audit_agent/__init__.py)")
     return run([int(c) for c in args.counts.split(",")], args.connections, args.repeat,
-               args.baseline.resolve() if args.baseline else None)
+               args.baseline.resolve() if args.baseline else None, args.threads)
 
 
 if __name__ == "__main__":

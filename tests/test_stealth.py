@@ -407,3 +407,54 @@ def test_thousands_of_listed_processes_are_not_candidates_and_nothing_else_chang
     ppids = {1, 100, 250, 4242}
     hidden, _ = stealth.find_hidden(search, ppids)
     assert hidden == every_candidate(search, ppids) == {4242: "probe", 5000: "getdents64"}
+
+
+THREADS = """
+import threading, time
+stop = threading.Event()
+for _ in range({n}):
+    threading.Thread(target=stop.wait, daemon=True).start()
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def threaded_process():
+    """A real process with 300 threads, ended by its PID."""
+    import subprocess
+    child = subprocess.Popen([sys.executable, "-c", THREADS.format(n=300)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and "ready" in child.stdout.readline()
+    yield child.pid
+    child.kill()
+    child.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads probed on the real /proc")
+def test_threads_of_a_listed_process_are_known_from_its_task_folder(threaded_process, monkeypatch):
+    """kill(2) answers for every thread and /proc lists none: the threads of a listed process with threads are
+    known from its task folder, not read one status file each; a thread of a process left out of the listing
+    still leads to that process."""
+    tids = {int(t) for t in os.listdir(f"/proc/{threaded_process}/task")}
+    assert len(tids) > 300
+    real_tgid = stealth.read_tgid
+    asked: list[int] = []
+
+    def counting_tgid(proc_root: str, pid: int) -> int | None:
+        asked.append(pid)
+        return real_tgid(proc_root, pid)
+
+    monkeypatch.setattr(stealth, "read_tgid", counting_tgid)
+    search = HiddenSearch(proc_root="/proc", probe_all=lambda limit: sorted(tids), delay=0)
+    hidden, _ = stealth.find_hidden(search, (), [threaded_process])
+    assert hidden == {} and not set(asked) & tids
+
+    asked.clear()               # without the reader's word on threads: each thread is asked, the answer is the same
+    hidden, _ = stealth.find_hidden(search, ())
+    assert hidden == {} and tids - {threaded_process} <= set(asked)
+
+    listing = stealth.listed_pids("/proc") - {threaded_process}     # as a preload hider would list /proc
+    search = HiddenSearch(proc_root="/proc", list_pids=lambda: set(listing), probe_all=lambda limit: sorted(tids),
+                          delay=0)
+    hidden, _ = stealth.find_hidden(search, (), [threaded_process])
+    assert set(hidden) == {threaded_process}
