@@ -458,3 +458,18 @@ def test_threads_of_a_listed_process_are_known_from_its_task_folder(threaded_pro
                           delay=0)
     hidden, _ = stealth.find_hidden(search, (), [threaded_process])
     assert set(hidden) == {threaded_process}
+
+    # A readdir hook that names the hidden process's threads as threads of a listed process (this one)
+    # does not hide it: the task folders are listed with getdents64, past libc.
+    if stealth.rawsys.available():
+        real_listdir = os.listdir
+        own_task = f"/proc/{os.getpid()}/task"
+
+        def lying_listdir(path=".", *args, **kwargs):
+            names = real_listdir(path, *args, **kwargs)
+            return [*names, *map(str, tids)] if os.fsdecode(path) == own_task else names
+
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "listdir", lying_listdir)
+            hidden, _ = stealth.find_hidden(search, (), [threaded_process, os.getpid()])
+        assert set(hidden) == {threaded_process}

@@ -488,11 +488,12 @@ def resolve_candidates(search: HiddenSearch, candidates: dict[int, str], listed:
 
 
 def thread_ids(proc_root: str, pids: Iterable[int]) -> set[int]:
-    """The TIDs in the task folders of `pids` (a process gone since has none)."""
+    """The TIDs in the task folders of `pids` (a process gone since has none), listed with getdents64 where
+    the platform allows: a readdir hook could otherwise name a hidden process as a thread of a listed one."""
     tids: set[int] = set()
     for pid in pids:
         try:
-            tids.update(int(t) for t in os.listdir(os.path.join(proc_root, str(pid), "task")) if t.isdigit())
+            tids.update(int(t) for t in rawsys.list_any(os.path.join(proc_root, str(pid), "task")) if t.isdigit())
         except OSError:
             continue
     return tids
