@@ -216,6 +216,14 @@ def test_a_tree_lists_its_top_once_and_asks_nothing_for_names_that_are_not_there
         assert [name for name, _ in tree.listdir("")] == [".bashrc", ".config"]
     assert not scope.denied.count and not scope.refused.count
 
+    if fs.rawsys.available():       # a readdir hook hiding .bashrc from `ls` does not hide it from the check
+        real_listdir, real_scandir = os.listdir, os.scandir
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "listdir", lambda *a, **k: [n for n in real_listdir(*a, **k) if n != ".bashrc"])
+            patch.setattr(os, "scandir", lambda *a, **k: iter([e for e in real_scandir(*a, **k) if e.name != ".bashrc"]))
+            with fs.Tree(str(tmp_path / "home/ann"), fs.Scope("user ann", fs.USER_LIMITS), set()) as tree:
+                assert tree.read(".bashrc") is not None
+
     monkeypatch.setattr(fs, "MAX_TOP_NAMES", 1)         # too many names to keep: every path is walked
     with fs.Tree(str(tmp_path / "home/ann"), fs.Scope("user ann", fs.USER_LIMITS), set()) as tree:
         looked.clear()

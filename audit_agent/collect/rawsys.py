@@ -127,28 +127,33 @@ def _close(fd: int) -> None:
 def list_dir(path: str, limit: int = MAX_ENTRIES) -> list[str]:
     """Names in a directory, read with getdents64 (no readdir/opendir); raises OSError like os.listdir."""
     fd = _open(path, O_RDONLY | O_DIRECTORY)
+    try:
+        return list_fd(fd, limit)
+    finally:
+        _close(fd)
+
+
+def list_fd(fd: int, limit: int = MAX_ENTRIES) -> list[str]:
+    """Names in the directory open as `fd` (the caller's, from its start), read with getdents64."""
     names: list[bytes] = []
     buffer = ctypes.create_string_buffer(GETDENTS_BUFFER)
     # One entry of /proc is one process: only the record length and the name are taken out of each.
     reclen_at, head, find, append = RECLEN.unpack_from, DIRENT_HEAD.size, bytes.find, names.append
-    try:
-        while len(names) < limit:
-            size = _call("getdents64", ctypes.c_int(fd), buffer, ctypes.c_uint(GETDENTS_BUFFER))
-            if size == 0:
+    while len(names) < limit:
+        size = _call("getdents64", ctypes.c_int(fd), buffer, ctypes.c_uint(GETDENTS_BUFFER))
+        if size == 0:
+            break
+        raw = ctypes.string_at(buffer, size)
+        offset = 0
+        while offset + head <= size:
+            reclen, = reclen_at(raw, offset + RECLEN_AT)
+            if reclen <= 0:
                 break
-            raw = ctypes.string_at(buffer, size)
-            offset = 0
-            while offset + head <= size:
-                reclen, = reclen_at(raw, offset + RECLEN_AT)
-                if reclen <= 0:
-                    break
-                end = find(raw, b"\0", offset + head, offset + reclen)
-                name = raw[offset + head: end if end != -1 else offset + reclen]
-                if name != b"." and name != b"..":
-                    append(name)
-                offset += reclen
-    finally:
-        _close(fd)
+            end = find(raw, b"\0", offset + head, offset + reclen)
+            name = raw[offset + head: end if end != -1 else offset + reclen]
+            if name != b"." and name != b"..":
+                append(name)
+            offset += reclen
     encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
     return [name.decode(encoding, errors) for name in names[:limit]]      # os.fsdecode, without a call each
 

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from audit_agent.collect import deadline
+from audit_agent.collect import deadline, rawsys
 from audit_agent.collect.safe_read import _read_fd as read_all
 
 O_PATH = getattr(os, "O_PATH", 0)
@@ -259,23 +259,20 @@ class Tree:
         return self.top_names is not None and name not in self.top_names
 
     def _top_names(self) -> frozenset[str] | None:
+        """Listed with getdents64 where the platform allows: a readdir hook that hides `.bashrc` from `ls`
+        must not hide it from this check, which before the listing opened each place by its name."""
         try:
             # reopened, not dup'ed: the listing must not move the kept descriptor's offset
             fd = os.open(".", DIR_FLAGS, dir_fd=self.fd)
         except OSError:
             return None
-        names: set[str] = set()
         try:
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    if len(names) >= MAX_TOP_NAMES:
-                        return None
-                    names.add(entry.name)
+            names = rawsys.list_fd(fd, MAX_TOP_NAMES + 1) if rawsys.available() else os.listdir(fd)
         except OSError:
             return None
         finally:
             os.close(fd)
-        return frozenset(names)
+        return frozenset(names) if len(names) <= MAX_TOP_NAMES else None
 
     def open_file(self, rel: str) -> tuple[int, bool] | None:
         """An O_PATH descriptor of the regular file `rel` (the caller closes it) and whether a symlink led
