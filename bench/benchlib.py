@@ -10,6 +10,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import textwrap
 import time
@@ -23,6 +24,19 @@ def agent_command() -> list[str]:
     """The installed `audit-agent` next to this Python, else `python -m audit_agent`."""
     script = Path(sys.executable).parent / "audit-agent"
     return [str(script)] if script.exists() else [sys.executable, "-m", "audit_agent"]
+
+
+def build_native(tree: Path) -> bool:
+    """Build a checkout's process reader C half in place, as `pip install` builds it for an installation, so
+    a benchmark that runs the checkout measures what an installation runs. True when it is there afterwards
+    (a tree from before it has no source, and without a compiler there is none)."""
+    source = tree / "audit_agent" / "collect" / "_procread.c"
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if source.exists() and compiler:
+        target = source.with_name("_procread" + sysconfig.get_config_var("EXT_SUFFIX"))
+        subprocess.run([compiler, "-O2", "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}", str(source),
+                        "-o", str(target)], check=False)
+    return any(source.parent.glob("_procread*.so"))
 
 
 @dataclass

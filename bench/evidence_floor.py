@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import REPO, Load, agent_command, measure, median, visible_processes  # noqa: E402
+from benchlib import REPO, Load, agent_command, build_native, measure, median, visible_processes  # noqa: E402
 
 PS = ["ps", "-eo", "pid,ppid,user,pcpu,rss,nlwp,lstart,args"]
 SS = ["ss", "-tanp"]
@@ -104,6 +104,7 @@ def build_floor(folder: Path) -> list[str] | None:
 
 def run(counts: list[int], connections: int, repeat: int) -> int:
     compileall.compile_dir(str(REPO / "audit_agent"), quiet=1)     # as installed: byte-compiled
+    print(f"process reader: {'C half (_procread)' if build_native(REPO) else 'Python half'}")
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     env["NO_COLOR"] = "1"
     env["AUDIT_AGENT_STATE_DIR"] = tempfile.mkdtemp(prefix="audit-bench-state-")

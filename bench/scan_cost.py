@@ -41,7 +41,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import REPO, Load, agent_command, measure, median, visible_processes  # noqa: E402
+from benchlib import REPO, Load, agent_command, build_native, measure, median, visible_processes  # noqa: E402
 
 PS = ["ps", "-eo", "pid,ppid,user,pcpu,rss,nlwp,lstart,args"]
 SS = ["ss", "-tanp"]
@@ -53,6 +53,7 @@ def run(counts: list[int], connections: int, repeat: int, baseline: Path | None 
     # As installed by pip: byte-compiled. Without this a PYTHONDONTWRITEBYTECODE environment (as on
     # the dev box) recompiles every module on each run, ~50 ms that no real installation pays.
     compileall.compile_dir(str(REPO / "audit_agent"), quiet=1)
+    print(f"process reader: {'C half (_procread)' if build_native(REPO) else 'Python half'}")
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     env["NO_COLOR"] = "1"
     env["AUDIT_AGENT_STATE_DIR"] = tempfile.mkdtemp(prefix="audit-bench-state-")
@@ -62,6 +63,7 @@ def run(counts: list[int], connections: int, repeat: int, baseline: Path | None 
     base_env = None
     if baseline is not None:
         compileall.compile_dir(str(baseline / "audit_agent"), quiet=1)
+        print(f"baseline's process reader: {'C half (_procread)' if build_native(baseline) else 'Python half'}")
         base_env = {**env, "PYTHONPATH": str(baseline), "AUDIT_AGENT_STATE_DIR": tempfile.mkdtemp(prefix="audit-bench-base-")}
         # -m puts the working directory first on sys.path: both agents run from a folder holding no checkout
         base_scan = [sys.executable, "-m", "audit_agent", *scan[len(agent_command()):]]

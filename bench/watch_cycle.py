@@ -26,7 +26,7 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import REPO, Load, measure, median, visible_processes  # noqa: E402
+from benchlib import REPO, Load, build_native, measure, median, visible_processes  # noqa: E402
 
 PS = ["ps", "-eo", "pid,ppid,user,pcpu,rss,nlwp,lstart,args"]
 SS = ["ss", "-tanp"]
@@ -53,6 +53,7 @@ CHILD = textwrap.dedent("""
 def run(processes: int, connections: int, cycles: int, full_every: int, slow_every: int) -> int:
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    print(f"process reader: {'C half (_procread)' if build_native(REPO) else 'Python half'}")
     with Load() as load, tempfile.TemporaryDirectory(prefix="watch-cycle-") as tmp:
         load.connections(connections)
         load.sleepers(processes)

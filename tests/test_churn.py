@@ -104,6 +104,7 @@ def meant_path(path: bytes, dir_fd: int | None) -> bytes:
 @pytest.mark.skipif(not ON_LINUX, reason="the direct /proc reader is Linux-only")
 def test_direct_reader_counts_denied_and_skips_vanished(mocker, sleepers):
     denied_pid, vanished_pid, gone_late_pid = sleepers
+    mocker.patch.object(processes_module, "NATIVE", None)   # the Python half, whose reads are faked here
     real_read, real_readlink = processes_module.read_proc_file, os.readlink
 
     def read(path: bytes, limit: int = 4 << 20, dir_fd: int | None = None) -> bytes:
@@ -184,6 +185,7 @@ def test_direct_reader_matches_psutil_on_this_host(sleepers):
 def test_direct_reader_counts_processes_whose_stat_is_denied(mocker, sleepers):
     """/proc mounted hidepid=1: a listed process whose stat/status is denied is counted, not dropped silently."""
     stat_denied, status_denied, _ = sleepers
+    mocker.patch.object(processes_module, "NATIVE", None)   # the Python half, whose reads are faked here
     real_read = processes_module.read_proc_file
 
     def read(path: bytes, limit: int = 4 << 20, dir_fd: int | None = None) -> bytes:

@@ -19,6 +19,7 @@ own), so each process is asked once, by the first of them (exe_files), and the o
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 
 MAX_SOCKET_FDS = 1 << 20        # descriptors looked at per process for sockets (as sockets.py)
 MAX_DIR_FDS = 1024              # of those, the first ones whose folders the artefact search is given
-SKIPPED_PLACES = ("/proc/", "/sys/", "/dev/")
+SKIPPED_PLACES = ("/proc/", "/sys/", "/dev/")   # as in _procread.c
+SKIPPED_TARGETS = tuple(os.fsencode(place) for place in SKIPPED_PLACES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +73,8 @@ class ProcFacts:
     sockets: list[RawSocket] | None = None
     exes: dict[int, ExeFile | None] = field(default_factory=dict)  # pid -> its executable (None: none, gone)
 
-    def record(self, pid: int, base: bytes) -> None:
-        """Walk /proc/PID/fd (`base` is /proc/PID/); a process that is gone is left out."""
-        held = walk_fds(base + b"fd/")
-        if held is None:
-            return
+    def record(self, pid: int, held: Held) -> None:
+        """What the process reader's walk of /proc/PID/fd found (fd_links, held_of)."""
         self.held[pid] = held
         for inode in held.sockets:
             self.owners.setdefault(inode, pid)
@@ -87,14 +86,19 @@ class ProcFacts:
 def walk_fds(fd_dir: bytes) -> Held | None:
     """The sockets and open folders of one process; DENIED when its descriptors cannot be listed, None
     when it is gone."""
+    return held_of(fd_links(fd_dir))
+
+
+def fd_links(fd_dir: bytes) -> int | tuple[list[int], list[bytes]]:
+    """The errno of listing `fd_dir`, or (the socket inodes of its first MAX_SOCKET_FDS descriptors, the
+    absolute targets of the first MAX_DIR_FDS that are neither deleted nor in SKIPPED_PLACES): what
+    _procread.c's walk gives."""
     try:
         names = os.listdir(fd_dir)[:MAX_SOCKET_FDS]
-    except PermissionError:
-        return DENIED
-    except OSError:
-        return None
-    sockets: set[int] = set()
-    dirs: dict[str, None] = {}
+    except OSError as error:
+        return errno_of(error)
+    sockets: list[int] = []
+    targets: list[bytes] = []
     readlink = os.readlink
     for index, name in enumerate(names):
         try:
@@ -102,14 +106,37 @@ def walk_fds(fd_dir: bytes) -> Held | None:
         except OSError:
             continue        # closed since the listing
         if target.startswith(b"socket:["):
-            sockets.add(int(target[8:-1]))
-        elif index < MAX_DIR_FDS and target.startswith(b"/") and not target.endswith(b" (deleted)"):
-            path = os.fsdecode(target)
-            if not path.startswith(SKIPPED_PLACES):
-                dirs.setdefault(os.path.dirname(path), None)
-    if not sockets and not dirs:
+            inode = target[8:-1]
+            if target.endswith(b"]") and inode.isdigit() and len(inode) <= 19:
+                sockets.append(int(inode))
+        elif index < MAX_DIR_FDS and target.startswith(b"/") and not target.endswith(b" (deleted)") \
+                and not target.startswith(SKIPPED_TARGETS):
+            targets.append(target)
+    return sockets, targets
+
+
+def held_of(links: int | tuple[list[int], list[bytes]]) -> Held | None:
+    """A walk's result (fd_links) as the steps use it: None when the process is gone."""
+    if isinstance(links, int):
+        return DENIED if links in (errno.EACCES, errno.EPERM) else None
+    sockets, targets = links
+    if not sockets and not targets:
         return NOTHING
+    dirs = dict.fromkeys(os.path.dirname(os.fsdecode(target)) for target in targets)
     return Held(frozenset(sockets), tuple(dirs))
+
+
+def errno_of(error: OSError) -> int:
+    """The error's errno; one from its type when it was raised without one."""
+    if error.errno:
+        return error.errno
+    if isinstance(error, PermissionError):
+        return errno.EACCES
+    if isinstance(error, ProcessLookupError):
+        return errno.ESRCH
+    if isinstance(error, FileNotFoundError):
+        return errno.ENOENT
+    return errno.EIO
 
 
 def exe_files(facts: ProcFacts | None, pids: Iterable[int], proc_root: str) -> dict[int, ExeFile | None]:

@@ -9,9 +9,15 @@ cgroup and two readlinks per process, each file read once with os.read) instead
 of psutil's per-attribute reads: the same fields, about 5x less CPU on a host
 with thousands of processes (see docs/performance.md). psutil remains the
 reader elsewhere, and for a proc_root that is not a live procfs.
+
+The reads of one process, and the splitting of its stat and status, have two
+halves that give the same tuple (ProcReader.gather): _procread.c, built at
+install where a C compiler is, and Python, the reference and the fallback.
+Everything after that, what the contents mean, is Python (ProcReader.build).
 """
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import re
@@ -31,6 +37,7 @@ from audit_agent.collect import bounds
 from audit_agent.collect.procfs import boot_time
 from audit_agent.collect.cgroups import cgroup_path, container_id, read_cgroup, slurm_job_id
 from audit_agent.collect.coverage import because, coverage, is_root
+from audit_agent.collect.proc_facts import MAX_DIR_FDS, MAX_SOCKET_FDS, errno_of, fd_links, held_of
 from audit_agent.model import Coverage, CoverageStatus, ProcessInfo
 from audit_agent.redact import cap, redact_text
 
@@ -38,6 +45,12 @@ if TYPE_CHECKING:
     import psutil
 
     from audit_agent.collect.proc_facts import ProcFacts
+
+# What one process's reading gives (ProcReader.gather, _procread.read): an errno, None, or the raw contents.
+StatValues = tuple[bytes, bytes, int, int, int, int, int, int, int, int, int, int]
+StatusValues = tuple[int | None, int | None, list[int]]
+Gathered = int | None | tuple[StatValues, StatusValues, bytes | int, bytes | int, bytes | int, bytes | int, bytes | int,
+                              int | tuple[list[int], list[bytes]] | None]
 
 ATTRS = ["pid", "ppid", "name", "exe", "cmdline", "username", "cwd", "create_time", "status", "nice",
          "num_threads", "memory_info", "cpu_times", "terminal", "uids"]
@@ -312,12 +325,32 @@ READ_CHUNK = 16384          # below glibc's mmap threshold; /proc files longer t
 PROC_DIR_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
 
 
+MAX_CPU = 1 << 22           # no kernel numbers a CPU past this (NR_CPUS at most 8192)
+MAX_PROC_FILE = 4 << 20     # read_proc_file's bound: a process's cmdline and environ are its to inflate
+DENIED_ERRNOS = (errno.EACCES, errno.EPERM)
+
+
+def load_native() -> Any:
+    """The reader's C half (_procread.c), or None: not Linux, not built (the package installs without a C
+    compiler), or switched off with AUDIT_AGENT_PYTHON_READER=1 (to compare the two, bench/scan_cost.py)."""
+    if not ON_LINUX or os.environ.get("AUDIT_AGENT_PYTHON_READER"):
+        return None
+    try:
+        from audit_agent.collect import _procread  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _procread
+
+
+NATIVE = load_native()
+
+
 def is_live_procfs(proc_root: str) -> bool:
     """True for a mounted Linux procfs (the direct reader's home); fake trees and other OSes use psutil."""
     return ON_LINUX and os.path.isfile(os.path.join(proc_root, "self", "stat"))
 
 
-def read_proc_file(path: bytes, limit: int = 4 << 20, dir_fd: int | None = None) -> bytes:
+def read_proc_file(path: bytes, limit: int = MAX_PROC_FILE, dir_fd: int | None = None) -> bytes:
     """The file (at most `limit` bytes: a process's cmdline and environ are its to inflate) in as few
     read(2) calls as possible (a short read is the end of a /proc file); `path` relative to `dir_fd` if given."""
     fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
@@ -342,6 +375,43 @@ def split_stat(data: bytes) -> tuple[bytes, list[bytes]]:
     """(comm, the fields after it) of /proc/PID/stat; comm may hold spaces and parentheses."""
     close = data.rfind(b")")
     return data[data.find(b"(") + 1:close], data[close + 2:].split()
+
+
+def stat_values(data: bytes) -> StatValues | None:
+    """(comm, state, ppid, tty_nr, utime, stime, cutime, cstime, nice, num_threads, starttime, rss pages) of
+    /proc/PID/stat, as _procread.c gives them; None when it has fewer fields than that."""
+    comm, fields = split_stat(data)
+    if len(fields) < 22:
+        return None
+    return (comm, fields[0], int(fields[1]), int(fields[4]), int(fields[11]), int(fields[12]), int(fields[13]),
+            int(fields[14]), int(fields[16]), int(fields[17]), int(fields[19]), int(fields[21]))
+
+
+def status_values(data: bytes) -> StatusValues:
+    """(real uid, allowed CPUs, NSpid) of /proc/PID/status, as _procread.c gives them; None for a field that
+    is absent (or, for the CPUs, not a CPU list)."""
+    uids = status_field(data, b"Uid")
+    cpus = status_field(data, b"Cpus_allowed_list")
+    try:
+        allowed = count_cpu_list(cpus[0]) if cpus else None
+    except ValueError:
+        allowed = None
+    return (int(uids[0]) if uids else None, allowed,
+            [int(part) for part in status_field(data, b"NSpid") if part.isdigit()])
+
+
+def read_or_errno(name: bytes, where: int) -> bytes | int:
+    try:
+        return read_proc_file(name, dir_fd=where)
+    except OSError as error:
+        return errno_of(error)
+
+
+def link_or_errno(name: bytes, where: int) -> bytes | int:
+    try:
+        return os.readlink(name, dir_fd=where)
+    except OSError as error:
+        return errno_of(error)
 
 
 def stat_cpu_seconds(proc_root: str) -> tuple[dict[int, float], dict[int, float]]:
@@ -395,12 +465,27 @@ def status_field(status: bytes, key: bytes) -> list[bytes]:
 
 
 def count_cpu_list(text: bytes) -> int:
-    """Number of CPUs in a list like `0-3,8,10-11`."""
+    """Number of CPUs in a list like `0-3,8,10-11`; ValueError when a range is not one."""
     total = 0
     for part in text.split(b","):
         low, dash, high = part.partition(b"-")
-        total += int(high) - int(low) + 1 if dash else 1
+        if dash:
+            first, last = cpu_index(low), cpu_index(high)
+            if last < first:
+                raise ValueError(f"not a CPU range: {part!r}")
+            total += last - first + 1
+        else:
+            total += 1
     return total
+
+
+def cpu_index(text: bytes) -> int:
+    if not text.lstrip(b"+").isdigit() or text.startswith(b"++"):
+        raise ValueError(f"not a CPU: {text!r}")
+    index = int(text)
+    if index >= MAX_CPU:
+        raise ValueError(f"not a CPU: {text!r}")
+    return index
 
 
 def environ_subset(data: bytes, extra: re.Pattern[bytes] | None = None) -> dict[str, str]:
@@ -441,7 +526,8 @@ def link_text(link: bytes) -> str:
 class ProcReader:
     """Reads every process's fields straight from a live /proc, each file once."""
 
-    def __init__(self, proc_root: str = "/proc", facts: ProcFacts | None = None) -> None:
+    def __init__(self, proc_root: str = "/proc", facts: ProcFacts | None = None, native: bool = True) -> None:
+        self.native = NATIVE if native else None
         self.root = os.fsencode(proc_root) + b"/"
         self.proc_root = proc_root
         self.facts = facts
@@ -450,7 +536,6 @@ class ProcReader:
         self.users: dict[int, str] = {}
         self.terminals: dict[int, str] | None = None
         self.host_cpus = os.cpu_count() or None
-        self.exe_link = b""             # raw /proc/PID/exe target of the process being read
         self.unreadable = 0             # listed, but stat/status denied (hidepid): counted, not dropped silently
         # One copy of each text many processes share (the executable, folder, arguments and cgroup of a
         # pool of workers): at 8,000 processes these were ~2.5 MB of equal strings.
@@ -468,46 +553,68 @@ class ProcReader:
         """One process, or None if it vanished while being read."""
         base = self.root + entry + b"/"
         try:
-            where = os.open(base, PROC_DIR_FLAGS)
-        except PermissionError:
-            self.unreadable += 1
+            if self.native is not None:
+                raw = self.native.read(base, MAX_PROC_FILE, MAX_SOCKET_FDS, MAX_DIR_FDS, self.facts is not None)
+            else:
+                raw = self.gather(base)
+        except ValueError:      # a stat field that is not a number: nothing of it can be trusted
             return None
-        except OSError:
-            return None
+        return self.build(pid, base, raw, first, elapsed)
+
+    def read_from(self, pid: int, base: bytes, where: int, first: FirstReading, elapsed: float) -> ProcessInfo | None:
+        """read(), in Python, with `where` the process's /proc folder open."""
         try:
-            return self.read_from(pid, base, where, first, elapsed)
+            raw = self.gather_at(base, where)
+        except ValueError:
+            return None
+        return self.build(pid, base, raw, first, elapsed)
+
+    def gather(self, base: bytes) -> Gathered:
+        """What _procread.read() gives, read in Python: the errno when the process's folder, stat or status
+        cannot be read; None when stat is cut short; else the raw contents (ProcReader.build)."""
+        try:
+            where = os.open(base, PROC_DIR_FLAGS)
+        except OSError as error:
+            return errno_of(error)
+        try:
+            return self.gather_at(base, where)
         finally:
             os.close(where)
 
-    def read_from(self, pid: int, base: bytes, where: int, first: FirstReading, elapsed: float) -> ProcessInfo | None:
-        """read(), with `where` the process's /proc folder open."""
+    def gather_at(self, base: bytes, where: int) -> Gathered:
         try:
-            comm, fields = split_stat(read_proc_file(b"stat", dir_fd=where))
-            status = read_proc_file(b"status", dir_fd=where)
-        except (FileNotFoundError, ProcessLookupError):
+            stat = stat_values(read_proc_file(b"stat", dir_fd=where))
+            status = status_values(read_proc_file(b"status", dir_fd=where))
+        except OSError as error:
+            return errno_of(error)
+        if stat is None:
             return None
-        except PermissionError:
-            self.unreadable += 1        # /proc mounted with hidepid=1: the process exists, we may not look
+        return (stat, status, read_or_errno(b"cmdline", where), link_or_errno(b"exe", where),
+                link_or_errno(b"cwd", where), read_or_errno(b"cgroup", where), read_or_errno(b"environ", where),
+                fd_links(base + b"fd/") if self.facts is not None else None)
+
+    def build(self, pid: int, base: bytes, raw: Gathered, first: FirstReading, elapsed: float) -> ProcessInfo | None:
+        """The ProcessInfo of one process's raw contents (gather); None when it is gone."""
+        if raw is None:
             return None
-        except OSError:
+        if isinstance(raw, int):
+            if raw in DENIED_ERRNOS:
+                self.unreadable += 1    # /proc mounted with hidepid=1: the process exists, we may not look
             return None
-        if len(fields) < 22:
-            return None
+        stat, status, cmdline_raw, exe_raw, cwd_raw, cgroup_raw, environ_raw, fds = raw
+        comm, state_raw, ppid, tty_nr, utime, stime, cutime, cstime, nice, threads, start, rss = stat
         denied: list[str] = []
-        self.exe_link = b""
-        state = fields[0].decode("ascii", "replace")
+        state = state_raw.decode("ascii", "replace")
         zombie = state in ("Z", "X", "x")
         cmdline: list[str] = []
         kept_cmdline: list[str] = []
         cmdline_bytes = None
-        try:
-            cmdline, kept_cmdline, cmdline_bytes = self.cmdline(read_proc_file(b"cmdline", dir_fd=where))
-        except PermissionError:
+        if isinstance(cmdline_raw, bytes):
+            cmdline, kept_cmdline, cmdline_bytes = self.cmdline(cmdline_raw)
+        elif cmdline_raw in DENIED_ERRNOS:
             denied.append("cmdline")
-        except OSError:
-            pass
-        exe = self.link(base, where, b"exe", denied, zombie)
-        cwd = self.link(base, where, b"cwd", denied, zombie)
+        exe = self.link(base, exe_raw, "exe", denied, zombie)
+        cwd = self.link(base, cwd_raw, "cwd", denied, zombie)
         if exe is None or cwd is None:
             return None
         name = decode(comm)
@@ -515,29 +622,27 @@ class ProcReader:
             extended = os.path.basename(cmdline[0])
             if extended.startswith(name):
                 name = extended
-        uids = status_field(status, b"Uid")
-        uid = int(uids[0]) if uids else None
-        cpus = status_field(status, b"Cpus_allowed_list")
+        uid, cpus, ns_pids = status
         share = self.shared.setdefault
         info = ProcessInfo(
-            pid=pid, ppid=int(fields[1]), name=share(name, name), exe=share(exe, exe),
+            pid=pid, ppid=ppid, name=share(name, name), exe=share(exe, exe),
             cmdline=kept_cmdline, cmdline_bytes=cmdline_bytes,
             username=self.username(uid) if uid is not None else "", uid=uid, cwd=share(cwd, cwd),
-            create_time=int(fields[19]) / CLOCK_TICKS + self.boot_time,
-            status=PROC_STATES.get(state, "?"), nice=int(fields[16]), num_threads=int(fields[17]),
-            rss_bytes=int(fields[21]) * PAGE_SIZE,   # = statm's resident (get_mm_rss), one read fewer
-            terminal=self.terminal(int(fields[4])),
+            create_time=start / CLOCK_TICKS + self.boot_time,
+            status=PROC_STATES.get(state, "?"), nice=nice, num_threads=threads,
+            rss_bytes=rss * PAGE_SIZE,   # = statm's resident (get_mm_rss), one read fewer
+            terminal=self.terminal(tty_nr),
             denied=sorted(denied))
-        info.lifetime_cpu_seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-        set_cpu_use(info, info.lifetime_cpu_seconds, first, elapsed,
-                    (int(fields[13]) + int(fields[14])) / CLOCK_TICKS)
-        try:
-            info.allowed_cpus = count_cpu_list(cpus[0]) if cpus else self.host_cpus
-        except ValueError:
-            info.allowed_cpus = self.host_cpus
-        self.linux_details(info, where, status)
-        if self.facts is not None:
-            self.facts.record(pid, base)
+        info.lifetime_cpu_seconds = (utime + stime) / CLOCK_TICKS
+        set_cpu_use(info, info.lifetime_cpu_seconds, first, elapsed, (cutime + cstime) / CLOCK_TICKS)
+        info.allowed_cpus = cpus if cpus is not None else self.host_cpus
+        info.ns_pids = ns_pids
+        exe_link = exe_raw.split(b"\0")[0] if isinstance(exe_raw, bytes) else b""
+        self.linux_details(info, exe_link, cgroup_raw, environ_raw)
+        if self.facts is not None and fds is not None:
+            held = held_of(fds)
+            if held is not None:
+                self.facts.record(pid, held)
         return info
 
     def cmdline(self, raw: bytes) -> tuple[list[str], list[str], int | None]:
@@ -555,36 +660,26 @@ class ProcReader:
             self.parsed_cmdlines[raw] = (kept, length)
         return argv, list(kept), length
 
-    def link(self, base: bytes, where: int, name: bytes, denied: list[str], zombie: bool) -> str | None:
-        """A /proc symlink's target; '' for none (kernel thread, zombie); None if the process is gone."""
-        try:
-            link = os.readlink(name, dir_fd=where).split(b"\0")[0]
-            if name == b"exe":
-                self.exe_link = link
-            return link_text(link)
-        except PermissionError:
-            denied.append(name.decode())
+    def link(self, base: bytes, raw: bytes | int, name: str, denied: list[str], zombie: bool) -> str | None:
+        """A /proc symlink's target (raw: its bytes or the errno of reading it); '' for none (kernel thread,
+        zombie); None if the process is gone."""
+        if isinstance(raw, bytes):
+            return link_text(raw.split(b"\0")[0])
+        if raw in DENIED_ERRNOS:
+            denied.append(name)
             return ""
-        except (FileNotFoundError, ProcessLookupError):
+        if raw in (errno.ENOENT, errno.ESRCH):
             if zombie or os.path.lexists(base.rstrip(b"/")):
                 return ""
             return None
-        except OSError:
-            return ""
+        return ""
 
-    def linux_details(self, info: ProcessInfo, where: int, status: bytes) -> None:
-        try:
-            info.cgroup, info.container_id, info.slurm_job_id = self.cgroup(read_proc_file(b"cgroup", dir_fd=where))
-        except OSError:
-            info.cgroup, info.container_id, info.slurm_job_id = self.cgroup(b"")
-        if self.exe_link.endswith(b" (deleted)"):
+    def linux_details(self, info: ProcessInfo, exe_link: bytes, cgroup: bytes | int, environ: bytes | int) -> None:
+        info.cgroup, info.container_id, info.slurm_job_id = self.cgroup(cgroup if isinstance(cgroup, bytes) else b"")
+        if exe_link.endswith(b" (deleted)"):
             info.exe_deleted = True
-            info.exe = info.exe or decode(self.exe_link[:-10])
-        info.ns_pids = [int(part) for part in status_field(status, b"NSpid") if part.isdigit()]
-        try:
-            info.environ = self.environ(read_proc_file(b"environ", dir_fd=where))
-        except OSError:
-            info.environ = {}
+            info.exe = info.exe or decode(exe_link[:-10])
+        info.environ = self.environ(environ) if isinstance(environ, bytes) else {}
         if not info.slurm_job_id:
             info.slurm_job_id = info.environ.get("SLURM_JOB_ID", "")
 

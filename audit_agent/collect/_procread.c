@@ -1,0 +1,623 @@
+/* One process's /proc files, read and split in C: the process reader's hot loop (processes.py).
+ *
+ * Why C: at thousands of processes the reader's own Python (a system-call wrapper per file, the splitting
+ * of stat and status, a readlink wrapper per descriptor) cost more than the kernel work of the reads
+ * (bench/evidence_floor.py). This module does the same reads as ProcReader.gather_python() and hands back
+ * the same tuple; every decision about what the contents mean stays in Python, in one place.
+ *
+ * All reads run without the GIL: a /proc read can block (a process stuck in the kernel holds its memory
+ * lock, and cmdline and environ wait for it), and the scan's deadlines run in another thread.
+ *
+ * Building it is optional (pyproject.toml): without a C compiler the package installs without it and the
+ * reader does the same in Python.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK 16384             /* processes.READ_CHUNK: one read(2) for nearly every /proc file */
+#define LINK_MAX_BYTES 4096     /* os.readlink's buffer (MAXPATHLEN): a longer target is cut, as there */
+#define MAX_CPU (1 << 22)       /* processes.MAX_CPU */
+#define STAT_FIELDS 22          /* fields after comm the reader needs (rss is the 22nd) */
+
+typedef struct {
+    char *data;
+    Py_ssize_t size;
+    int err;                    /* errno of the failed open or read; 0 when read */
+} file_t;
+
+typedef struct {
+    unsigned long long *inodes; /* socket:[INODE] targets */
+    Py_ssize_t n_inodes, cap_inodes;
+    char **targets;             /* absolute targets of the first dir_limit descriptors */
+    Py_ssize_t *target_sizes;
+    Py_ssize_t n_targets, cap_targets;
+    int err;                    /* errno of listing the fd folder; 0 when listed */
+} fds_t;
+
+typedef struct {
+    int dir_err;                /* opening the process's folder failed */
+    file_t stat, status, cmdline, exe, cwd, cgroup, environ;
+    int want_fds;
+    fds_t fds;
+} reading_t;
+
+static int open_at(int dir_fd, const char *name, int flags)
+{
+    int fd;
+    do {
+        fd = openat(dir_fd, name, flags | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+static ssize_t read_some(int fd, char *buf, size_t size)
+{
+    ssize_t n;
+    do {
+        n = read(fd, buf, size);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+/* The file, at most `limit` bytes: one read(2) when it is shorter than CHUNK (a short read is the end of a
+ * /proc file), then reads of up to 1 MiB until the end or the limit: processes.read_proc_file(). */
+static void read_file(int dir_fd, const char *name, Py_ssize_t limit, file_t *file)
+{
+    Py_ssize_t first = limit < CHUNK ? limit : CHUNK;
+    int fd = open_at(dir_fd, name, O_RDONLY);
+    file->data = NULL;
+    file->size = 0;
+    file->err = 0;
+    if (fd < 0) {
+        file->err = errno;
+        return;
+    }
+    Py_ssize_t capacity = first > 0 ? first : 1;
+    char *data = malloc((size_t)capacity);
+    if (data == NULL) {
+        file->err = ENOMEM;
+        close(fd);
+        return;
+    }
+    ssize_t got = read_some(fd, data, (size_t)first);
+    if (got < 0) {
+        file->err = errno;
+        free(data);
+        close(fd);
+        return;
+    }
+    Py_ssize_t size = got;
+    if (got == CHUNK) {
+        while (size < limit) {
+            Py_ssize_t want = limit - size < (1 << 20) ? limit - size : (1 << 20);
+            if (size + want > capacity) {
+                Py_ssize_t grown = capacity * 2 > size + want ? capacity * 2 : size + want;
+                char *bigger = realloc(data, (size_t)grown);
+                if (bigger == NULL) {
+                    file->err = ENOMEM;
+                    free(data);
+                    close(fd);
+                    return;
+                }
+                data = bigger;
+                capacity = grown;
+            }
+            got = read_some(fd, data + size, (size_t)want);
+            if (got < 0) {
+                file->err = errno;
+                free(data);
+                close(fd);
+                return;
+            }
+            if (got == 0)
+                break;
+            size += got;
+        }
+    }
+    close(fd);
+    file->data = data;
+    file->size = size;
+}
+
+static void read_link(int dir_fd, const char *name, file_t *file)
+{
+    file->data = malloc(LINK_MAX_BYTES);
+    file->size = 0;
+    file->err = 0;
+    if (file->data == NULL) {
+        file->err = ENOMEM;
+        return;
+    }
+    ssize_t got = readlinkat(dir_fd, name, file->data, LINK_MAX_BYTES);
+    if (got < 0) {
+        file->err = errno;
+        free(file->data);
+        file->data = NULL;
+        return;
+    }
+    file->size = got;
+}
+
+static int all_digits(const char *text, Py_ssize_t size)
+{
+    if (size <= 0)
+        return 0;
+    for (Py_ssize_t i = 0; i < size; i++)
+        if (text[i] < '0' || text[i] > '9')
+            return 0;
+    return 1;
+}
+
+static int push_inode(fds_t *fds, unsigned long long inode)
+{
+    if (fds->n_inodes == fds->cap_inodes) {
+        Py_ssize_t grown = fds->cap_inodes ? fds->cap_inodes * 2 : 16;
+        unsigned long long *bigger = realloc(fds->inodes, (size_t)grown * sizeof(unsigned long long));
+        if (bigger == NULL)
+            return -1;
+        fds->inodes = bigger;
+        fds->cap_inodes = grown;
+    }
+    fds->inodes[fds->n_inodes++] = inode;
+    return 0;
+}
+
+static int push_target(fds_t *fds, const char *target, Py_ssize_t size)
+{
+    if (fds->n_targets == fds->cap_targets) {
+        Py_ssize_t grown = fds->cap_targets ? fds->cap_targets * 2 : 8;
+        char **bigger = realloc(fds->targets, (size_t)grown * sizeof(char *));
+        Py_ssize_t *sizes;
+        if (bigger == NULL)
+            return -1;
+        fds->targets = bigger;
+        sizes = realloc(fds->target_sizes, (size_t)grown * sizeof(Py_ssize_t));
+        if (sizes == NULL)
+            return -1;
+        fds->target_sizes = sizes;
+        fds->cap_targets = grown;
+    }
+    char *copy = malloc((size_t)size);
+    if (copy == NULL)
+        return -1;
+    memcpy(copy, target, (size_t)size);
+    fds->targets[fds->n_targets] = copy;
+    fds->target_sizes[fds->n_targets++] = size;
+    return 0;
+}
+
+static int ends_with(const char *text, Py_ssize_t size, const char *tail)
+{
+    Py_ssize_t n = (Py_ssize_t)strlen(tail);
+    return size >= n && memcmp(text + size - n, tail, (size_t)n) == 0;
+}
+
+/* proc_facts.SKIPPED_PLACES: descriptors there say nothing of where a process keeps its files. */
+static int skipped_place(const char *target, Py_ssize_t size)
+{
+    static const char *places[] = {"/proc/", "/sys/", "/dev/"};
+    for (size_t i = 0; i < sizeof places / sizeof places[0]; i++) {
+        size_t n = strlen(places[i]);
+        if ((size_t)size >= n && memcmp(target, places[i], n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* proc_facts.fd_links(): in listing order, the first fd_limit descriptors; a socket's inode, or for the
+ * first dir_limit an absolute target that is not deleted; a descriptor closed since the listing is skipped. */
+static void walk_fds(int dir_fd, Py_ssize_t fd_limit, Py_ssize_t dir_limit, fds_t *fds)
+{
+    char target[LINK_MAX_BYTES];
+    int fd_dir = open_at(dir_fd, "fd", O_RDONLY | O_DIRECTORY);
+    if (fd_dir < 0) {
+        fds->err = errno;
+        return;
+    }
+    DIR *listing = fdopendir(fd_dir);
+    if (listing == NULL) {
+        fds->err = errno;
+        close(fd_dir);
+        return;
+    }
+    Py_ssize_t index = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *entry = readdir(listing);
+        if (entry == NULL) {
+            if (errno != 0)
+                fds->err = errno;
+            break;
+        }
+        const char *name = entry->d_name;
+        if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
+            continue;
+        if (index >= fd_limit)
+            break;
+        ssize_t size = readlinkat(fd_dir, name, target, sizeof target);
+        if (size >= 0) {
+            if (size >= 8 && memcmp(target, "socket:[", 8) == 0) {
+                Py_ssize_t n = size - 9;
+                if (target[size - 1] == ']' && n > 0 && n <= 19 && all_digits(target + 8, n)) {
+                    unsigned long long inode = 0;
+                    for (Py_ssize_t i = 0; i < n; i++)
+                        inode = inode * 10 + (unsigned long long)(target[8 + i] - '0');
+                    if (push_inode(fds, inode) < 0) {
+                        fds->err = ENOMEM;
+                        break;
+                    }
+                }
+            } else if (index < dir_limit && size > 0 && target[0] == '/' && !ends_with(target, size, " (deleted)")
+                       && !skipped_place(target, size)) {
+                if (push_target(fds, target, size) < 0) {
+                    fds->err = ENOMEM;
+                    break;
+                }
+            }
+        }
+        index++;
+    }
+    closedir(listing);
+}
+
+static void read_process(const char *path, Py_ssize_t limit, Py_ssize_t fd_limit,
+                         Py_ssize_t dir_limit, reading_t *reading)
+{
+    int where = open_at(AT_FDCWD, path, O_PATH | O_DIRECTORY);
+    if (where < 0) {
+        reading->dir_err = errno;
+        return;
+    }
+    read_file(where, "stat", limit, &reading->stat);
+    if (reading->stat.err == 0)
+        read_file(where, "status", limit, &reading->status);
+    if (reading->stat.err == 0 && reading->status.err == 0) {
+        read_file(where, "cmdline", limit, &reading->cmdline);
+        read_link(where, "exe", &reading->exe);
+        read_link(where, "cwd", &reading->cwd);
+        read_file(where, "cgroup", limit, &reading->cgroup);
+        read_file(where, "environ", limit, &reading->environ);
+        if (reading->want_fds)
+            walk_fds(where, fd_limit, dir_limit, &reading->fds);
+    }
+    close(where);
+}
+
+static void free_file(file_t *file)
+{
+    free(file->data);
+    file->data = NULL;
+}
+
+static void free_reading(reading_t *reading)
+{
+    free_file(&reading->stat);
+    free_file(&reading->status);
+    free_file(&reading->cmdline);
+    free_file(&reading->exe);
+    free_file(&reading->cwd);
+    free_file(&reading->cgroup);
+    free_file(&reading->environ);
+    for (Py_ssize_t i = 0; i < reading->fds.n_targets; i++)
+        free(reading->fds.targets[i]);
+    free(reading->fds.targets);
+    free(reading->fds.target_sizes);
+    free(reading->fds.inodes);
+}
+
+/* bytes, or the errno as an int */
+static PyObject *file_result(const file_t *file)
+{
+    if (file->err)
+        return PyLong_FromLong(file->err);
+    return PyBytes_FromStringAndSize(file->data ? file->data : "", file->size);
+}
+
+/* An int of exactly `size` characters, as int() reads a /proc field: an optional sign, then decimal digits
+ * (int() also takes underscores, which no /proc file holds). NULL with ValueError when it is not one. */
+static PyObject *number_object(const char *text, Py_ssize_t size)
+{
+    Py_ssize_t digits = size > 0 && (text[0] == '-' || text[0] == '+') ? 1 : 0;
+    if (size - digits <= 0 || !all_digits(text + digits, size - digits)) {
+        PyErr_SetString(PyExc_ValueError, "bad /proc field");
+        return NULL;
+    }
+    char small[32];
+    char *copy = size < (Py_ssize_t)sizeof small ? small : malloc((size_t)size + 1);
+    if (copy == NULL)
+        return PyErr_NoMemory();
+    memcpy(copy, text, (size_t)size);
+    copy[size] = '\0';
+    PyObject *number = PyLong_FromString(copy, NULL, 10);
+    if (copy != small)
+        free(copy);
+    return number;
+}
+
+/* A small decimal number (a CPU index): 0 and the value, -1 when it is none or not below `bound`. */
+static int small_number(const char *text, Py_ssize_t size, long long bound, long long *value)
+{
+    Py_ssize_t digits = size > 0 && text[0] == '+' ? 1 : 0;
+    *value = 0;
+    if (size - digits <= 0 || size - digits > 18 || !all_digits(text + digits, size - digits))
+        return -1;
+    for (Py_ssize_t i = digits; i < size; i++)
+        *value = *value * 10 + (text[i] - '0');
+    return *value < bound ? 0 : -1;
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* processes.split_stat(): (comm, the fields after it); None when the file has fewer than 22 fields. */
+static PyObject *stat_result(const file_t *file)
+{
+    const char *data = file->data ? file->data : "";
+    Py_ssize_t size = file->size;
+    const char *open = memchr(data, '(', (size_t)size);
+    const char *close = NULL;
+    for (Py_ssize_t i = size - 1; i >= 0; i--) {
+        if (data[i] == ')') {
+            close = data + i;
+            break;
+        }
+    }
+    if (close == NULL)
+        Py_RETURN_NONE;
+    const char *comm = open != NULL ? open + 1 : data;
+    const char *starts[STAT_FIELDS];
+    Py_ssize_t sizes[STAT_FIELDS];
+    int count = 0;
+    const char *cursor = close + 2;
+    const char *end = data + size;
+    while (cursor < end && count < STAT_FIELDS) {
+        while (cursor < end && is_space(*cursor))
+            cursor++;
+        if (cursor >= end)
+            break;
+        starts[count] = cursor;
+        while (cursor < end && !is_space(*cursor))
+            cursor++;
+        sizes[count] = cursor - starts[count];
+        count++;
+    }
+    if (count < STAT_FIELDS)
+        Py_RETURN_NONE;
+    static const int wanted[] = {1, 4, 11, 12, 13, 14, 16, 17, 19, 21};
+    PyObject *result = PyTuple_New(2 + (Py_ssize_t)(sizeof wanted / sizeof wanted[0]));
+    if (result == NULL)
+        return NULL;
+    PyObject *comm_bytes = PyBytes_FromStringAndSize(comm, close > comm ? close - comm : 0);
+    PyObject *state = PyBytes_FromStringAndSize(starts[0], sizes[0]);
+    if (comm_bytes == NULL || state == NULL) {
+        Py_XDECREF(comm_bytes);
+        Py_XDECREF(state);
+        Py_DECREF(result);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, comm_bytes);
+    PyTuple_SET_ITEM(result, 1, state);
+    for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
+        PyObject *value = number_object(starts[wanted[i]], sizes[wanted[i]]);
+        if (value == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(result, 2 + (Py_ssize_t)i, value);
+    }
+    return result;
+}
+
+/* The value tokens of one `Key:\tv1\tv2` line of /proc/PID/status (processes.status_field): the line's
+ * start and end, or NULL when the key is absent. */
+static const char *status_line(const file_t *file, const char *key, const char **line_end)
+{
+    const char *data = file->data ? file->data : "";
+    const char *end = data + file->size;
+    size_t key_size = strlen(key);
+    for (const char *at = memchr(data, '\n', (size_t)file->size); at != NULL;
+         at = memchr(at + 1, '\n', (size_t)(end - at - 1))) {
+        if ((size_t)(end - at - 1) > key_size && memcmp(at + 1, key, key_size) == 0 && at[1 + key_size] == ':') {
+            const char *start = at + 2 + key_size;
+            const char *stop = memchr(start, '\n', (size_t)(end - start));
+            *line_end = stop != NULL ? stop : end;
+            return start;
+        }
+        if (at + 1 >= end)
+            break;
+    }
+    return NULL;
+}
+
+/* The next whitespace-separated token in [*cursor, end): its start, its size in *size; NULL when none. */
+static const char *next_token(const char **cursor, const char *end, Py_ssize_t *size)
+{
+    const char *at = *cursor;
+    while (at < end && is_space(*at))
+        at++;
+    if (at >= end)
+        return NULL;
+    const char *start = at;
+    while (at < end && !is_space(*at))
+        at++;
+    *size = at - start;
+    *cursor = at;
+    return start;
+}
+
+/* processes.count_cpu_list(): the number of CPUs in `0-3,8,10-11`; -1 when a range is not one. */
+static long long count_cpu_list(const char *text, Py_ssize_t size)
+{
+    long long total = 0;
+    const char *part = text;
+    const char *end = text + size;
+    for (;;) {
+        const char *comma = memchr(part, ',', (size_t)(end - part));
+        const char *stop = comma != NULL ? comma : end;
+        const char *dash = memchr(part, '-', (size_t)(stop - part));
+        if (dash != NULL) {
+            long long low, high;
+            if (small_number(part, dash - part, MAX_CPU, &low) < 0
+                || small_number(dash + 1, stop - dash - 1, MAX_CPU, &high) < 0 || high < low)
+                return -1;
+            total += high - low + 1;
+        } else {
+            total += 1;
+        }
+        if (comma == NULL)
+            break;
+        part = comma + 1;
+    }
+    return total;
+}
+
+/* processes.status_values(): (real uid or None, allowed CPUs or None, NSpid) of /proc/PID/status. */
+static PyObject *status_result(const file_t *file)
+{
+    const char *line_end, *token;
+    Py_ssize_t size;
+    long long number;
+    PyObject *uid = Py_None, *cpus = Py_None;
+    const char *line = status_line(file, "Uid", &line_end);
+    if (line != NULL && (token = next_token(&line, line_end, &size)) != NULL) {
+        uid = number_object(token, size);
+        if (uid == NULL)
+            return NULL;
+    } else {
+        Py_INCREF(uid);
+    }
+    line = status_line(file, "Cpus_allowed_list", &line_end);
+    if (line != NULL && (token = next_token(&line, line_end, &size)) != NULL
+        && (number = count_cpu_list(token, size)) >= 0) {
+        cpus = PyLong_FromLongLong(number);
+        if (cpus == NULL) {
+            Py_DECREF(uid);
+            return NULL;
+        }
+    } else {
+        Py_INCREF(cpus);
+    }
+    PyObject *ns_pids = PyList_New(0);
+    if (ns_pids == NULL) {
+        Py_DECREF(uid);
+        Py_DECREF(cpus);
+        return NULL;
+    }
+    line = status_line(file, "NSpid", &line_end);
+    while (line != NULL && (token = next_token(&line, line_end, &size)) != NULL) {
+        if (!all_digits(token, size))
+            continue;
+        PyObject *pid = number_object(token, size);
+        if (pid == NULL || PyList_Append(ns_pids, pid) < 0) {
+            Py_XDECREF(pid);
+            Py_DECREF(uid);
+            Py_DECREF(cpus);
+            Py_DECREF(ns_pids);
+            return NULL;
+        }
+        Py_DECREF(pid);
+    }
+    return Py_BuildValue("(NNN)", uid, cpus, ns_pids);
+}
+
+static PyObject *fds_result(const reading_t *reading)
+{
+    if (!reading->want_fds)
+        Py_RETURN_NONE;
+    if (reading->fds.err)
+        return PyLong_FromLong(reading->fds.err);
+    PyObject *inodes = PyList_New(reading->fds.n_inodes);
+    PyObject *targets = PyList_New(reading->fds.n_targets);
+    if (inodes == NULL || targets == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < reading->fds.n_inodes; i++) {
+        PyObject *inode = PyLong_FromUnsignedLongLong(reading->fds.inodes[i]);
+        if (inode == NULL)
+            goto fail;
+        PyList_SET_ITEM(inodes, i, inode);
+    }
+    for (Py_ssize_t i = 0; i < reading->fds.n_targets; i++) {
+        PyObject *target = PyBytes_FromStringAndSize(reading->fds.targets[i], reading->fds.target_sizes[i]);
+        if (target == NULL)
+            goto fail;
+        PyList_SET_ITEM(targets, i, target);
+    }
+    return Py_BuildValue("(NN)", inodes, targets);
+fail:
+    Py_XDECREF(inodes);
+    Py_XDECREF(targets);
+    return NULL;
+}
+
+PyDoc_STRVAR(read_doc,
+"read(path, limit, fd_limit, dir_limit, want_fds) -> int | None | tuple\n\n"
+"One process's /proc folder (its path): the errno (int) when its\n"
+"folder, stat or status could not be opened or read; None when stat has fewer fields than the reader\n"
+"needs; else (stat, status, cmdline, exe, cwd, cgroup, environ, fds), as ProcReader.gather_python():\n"
+"stat is (comm, state, ppid, tty_nr, utime, stime, cutime, cstime, nice, num_threads, starttime,\n"
+"rss pages); status (uid, allowed CPUs, NSpid); each other file or link its bytes or its errno; fds\n"
+"None when not wanted, the errno of listing the fd folder, or (socket inodes, absolute targets).");
+
+static PyObject *procread_read(PyObject *module, PyObject *args)
+{
+    int want_fds;
+    const char *path;
+    Py_ssize_t path_size, limit, fd_limit, dir_limit;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "y#nnnp", &path, &path_size, &limit, &fd_limit, &dir_limit, &want_fds))
+        return NULL;
+    if ((Py_ssize_t)strlen(path) != path_size) {
+        PyErr_SetString(PyExc_ValueError, "path holds a NUL byte");
+        return NULL;
+    }
+    reading_t reading;
+    memset(&reading, 0, sizeof reading);
+    reading.want_fds = want_fds;
+    Py_BEGIN_ALLOW_THREADS
+    read_process(path, limit, fd_limit, dir_limit, &reading);
+    Py_END_ALLOW_THREADS
+    PyObject *result = NULL;
+    if (reading.dir_err) {
+        result = PyLong_FromLong(reading.dir_err);
+    } else if (reading.stat.err) {
+        result = PyLong_FromLong(reading.stat.err);
+    } else if (reading.status.err) {
+        result = PyLong_FromLong(reading.status.err);
+    } else {
+        PyObject *stat = stat_result(&reading.stat);
+        if (stat == Py_None) {
+            result = stat;
+        } else if (stat != NULL) {
+            result = Py_BuildValue("(NNNNNNNN)", stat, status_result(&reading.status), file_result(&reading.cmdline),
+                                   file_result(&reading.exe), file_result(&reading.cwd),
+                                   file_result(&reading.cgroup), file_result(&reading.environ),
+                                   fds_result(&reading));
+        }
+    }
+    free_reading(&reading);
+    return result;
+}
+
+static PyMethodDef procread_methods[] = {
+    {"read", procread_read, METH_VARARGS, read_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef procread_module = {
+    PyModuleDef_HEAD_INIT, "_procread", "One process's /proc files, read in C (see processes.py).", -1,
+    procread_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__procread(void)
+{
+    return PyModule_Create(&procread_module);
+}

@@ -1,0 +1,350 @@
+"""The process reader's C half (audit_agent/collect/_procread.c) against its Python half.
+
+The extension is built here from its source with the host's C compiler (the checkout the tests run from
+holds no build of it), then both halves read the same folders: live processes of every shape the reader
+meets, and fake /proc folders whose stat, status and descriptors are made up, hostile ones included. Where
+the C half gives anything else than the Python half, the test fails: the Python half is the reference.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from audit_agent.collect import processes as processes_module
+from audit_agent.collect.proc_facts import MAX_DIR_FDS, MAX_SOCKET_FDS, ProcFacts
+from audit_agent.collect.processes import MAX_PROC_FILE, FirstReading, ProcReader, read_processes
+from tests.conftest import have_compiler
+
+SOURCE = Path(processes_module.__file__).with_name("_procread.c")
+SLEEP = "import time; time.sleep(60)"
+
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the C reader reads a Linux /proc"),
+    pytest.mark.skipif(have_compiler() is None, reason="needs a C compiler"),
+]
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory):
+    """_procread built from the checkout's source, warnings as errors."""
+    out = tmp_path_factory.mktemp("native") / f"_procread{sysconfig.get_config_var('EXT_SUFFIX')}"
+    subprocess.run([have_compiler(), "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+                    f"-I{sysconfig.get_paths()['include']}", str(SOURCE), "-o", str(out)], check=True)
+    spec = importlib.util.spec_from_file_location("audit_agent.collect._procread", out)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def python_reading(base: bytes, want_fds: bool = True):
+    reader = ProcReader("/proc", ProcFacts() if want_fds else None, native=False)
+    return reader.gather(base)
+
+
+def c_reading(native, base: bytes, want_fds: bool = True):
+    return native.read(base, MAX_PROC_FILE, MAX_SOCKET_FDS, MAX_DIR_FDS, want_fds)
+
+
+def both(native, base: bytes, want_fds: bool = True):
+    """Both readings, or ("ValueError", "ValueError") when both refuse the contents."""
+    outcomes = []
+    for read in (lambda: python_reading(base, want_fds), lambda: c_reading(native, base, want_fds)):
+        try:
+            outcomes.append(read())
+        except ValueError:
+            outcomes.append("ValueError")
+    return outcomes
+
+
+@pytest.fixture
+def shapes(tmp_path):
+    """Live processes the reader meets: a long command line and environment (past one read(2)), a name with
+    spaces and parentheses, sockets and open files, a deleted open file, one CPU allowed, a zombie, and a
+    process in a PID namespace of its own (NSpid of two)."""
+    started: list[subprocess.Popen] = []
+    folder = tmp_path / "work place"
+    folder.mkdir()
+    odd = tmp_path / "a) (b c"
+    odd.symlink_to(sys.executable)
+    holder = (
+        "import os, socket, sys, time\n"
+        "server = socket.socket(); server.bind(('127.0.0.1', 0)); server.listen()\n"
+        "client = socket.create_connection(server.getsockname()); peer, _ = server.accept()\n"
+        f"kept = open({str(folder / 'data.bin')!r}, 'wb')\n"
+        f"gone = open({str(folder / 'gone.bin')!r}, 'wb'); os.unlink(gone.name)\n"
+        "os.sched_setaffinity(0, {0})\n"
+        "print('ready', flush=True); time.sleep(60)\n")
+    try:
+        env = {**os.environ, "PADDING": "x" * 40_000, "LD_PRELOAD": "", "SLURM_JOB_ID": "77"}
+        started.append(subprocess.Popen([sys.executable, "-c", SLEEP, *(["y" * 3000] * 10)], env=env))
+        started.append(subprocess.Popen([str(odd), "-c", SLEEP], executable=str(odd)))
+        started.append(subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True))
+        assert started[-1].stdout.readline().strip() == "ready"
+        zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+        started.append(zombie)
+        if os.geteuid() == 0 and os.path.exists("/usr/bin/unshare"):
+            started.append(subprocess.Popen(["unshare", "--pid", "--fork", sys.executable, "-c", SLEEP]))
+        deadline = time.monotonic() + 10
+        while not zombie_state(zombie.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)     # exec done and the interpreters asleep
+        yield started
+    finally:
+        for child in started:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+
+
+def zombie_state(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def family(pids: list[int]) -> list[int]:
+    """The pids and their children (unshare's child is the process in the new namespace)."""
+    out = list(pids)
+    for pid in pids:
+        try:
+            out += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def test_both_halves_read_every_shape_of_live_process_alike(native, shapes):
+    pids = family([child.pid for child in shapes])
+    readings = {pid: both(native, b"/proc/%d/" % pid) for pid in pids}
+    for pid, (python, c) in readings.items():
+        assert isinstance(python, tuple), (pid, python)
+        assert c == python, pid
+    by_pid = {child.pid: readings[child.pid][0] for child in shapes}
+    long, odd, holder, zombie = (by_pid[child.pid] for child in shapes[:4])
+    assert len(long[2]) > 30_000 and len(long[6]) > 40_000        # past one read(2) of 16 KiB
+    assert odd[0][0] == b"a) (b c"
+    assert holder[1][1] == 1                                      # one CPU allowed
+    sockets, targets = holder[7]
+    assert len(sockets) >= 3 and any(target.endswith(b"/work place/data.bin") for target in targets)
+    assert not any(b"gone.bin" in target for target in targets)  # deleted: no folder to look in
+    assert zombie[0][1] == b"Z" and isinstance(zombie[3], int)    # no exe: the errno
+    if len(shapes) > 4:
+        inner = [pid for pid in pids if pid not in by_pid]
+        assert any(len(readings[pid][0][1][2]) == 2 for pid in inner)    # NSpid: host pid, then 1
+    kthreadd = both(native, b"/proc/2/", want_fds=False)
+    assert kthreadd[0] == kthreadd[1] and kthreadd[0][7] is None
+
+
+def test_both_halves_read_this_whole_host_alike(native):
+    """Every process of the host, read twice in a row; what a running process changes between two readings
+    (its state, CPU times, memory, descriptors) is left out."""
+    compared = 0
+    for entry in os.listdir(b"/proc"):
+        if not entry.isdigit():
+            continue
+        python, c = both(native, b"/proc/" + entry + b"/")
+        if not isinstance(python, tuple) or not isinstance(c, tuple):
+            continue        # ended between the two readings
+        steady = lambda reading: (reading[0][0], reading[0][2], reading[0][3], reading[0][10], *reading[1:7])  # noqa: E731
+        if steady(python) != steady(c) and int(entry) in (os.getpid(), os.getppid()):
+            continue
+        assert steady(c) == steady(python), entry
+        compared += 1
+    assert compared > 10
+
+
+def test_a_gone_process_and_a_refused_one_are_errnos(native, tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    base = b"/proc/%d/" % child.pid
+    assert python_reading(base) == c_reading(native, base) == 2      # ENOENT: gone
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "stat").write_bytes(STAT)
+    (locked / "stat").chmod(0)
+    if os.geteuid() == 0:
+        pytest.skip("root reads a file of mode 0")
+    assert python_reading(bytes(locked) + b"/") == c_reading(native, bytes(locked) + b"/") == 13
+
+
+STAT = (b"4242 (xmrig) S 1 4242 4242 34816 4242 4194560 2100 0 0 0 155 42 7 3 20 0 4 0 123456 "
+        b"2430976 1280 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 1 0 0 0 0 0\n")
+STATUS = (b"Name:\txmrig\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t1000\t1000\t1000\t1000\n"
+          b"NSpid:\t4242\t7\nCpus_allowed_list:\t0-3,8,10-11\n")
+
+
+def fake_proc(folder: Path, stat: bytes, status: bytes, fds: dict[str, str] | None = None,
+              cmdline: bytes = b"xmrig\0-o\0pool:3333\0", environ: bytes = b"A=1\0") -> bytes:
+    """A folder laid out like /proc/PID: files, the exe and cwd links, fd/ of symlinks."""
+    folder.mkdir()
+    (folder / "stat").write_bytes(stat)
+    (folder / "status").write_bytes(status)
+    (folder / "cmdline").write_bytes(cmdline)
+    (folder / "cgroup").write_bytes(b"0::/user.slice/user-1000.slice/session-3.scope\n")
+    (folder / "environ").write_bytes(environ)
+    (folder / "exe").symlink_to("/opt/x/xmrig (deleted)")
+    (folder / "cwd").symlink_to("/home/alice")
+    (folder / "fd").mkdir()
+    for name, target in (fds or {}).items():
+        (folder / "fd" / name).symlink_to(target)
+    return bytes(folder) + b"/"
+
+
+def test_both_halves_read_a_made_up_process_alike(native, tmp_path):
+    fds = {"0": "/dev/null", "1": "socket:[991]", "2": "pipe:[5]", "3": "/srv/data/a.bin", "4": "/tmp/x (deleted)",
+           "5": "socket:[992]", "6": "/proc/1/stat", "7": "socket:[bad]", "8": "socket:[12"}
+    base = fake_proc(tmp_path / "p", STAT, STATUS, fds)
+    python, c = both(native, base)
+    assert c == python
+    stat, status, cmdline, exe, cwd, cgroup, environ, held = c
+    assert stat == (b"xmrig", b"S", 1, 34816, 155, 42, 7, 3, 0, 4, 123456, 1280)
+    assert status == (1000, 7, [4242, 7])       # 0-3, 8, 10-11
+    assert exe == b"/opt/x/xmrig (deleted)" and cwd == b"/home/alice"
+    assert sorted(held[0]) == [991, 992] and held[1] == [b"/srv/data/a.bin"]
+    assert both(native, base, want_fds=False)[1][7] is None
+
+
+def test_the_c_half_keeps_the_python_bounds_on_descriptors_and_file_size(native, tmp_path):
+    """At most fd_limit descriptors looked at, folders of the first dir_limit only, files cut at the limit."""
+    folders = fake_proc(tmp_path / "folders", STAT, STATUS, {str(n): f"/srv/d{n}/f" for n in range(40)},
+                        cmdline=b"a\0" * 50_000)
+    sockets = fake_proc(tmp_path / "sockets", STAT, STATUS, {str(n): f"socket:[{1000 + n}]" for n in range(40)})
+    full = native.read(folders, MAX_PROC_FILE, MAX_SOCKET_FDS, MAX_DIR_FDS, True)
+    cut = native.read(folders, 70_000, 30, 10, True)
+    names = os.listdir(folders + b"fd")
+    assert full[7][1] == [os.readlink(folders + b"fd/" + name) for name in names]
+    assert cut[7][1] == [os.readlink(folders + b"fd/" + name) for name in names[:10]]
+    assert len(full[2]) == 100_000 and len(cut[2]) == 70_000
+    names = os.listdir(sockets + b"fd")
+    assert native.read(sockets, MAX_PROC_FILE, 30, 10, True)[7][0] == [1000 + int(name) for name in names[:30]]
+    assert native.read(sockets, MAX_PROC_FILE, MAX_SOCKET_FDS, 10, True)[7][0] == [1000 + int(n) for n in names]
+
+
+@pytest.mark.parametrize("cpus", [b"0-3,8,10-11", b"0", b"0,", b"3-1", b"0-4194303", b"0-4194304", b"+1-2", b"1--2",
+                                  b"a-b", b"x", b"-1", b"0-99999999999999999999", b"5-5", b"", b"0-3,3-1"])
+def test_both_halves_count_any_cpu_list_alike(native, tmp_path, cpus):
+    base = fake_proc(tmp_path / "p", STAT, b"Name:\tx\nCpus_allowed_list:\t" + cpus + b"\n")
+    python, c = both(native, base)
+    assert c == python
+
+
+NUMBER = st.one_of(st.integers(-(2 ** 63), 2 ** 63 - 1).map(lambda n: str(n).encode()),
+                   st.sampled_from([b"", b"x", b"-", b"+7", b"12\x00", b"9" * 30, b"0x10", b"1e3"]))
+COMM = st.binary(max_size=40).filter(lambda b: b"\0" not in b)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(comm=COMM, fields=st.lists(NUMBER, min_size=0, max_size=30),
+       separator=st.sampled_from([b" ", b"  ", b"\t", b" \n "]), tail=st.sampled_from([b"", b"\n", b")"]))
+def test_both_halves_split_any_stat_alike(native, tmp_path_factory, comm, fields, separator, tail):
+    """A comm may hold spaces, parentheses and newlines (prctl sets any 15 bytes); a field may be no number."""
+    stat = b"4242 (" + comm + b") " + separator.join(fields) + tail
+    base = fake_proc(tmp_path_factory.mktemp("stat") / "p", stat, STATUS)
+    python, c = both(native, base)
+    assert c == python
+
+
+STATUS_VALUE = st.one_of(st.sampled_from([b"0-3,8", b"0", b"0,", b"3-1", b"a-b", b"x", b"", b"0-1,4-5,7",
+                                          b"1000\t1000", b"\t", b"4242\t1\t-", b"99999999999999999999999"]),
+                         NUMBER)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.tuples(st.sampled_from([b"Uid", b"NSpid", b"Cpus_allowed_list", b"Name", b"Uid2",
+                                                 b"uid"]),
+                                st.sampled_from([b":\t", b":", b": ", b" :"]), STATUS_VALUE), max_size=8),
+       first=st.booleans())
+def test_both_halves_pick_any_status_alike(native, tmp_path_factory, lines, first):
+    """The first line of a key wins; a key at the file's very start is not one (as status_field reads it)."""
+    status = (b"" if first else b"Name:\tx\n") + b"".join(key + colon + value + b"\n" for key, colon, value in lines)
+    base = fake_proc(tmp_path_factory.mktemp("status") / "p", STAT, status)
+    python, c = both(native, base)
+    assert c == python
+
+
+BLOCKED_READ = """
+import importlib.util, sys, threading, time
+spec = importlib.util.spec_from_file_location("audit_agent.collect._procread", sys.argv[1])
+native = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(native)
+result = []
+reader = threading.Thread(target=lambda: result.append(native.read(sys.argv[2].encode(), 1 << 20, 8, 8, True)),
+                          daemon=True)
+reader.start()
+ticks, deadline = 0, time.monotonic() + 1.0
+while time.monotonic() < deadline:
+    ticks += 1
+print("ticks", ticks, "blocked", reader.is_alive(), flush=True)
+with open(sys.argv[3], "wb") as writer:
+    writer.write(b"miner\\0")
+reader.join(10)
+print("read", result[0][2] if result else None, flush=True)
+"""
+
+
+def test_a_blocked_read_does_not_hold_the_other_threads(native, tmp_path):
+    """A /proc read can block (a process stuck in the kernel holds its memory lock): the C half waits without
+    the GIL, so the scan's deadlines, in another thread, still run. A FIFO with no writer blocks the same. In
+    a child process of its own: were the GIL held, it would hang, and the timeout says so."""
+    base = fake_proc(tmp_path / "p", STAT, STATUS)
+    fifo = tmp_path / "p" / "cmdline"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    try:
+        run = subprocess.run([sys.executable, "-c", BLOCKED_READ, native.__file__, str(base, "ascii"), str(fifo)],
+                             capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the blocked read held every other thread of the process")
+    ticks, blocked = run.stdout.splitlines()[0].split()[1::2]
+    assert int(ticks) > 1000 and blocked == "True", run.stdout + run.stderr
+    assert run.stdout.splitlines()[1] == "read b'miner\\x00'", run.stdout + run.stderr
+
+
+def test_the_reader_gives_the_same_processes_with_either_half(native, shapes, monkeypatch):
+    """read_processes() itself: every field of every stand-in alike, whichever half read it."""
+    first = FirstReading(time.monotonic() - 1, {})
+    pids = set(family([child.pid for child in shapes]))
+    monkeypatch.setattr(processes_module, "NATIVE", None)
+    python = {p.pid: p for p in read_processes(first, "/proc", ProcFacts())[0] if p.pid in pids}
+    monkeypatch.setattr(processes_module, "NATIVE", native)
+    c = {p.pid: p for p in read_processes(first, "/proc", ProcFacts())[0] if p.pid in pids}
+    assert set(c) == set(python) and {child.pid for child in shapes} <= set(c)
+    for pid, info in python.items():
+        other = c[pid]
+        for name in info.__slots__:
+            if name in ("cpu_percent", "cpu_seconds", "lifetime_cpu_seconds", "status", "rss_bytes"):
+                continue
+            assert getattr(other, name) == getattr(info, name), (pid, name)
+
+
+def test_the_c_half_refuses_a_path_with_a_nul(native):
+    with pytest.raises(ValueError):
+        native.read(b"/proc/1\0/", MAX_PROC_FILE, 1, 1, False)
+
+
+def test_sockets_held_are_found_by_either_half(native):
+    """The holder of a loopback connection is its owner whichever half walked its descriptors."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    try:
+        inode = os.fstat(server.fileno()).st_ino
+        for half in (None, native):
+            facts = ProcFacts()
+            reader = ProcReader("/proc", facts)
+            reader.native = half
+            assert reader.read(os.getpid(), str(os.getpid()).encode(), FirstReading(time.monotonic(), {}), 1.0)
+            assert facts.owners.get(inode) == os.getpid()
+    finally:
+        server.close()
