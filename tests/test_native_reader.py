@@ -246,11 +246,13 @@ COMM = st.binary(max_size=40).filter(lambda b: b"\0" not in b)
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(comm=COMM, fields=st.lists(NUMBER, min_size=0, max_size=30),
-       separator=st.sampled_from([b" ", b"  ", b"\t", b" \n "]), tail=st.sampled_from([b"", b"\n", b")"]))
-def test_both_halves_split_any_stat_alike(native, tmp_path_factory, comm, fields, separator, tail):
-    """A comm may hold spaces, parentheses and newlines (prctl sets any 15 bytes); a field may be no number."""
-    stat = b"4242 (" + comm + b") " + separator.join(fields) + tail
-    base = fake_proc(tmp_path_factory.mktemp("stat") / "p", stat, STATUS)
+       separator=st.sampled_from([b" ", b"  ", b"\t", b" \n "]), tail=st.sampled_from([b"", b"\n", b")"]),
+       closed=st.booleans(), status=st.sampled_from([STATUS, b"Name:\tx\nUid:\t0-3\n"]))
+def test_both_halves_split_any_stat_alike(native, tmp_path_factory, comm, fields, separator, tail, closed, status):
+    """A comm may hold spaces, parentheses and newlines (prctl sets any 15 bytes); a field may be no number;
+    a stat with no closing parenthesis is no stat, whatever status holds."""
+    stat = b"4242 (" + comm + (b") " if closed else b" ") + separator.join(fields) + tail
+    base = fake_proc(tmp_path_factory.mktemp("stat") / "p", stat, status)
     python, c = both(native, base)
     assert c == python
 
@@ -348,3 +350,50 @@ def test_sockets_held_are_found_by_either_half(native):
             assert facts.owners.get(inode) == os.getpid()
     finally:
         server.close()
+
+
+SANITIZED = """
+import importlib.util, os, random, sys, tempfile
+spec = importlib.util.spec_from_file_location("audit_agent.collect._procread", sys.argv[1])
+native = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(native)
+for entry in os.listdir(b"/proc"):
+    if entry.isdigit():
+        native.read(b"/proc/" + entry + b"/", 4 << 20, 1 << 20, 1024, True)
+pick = random.Random(int(sys.argv[2])).choice
+targets = ["socket:[123]", "socket:[", "socket:[]", "socket:[99999999999999999999]", "/a/b", "/dev/x", "/y (deleted)",
+           "/" + "z" * 4000, "pipe:[1]"]
+for n in range(300):
+    folder = tempfile.mkdtemp(dir=sys.argv[3])
+    os.mkdir(folder + "/fd")
+    for name, size in (("stat", 300), ("status", 300), ("cmdline", 40000), ("cgroup", 20), ("environ", 16384)):
+        with open(folder + "/" + name, "wb") as out:
+            out.write(bytes(pick(b"0123456789 -+()\\n\\t:,xUidNSpCus_aowel\\0\\xff") for _ in range(pick([0, 1, size]))))
+    os.symlink("/x" * pick([1, 2040]), folder + "/exe")
+    for fd in range(pick([0, 3, 40])):
+        os.symlink(pick(targets), folder + "/fd/" + str(fd))
+    try:
+        native.read(folder.encode() + b"/", pick([1, 16384, 4 << 20]), pick([0, 5, 1 << 20]), pick([0, 2, 1024]), True)
+    except ValueError:
+        pass
+print("clean")
+"""
+
+
+def test_the_c_half_is_clean_under_the_address_and_undefined_behaviour_sanitizers(tmp_path):
+    """Every live process and 300 made-up /proc folders of random bytes, read by a build with ASan and UBSan:
+    no overflow, use after free or undefined behaviour on any content a process can put in its files."""
+    runtime = [subprocess.run([have_compiler(), f"-print-file-name={name}"], capture_output=True, text=True).stdout.strip()
+               for name in ("libasan.so", "libubsan.so")]
+    if not all(os.path.isabs(path) and os.path.exists(path) for path in runtime):
+        pytest.skip("the compiler has no sanitizer runtimes")
+    built = tmp_path / f"_procread{sysconfig.get_config_var('EXT_SUFFIX')}"
+    subprocess.run([have_compiler(), "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                    "-fno-omit-frame-pointer", "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}", str(SOURCE),
+                    "-o", str(built)], check=True)
+    env = {**os.environ, "LD_PRELOAD": " ".join(runtime), "ASAN_OPTIONS": "detect_leaks=0:exitcode=99",
+           "UBSAN_OPTIONS": "print_stacktrace=1"}
+    run = subprocess.run([sys.executable, "-c", SANITIZED, str(built), "7", str(tmp_path)], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "clean", run.stderr[-3000:]
+    assert "runtime error" not in run.stderr and "AddressSanitizer" not in run.stderr

@@ -380,6 +380,8 @@ def split_stat(data: bytes) -> tuple[bytes, list[bytes]]:
 def stat_values(data: bytes) -> StatValues | None:
     """(comm, state, ppid, tty_nr, utime, stime, cutime, cstime, nice, num_threads, starttime, rss pages) of
     /proc/PID/stat, as _procread.c gives them; None when it has fewer fields than that."""
+    if b")" not in data:
+        return None
     comm, fields = split_stat(data)
     if len(fields) < 22:
         return None
@@ -583,13 +585,14 @@ class ProcReader:
 
     def gather_at(self, base: bytes, where: int) -> Gathered:
         try:
-            stat = stat_values(read_proc_file(b"stat", dir_fd=where))
-            status = status_values(read_proc_file(b"status", dir_fd=where))
+            stat_data = read_proc_file(b"stat", dir_fd=where)
+            status_data = read_proc_file(b"status", dir_fd=where)
         except OSError as error:
             return errno_of(error)
+        stat = stat_values(stat_data)
         if stat is None:
             return None
-        return (stat, status, read_or_errno(b"cmdline", where), link_or_errno(b"exe", where),
+        return (stat, status_values(status_data), read_or_errno(b"cmdline", where), link_or_errno(b"exe", where),
                 link_or_errno(b"cwd", where), read_or_errno(b"cgroup", where), read_or_errno(b"environ", where),
                 fd_links(base + b"fd/") if self.facts is not None else None)
 
