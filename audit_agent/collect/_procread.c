@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -421,21 +422,17 @@ static PyObject *stat_result(const file_t *file)
  * start and end, or NULL when the key is absent. */
 static const char *status_line(const file_t *file, const char *key, const char **line_end)
 {
+    char needle[32];
+    int needle_size = snprintf(needle, sizeof needle, "\n%s:", key);
     const char *data = file->data ? file->data : "";
     const char *end = data + file->size;
-    size_t key_size = strlen(key);
-    for (const char *at = memchr(data, '\n', (size_t)file->size); at != NULL;
-         at = memchr(at + 1, '\n', (size_t)(end - at - 1))) {
-        if ((size_t)(end - at - 1) > key_size && memcmp(at + 1, key, key_size) == 0 && at[1 + key_size] == ':') {
-            const char *start = at + 2 + key_size;
-            const char *stop = memchr(start, '\n', (size_t)(end - start));
-            *line_end = stop != NULL ? stop : end;
-            return start;
-        }
-        if (at + 1 >= end)
-            break;
-    }
-    return NULL;
+    const char *at = memmem(data, (size_t)file->size, needle, (size_t)needle_size);
+    if (at == NULL)
+        return NULL;
+    const char *start = at + needle_size;
+    const char *stop = memchr(start, '\n', (size_t)(end - start));
+    *line_end = stop != NULL ? stop : end;
+    return start;
 }
 
 /* The next whitespace-separated token in [*cursor, end): its start, its size in *size; NULL when none. */
