@@ -20,7 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from audit_agent.collect import native as native_module
 from audit_agent.collect import processes as processes_module
+from audit_agent.collect import rawsys
 from audit_agent.collect.proc_facts import MAX_DIR_FDS, MAX_SOCKET_FDS, ProcFacts
 from audit_agent.collect.processes import MAX_PROC_FILE, FirstReading, ProcReader, read_processes
 from tests.conftest import have_compiler
@@ -335,6 +337,112 @@ def test_the_c_half_refuses_a_path_with_a_nul(native):
         native.read(b"/proc/1\0/", MAX_PROC_FILE, 1, 1, False)
 
 
+# ---- the PID probe and the namespace readlink (rawsys.py): the same answers from the C loop
+
+def python_rawsys(monkeypatch):
+    """rawsys with its ctypes loops: the C half switched off."""
+    monkeypatch.setattr(native_module, "NATIVE", None)
+    return rawsys
+
+
+def syscall_address() -> int:
+    return rawsys._address(rawsys._syscall())
+
+
+@pytest.mark.skipif(not rawsys.available(), reason="raw system calls are Linux on a known architecture")
+def test_both_probes_find_our_processes_and_not_a_reaped_one(native, monkeypatch):
+    sleepers = [subprocess.Popen([sys.executable, "-c", SLEEP]) for _ in range(3)]
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        limit = int(Path("/proc/sys/kernel/pid_max").read_text())
+        by_c = set(native.alive_pids(syscall_address(), limit))
+        by_python = set(python_rawsys(monkeypatch).alive_pids(limit))
+        for probed in (by_c, by_python):
+            assert {s.pid for s in sleepers} | {1, os.getpid()} <= probed
+            assert gone.pid not in probed or os.path.exists(f"/proc/{gone.pid}")   # unless reused since
+            assert all(0 < pid <= limit for pid in probed)
+        assert native.alive_pids(syscall_address(), 0) == []
+        assert native.alive_pids(syscall_address(), 1) == [1]
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+            sleeper.wait()
+
+
+def test_the_probe_refuses_a_limit_past_the_kernel_and_no_address(native):
+    for limit in (-1, (1 << 22) + 1):
+        with pytest.raises(ValueError):
+            native.alive_pids(syscall_address() if rawsys.available() else 1, limit)
+    with pytest.raises(ValueError):
+        native.alive_pids(0, 10)
+    with pytest.raises(ValueError):
+        native.readlink_each(0, [b"/proc/self/exe"])
+
+
+@pytest.mark.skipif(not rawsys.available(), reason="raw system calls are Linux on a known architecture")
+def test_both_readlinks_give_each_target_alike(native, monkeypatch, tmp_path):
+    """Targets shared and not (the C half decodes a run of one target once), one of every length up to the
+    kernel's, bytes that are no UTF-8, a missing path and a file that is no link: as os.readlink says."""
+    odd = tmp_path / "odd"
+    os.symlink(b"/tmp/\xff\xfe-not-utf8", bytes(odd))
+    longest = tmp_path / "longest"
+    os.symlink("/" + "x" * 4094, longest)
+    plain = tmp_path / "plain"
+    plain.write_text("no link")
+    links = []
+    for size in (1, 2, 3, 17, 255):
+        link = tmp_path / f"l{size}"
+        os.symlink("y" * size, link)
+        links.append(bytes(link))
+    for twin in ("za", "zb"):         # one length, two targets
+        os.symlink(twin, tmp_path / twin)
+    net = f"/proc/{os.getpid()}/ns/net".encode()
+    paths = [net, net, links[0], net, links[1], links[1], bytes(tmp_path / "za"), bytes(tmp_path / "zb"), bytes(odd), bytes(tmp_path / "missing"),
+             bytes(plain), bytes(longest), *links, b"/proc/self/exe", net]
+    expected = []
+    for path in paths:
+        try:
+            expected.append(os.fsdecode(os.readlink(path)))
+        except OSError:
+            expected.append(None)
+    assert native.readlink_each(syscall_address(), paths) == expected
+    assert python_rawsys(monkeypatch).readlink_each(paths) == expected
+    assert native.readlink_each(syscall_address(), []) == []
+    assert native.readlink_each(syscall_address(), tuple(paths[:2])) == expected[:2]
+
+
+def test_the_readlink_refuses_what_is_no_path(native):
+    address = syscall_address() if rawsys.available() else 1
+    with pytest.raises(ValueError):
+        native.readlink_each(address, [b"/proc/self\0/exe"])
+    with pytest.raises(TypeError):
+        native.readlink_each(address, ["/proc/self/exe"])
+    with pytest.raises(TypeError):
+        native.readlink_each(address, 5)
+
+
+def test_the_scan_steps_use_the_c_loops_when_it_is_there(native, monkeypatch):
+    """rawsys hands its two loops to the C half when one is loaded, with libc's own syscall(2) wrapper."""
+    calls = []
+
+    class Spy:
+        def alive_pids(self, address, limit):
+            calls.append(("alive_pids", address))
+            return native.alive_pids(address, limit)
+
+        def readlink_each(self, address, paths):
+            calls.append(("readlink_each", address))
+            return native.readlink_each(address, paths)
+
+    monkeypatch.setattr(native_module, "NATIVE", Spy())
+    if not rawsys.available():
+        pytest.skip("raw system calls are Linux on a known architecture")
+    assert os.getpid() in rawsys.alive_pids(os.getpid())
+    assert rawsys.readlink_each([b"/proc/self/cwd"]) == [os.getcwd()]
+    assert calls == [("alive_pids", syscall_address()), ("readlink_each", syscall_address())]
+
+
 def test_sockets_held_are_found_by_either_half(native):
     """The holder of a loopback connection is its owner whichever half walked its descriptors."""
     server = socket.socket()
@@ -376,13 +484,22 @@ for n in range(300):
         native.read(folder.encode() + b"/", pick([1, 16384, 4 << 20]), pick([0, 5, 1 << 20]), pick([0, 2, 1024]), True)
     except ValueError:
         pass
+import ctypes
+syscall = ctypes.cast(ctypes.CDLL("libc.so.6").syscall, ctypes.c_void_p).value
+native.alive_pids(syscall, int(open("/proc/sys/kernel/pid_max").read()))
+links = []
+for n in range(300):
+    links.append(os.path.join(sys.argv[3], "link%d" % n).encode())
+    os.symlink("/" + "w" * pick([0, 1, 7, 4094]), links[-1])
+native.readlink_each(syscall, [pick(links + [b"/proc/self/ns/net", b"/missing"]) for _ in range(3000)])
 print("clean")
 """
 
 
 def test_the_c_half_is_clean_under_the_address_and_undefined_behaviour_sanitizers(tmp_path):
-    """Every live process and 300 made-up /proc folders of random bytes, read by a build with ASan and UBSan:
-    no overflow, use after free or undefined behaviour on any content a process can put in its files."""
+    """Every live process and 300 made-up /proc folders of random bytes, read by a build with ASan and UBSan,
+    then the PID probe and 3,000 readlinks of targets of every length: no overflow, use after free or
+    undefined behaviour on any content a process can put in its files."""
     runtime = [subprocess.run([have_compiler(), f"-print-file-name={name}"], capture_output=True, text=True).stdout.strip()
                for name in ("libasan.so", "libubsan.so")]
     if not all(os.path.isabs(path) and os.path.exists(path) for path in runtime):

@@ -17,14 +17,17 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define CHUNK 16384             /* processes.READ_CHUNK: one read(2) for nearly every /proc file */
 #define LINK_MAX_BYTES 4096     /* os.readlink's buffer (MAXPATHLEN): a longer target is cut, as there */
 #define MAX_CPU (1 << 22)       /* processes.MAX_CPU */
+#define MAX_PID (1 << 22)      /* PID_MAX_LIMIT: the kernel numbers no PID past 4M */
 #define STAT_FIELDS 22          /* fields after comm the reader needs (rss is the 22nd) */
 
 typedef struct {
@@ -604,8 +607,175 @@ static PyObject *procread_read(PyObject *module, PyObject *args)
     return result;
 }
 
+/* ---- the two probes of rawsys.py that run once per PID or per process, made in C for the same reason.
+ * Both call the libc syscall(2) wrapper whose address rawsys.py resolved on libc's own handle (its
+ * docstring says why): a preloaded process hider that defines kill, readlinkat or syscall itself cannot
+ * answer for the kernel, which it could were these calls linked here through the global scope. */
+
+typedef long (*syscall_fn)(long number, ...);
+
+static syscall_fn syscall_at(unsigned long long address)
+{
+    if (address == 0)
+        PyErr_SetString(PyExc_ValueError, "no address of syscall(2)");
+    return (syscall_fn)(uintptr_t)address;
+}
+
+PyDoc_STRVAR(alive_pids_doc,
+"alive_pids(syscall_address, limit) -> list of every PID (or TID) in 1..limit that kill(pid, 0) finds\n"
+"(0 or EPERM), as rawsys.alive_pids().");
+
+static PyObject *procread_alive_pids(PyObject *module, PyObject *args)
+{
+    unsigned long long address;
+    Py_ssize_t limit;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "Kn", &address, &limit))
+        return NULL;
+    syscall_fn call = syscall_at(address);
+    if (address == 0)
+        return NULL;
+    if (limit < 0 || limit > MAX_PID) {
+        PyErr_Format(PyExc_ValueError, "PID limit %zd outside 0..%d", limit, MAX_PID);
+        return NULL;
+    }
+    int *alive = malloc(sizeof(int) * (size_t)(limit > 0 ? limit : 1));
+    if (alive == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t found = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t pid = 1; pid <= limit; pid++) {
+        if (call(SYS_kill, (long)pid, 0L) == 0 || errno == EPERM)
+            alive[found++] = (int)pid;
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *result = PyList_New(found);
+    for (Py_ssize_t i = 0; result != NULL && i < found; i++) {
+        PyObject *number = PyLong_FromLong(alive[i]);
+        if (number == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, i, number);
+    }
+    free(alive);
+    return result;
+}
+
+PyDoc_STRVAR(readlink_each_doc,
+"readlink_each(syscall_address, paths) -> for each path (bytes) its link's target decoded as os.fsdecode() does (at most\n"
+"4096 bytes, as rawsys.readlink_each()), or None where readlinkat(2) fails.");
+
+typedef struct {
+    char *data;                 /* every target, one after another */
+    Py_ssize_t used, cap;
+    Py_ssize_t *sizes;          /* each path's target size, -1 where it failed */
+} links_t;
+
+static int keep_target(links_t *links, const char *target, Py_ssize_t size)
+{
+    if (links->used + size > links->cap) {
+        Py_ssize_t cap = (links->cap + size) * 2;
+        char *grown = realloc(links->data, (size_t)cap);
+        if (grown == NULL)
+            return -1;
+        links->data = grown;
+        links->cap = cap;
+    }
+    memcpy(links->data + links->used, target, (size_t)size);
+    links->used += size;
+    return 0;
+}
+
+static PyObject *procread_readlink_each(PyObject *module, PyObject *args)
+{
+    unsigned long long address;
+    PyObject *given;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "KO", &address, &given))
+        return NULL;
+    syscall_fn call = syscall_at(address);
+    if (address == 0)
+        return NULL;
+    /* A tuple of our own: the caller's list could change while the GIL is released. */
+    PyObject *paths = PySequence_Tuple(given);
+    if (paths == NULL)
+        return NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(paths);
+    const char **names = malloc(sizeof(char *) * (size_t)(count > 0 ? count : 1));
+    links_t links = {NULL, 0, 0, malloc(sizeof(Py_ssize_t) * (size_t)(count > 0 ? count : 1))};
+    PyObject *result = NULL;
+    if (names == NULL || links.sizes == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *path = PyTuple_GET_ITEM(paths, i);
+        Py_ssize_t size;
+        char *text;
+        if (!PyBytes_Check(path)) {
+            PyErr_SetString(PyExc_TypeError, "readlink_each takes bytes paths");
+            goto done;
+        }
+        if (PyBytes_AsStringAndSize(path, &text, &size) < 0)
+            goto done;
+        if ((Py_ssize_t)strlen(text) != size) {
+            PyErr_SetString(PyExc_ValueError, "path holds a NUL byte");
+            goto done;
+        }
+        names[i] = text;
+    }
+    int out_of_memory = 0;
+    Py_BEGIN_ALLOW_THREADS
+    char target[LINK_MAX_BYTES];
+    for (Py_ssize_t i = 0; i < count && !out_of_memory; i++) {
+        long got = call(SYS_readlinkat, (long)AT_FDCWD, names[i], target, (long)sizeof target);
+        links.sizes[i] = got < 0 ? -1 : got;
+        if (got > 0 && keep_target(&links, target, got) < 0)
+            out_of_memory = 1;
+    }
+    Py_END_ALLOW_THREADS
+    if (out_of_memory) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    result = PyList_New(count);
+    PyObject *last = NULL;          /* most processes share one target (one namespace): decode it once */
+    Py_ssize_t offset = 0, last_offset = 0, last_size = -1;
+    for (Py_ssize_t i = 0; result != NULL && i < count; i++) {
+        Py_ssize_t size = links.sizes[i];
+        PyObject *text;
+        if (size < 0) {
+            text = Py_NewRef(Py_None);
+        } else if (last != NULL && size == last_size &&
+                   memcmp(links.data + offset, links.data + last_offset, (size_t)size) == 0) {
+            text = Py_NewRef(last);
+        } else {
+            text = PyUnicode_DecodeFSDefaultAndSize(size ? links.data + offset : "", size);
+            if (text == NULL) {
+                Py_CLEAR(result);
+                break;
+            }
+            last = text;
+            last_offset = offset;
+            last_size = size;
+        }
+        PyList_SET_ITEM(result, i, text);
+        if (size > 0)
+            offset += size;
+    }
+done:
+    free(names);
+    free(links.data);
+    free(links.sizes);
+    Py_DECREF(paths);
+    return result;
+}
+
 static PyMethodDef procread_methods[] = {
     {"read", procread_read, METH_VARARGS, read_doc},
+    {"alive_pids", procread_alive_pids, METH_VARARGS, alive_pids_doc},
+    {"readlink_each", procread_readlink_each, METH_VARARGS, readlink_each_doc},
     {NULL, NULL, 0, NULL},
 };
 

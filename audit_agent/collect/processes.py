@@ -35,6 +35,7 @@ except ImportError:     # not on Windows
 
 from audit_agent.collect import bounds
 from audit_agent.collect.procfs import boot_time
+from audit_agent.collect.native import NATIVE
 from audit_agent.collect.cgroups import cgroup_path, container_id, read_cgroup, slurm_job_id
 from audit_agent.collect.coverage import because, coverage, is_root
 from audit_agent.collect.proc_facts import MAX_DIR_FDS, MAX_SOCKET_FDS, errno_of, fd_links, held_of
@@ -328,21 +329,6 @@ PROC_DIR_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOE
 MAX_CPU = 1 << 22           # no kernel numbers a CPU past this (NR_CPUS at most 8192)
 MAX_PROC_FILE = 4 << 20     # read_proc_file's bound: a process's cmdline and environ are its to inflate
 DENIED_ERRNOS = (errno.EACCES, errno.EPERM)
-
-
-def load_native() -> Any:
-    """The reader's C half (_procread.c), or None: not Linux, not built (the package installs without a C
-    compiler), or switched off with AUDIT_AGENT_PYTHON_READER=1 (to compare the two, bench/scan_cost.py)."""
-    if not ON_LINUX or os.environ.get("AUDIT_AGENT_PYTHON_READER"):
-        return None
-    try:
-        from audit_agent.collect import _procread  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return _procread
-
-
-NATIVE = load_native()
 
 
 def is_live_procfs(proc_root: str) -> bool:

@@ -32,6 +32,8 @@ import struct
 import sys
 from functools import lru_cache
 
+from audit_agent.collect import native
+
 # System call numbers (linux/arch/*/include/uapi/asm/unistd*.h, asm-generic for arm64/riscv).
 SYSCALLS = {
     "x86_64": {"read": 0, "close": 3, "kill": 62, "getdents64": 217, "openat": 257, "readlinkat": 267},
@@ -88,6 +90,11 @@ def _syscall() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     function = libc.syscall
     function.restype = ctypes.c_long
     return function
+
+
+def _address(function: ctypes._CFuncPtr) -> int:  # type: ignore[name-defined]
+    """Where libc's own syscall(2) wrapper is, for the C half to call it (never the global scope's)."""
+    return int(ctypes.cast(function, ctypes.c_void_p).value or 0)
 
 
 def available() -> bool:
@@ -199,6 +206,8 @@ def readlink_each(paths: list[bytes]) -> list[str | None]:
     function = _syscall()
     if function is None:
         raise OSError(errno.ENOSYS, "raw system calls are not available on this platform")
+    if native.NATIVE is not None:       # the same calls through the same wrapper, ~4x cheaper a process
+        return list(native.NATIVE.readlink_each(_address(function), paths))
     number, cwd = _number("readlinkat"), ctypes.c_int(AT_FDCWD)
     store = bytearray(4096)             # sliced in C, where ctypes.string_at is a call of its own
     buffer = (ctypes.c_char * len(store)).from_buffer(store)
@@ -261,6 +270,8 @@ def alive_pids(limit: int) -> list[int]:
     function = _syscall()
     if function is None:
         raise OSError(errno.ENOSYS, "raw system calls are not available on this platform")
+    if native.NATIVE is not None:       # the same loop through the same wrapper, ~4x cheaper a PID
+        return list(native.NATIVE.alive_pids(_address(function), limit))
     number, zero = _number("kill"), ctypes.c_int(0)
     get_errno, eperm = ctypes.get_errno, errno.EPERM
     alive = []
