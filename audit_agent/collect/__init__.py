@@ -60,8 +60,9 @@ class CollectOptions:
 def collect_snapshot(options: CollectOptions) -> Snapshot:
     """The snapshot, always: a step that does not finish within its budget (or the ceiling) is `error`
     coverage naming the limit, and calls that did not answer are listed under the `deadline` check."""
-    from audit_agent.collect.heap import tune_allocator
+    from audit_agent.collect.heap import tune_allocator, tune_collector
     tune_allocator()                # before the steps' threads: memory they free is given back
+    tune_collector()
     clock = deadline.start_scan(options.timeout, options.call_timeout)
     try:
         return collect_within(options, clock)
