@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from audit_agent.collect import native as native_module
 from audit_agent.collect import processes as processes_module
 from audit_agent.collect import rawsys
+from audit_agent.collect import sockets as sockets_module
 from audit_agent.collect.proc_facts import MAX_DIR_FDS, MAX_SOCKET_FDS, ProcFacts
 from audit_agent.collect.processes import MAX_PROC_FILE, FirstReading, ProcReader, read_processes
 from tests.conftest import have_compiler
@@ -443,6 +444,106 @@ def test_the_scan_steps_use_the_c_loops_when_it_is_there(native, monkeypatch):
     assert calls == [("alive_pids", syscall_address()), ("readlink_each", syscall_address())]
 
 
+# ---- the socket tables (sockets.parse_table): the same sockets from the C loop
+
+def both_tables(native, monkeypatch, data: bytes, protocol: str, established_only: bool = False):
+    monkeypatch.setattr(native_module, "NATIVE", None)
+    python = sockets_module.parse_table(data, protocol, established_only)
+    monkeypatch.setattr(native_module, "NATIVE", native)
+    c = sockets_module.parse_table(data, protocol, established_only)
+    return python, c
+
+
+def test_both_halves_split_this_hosts_socket_tables_alike(native, monkeypatch):
+    """Live tables with listeners and connections of both families (IPv6 where the host has it)."""
+    held = []
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        try:
+            server = socket.socket(family)
+            server.bind((host, 0))
+        except OSError:
+            continue
+        server.listen()
+        client = socket.create_connection(server.getsockname()[:2])
+        held += [server, client, server.accept()[0]]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.connect(("127.0.0.1", 9))
+    held.append(udp)
+    try:
+        for protocol in ("tcp", "tcp6", "udp", "udp6"):
+            try:
+                data = Path(f"/proc/self/net/{protocol}").read_bytes()
+            except FileNotFoundError:
+                continue
+            for established_only in (False, True):
+                python, c = both_tables(native, monkeypatch, data, protocol, established_only)
+                assert c == python and all(type(sock) is type(python[0]) for sock in c)
+                if protocol == "tcp" and not established_only:
+                    ports = {sock.local_port for sock in c}
+                    assert held[0].getsockname()[1] in ports
+    finally:
+        for sock in held:
+            sock.close()
+
+
+TABLE_HEADER = b"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+hex_run = st.text("0123456789abcdefABCDEF", min_size=0, max_size=34)
+token = st.text("abc:01 \t\r\x00-", min_size=0, max_size=6)
+
+
+@st.composite
+def table_lines(draw):
+    """Lines near the kernel's shape: every field may be empty, too long, of the wrong class or spaced wrong."""
+    def pick(good, odd):
+        return draw(st.one_of(st.just(good), odd))
+    local = pick("0100007F", hex_run) + pick(":", st.sampled_from([":", "", "::"])) + pick("1F90", hex_run)
+    remote = pick("0200007F", hex_run) + ":" + pick("C350", hex_run)
+    state = pick("01", st.one_of(hex_run, st.sampled_from(["0A", "0a", "1", "0001", "0C", "0D", "00", "FFFFFFFFF", "000000000A", "0000000000000"])))
+    uid = pick("1000", st.text("0123456789a", max_size=5))
+    inode = pick("123456", st.one_of(st.text("0123456789x", max_size=8), st.just("9" * 5000)))
+    gap = pick(" ", st.sampled_from(["", "  ", "\t"]))
+    line = (draw(st.sampled_from(["", "   ", " 12"])) + pick("0:", st.sampled_from(["x:", ":", "0"])) + " " + local + " "
+            + remote + " " + state + " " + pick("00000000:00000000", token) + gap + "00:00000000 "
+            + pick("00000000", token) + "  " + uid + "        0 " + inode + draw(st.sampled_from(["", " 1 0000 100 0 0 10 0", "x"])))
+    return line.encode("latin-1")
+
+
+@given(lines=st.lists(table_lines(), max_size=6), protocol=st.sampled_from(["tcp", "tcp6", "udp"]),
+       established_only=st.booleans(), header=st.booleans(), tail=st.sampled_from([b"", b"\n", b"\n\n"]))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_both_halves_split_any_table_alike(native, monkeypatch, lines, protocol, established_only, header, tail):
+    data = (TABLE_HEADER if header else b"") + b"\n".join(lines) + tail
+    python, c = both_tables(native, monkeypatch, data, protocol, established_only)
+    assert c == python
+
+
+def test_both_halves_decode_every_address_length_alike(native, monkeypatch):
+    """1-8 hex digits are one word (IPv4), 25-32 four (IPv6), any other length no address."""
+    lines = [b"   0: %s:0050 %s:01BB 01 00000000:00000000 00:00000000 00000000  1000        0 4242"
+             % (b"A" * size, b"0" * 32) for size in range(1, 40)]
+    python, c = both_tables(native, monkeypatch, TABLE_HEADER + b"\n".join(lines), "tcp")
+    assert c == python and len(c) == 8 + 8
+
+
+def test_both_halves_name_every_state_alike(native, monkeypatch):
+    """Known states by number however many leading zeros, others as printed; UDP has none."""
+    states = [b"01", b"0A", b"0a", b"1", b"0001", b"000000000A", b"0000000000000", b"00", b"0D", b"FF", b"1" * 12, b"0C"]
+    lines = [b"   0: 0100007F:0050 0100007F:01BB %s 00000000:00000000 00:00000000 00000000  1000        0 4242" % state
+             for state in states]
+    for protocol in ("tcp", "udp"):
+        for established_only in (False, True):
+            python, c = both_tables(native, monkeypatch, TABLE_HEADER + b"\n".join(lines), protocol, established_only)
+            assert c == python and len(c) == (1 if established_only else len(states))
+
+
+def test_the_table_split_refuses_what_is_no_table(native):
+    from audit_agent.collect.sockets import STATE_BY_NUMBER, RawSocket
+    with pytest.raises(TypeError):
+        native.parse_table("text", RawSocket, "tcp", False, False, STATE_BY_NUMBER)
+    with pytest.raises(TypeError):
+        native.parse_table(b"", dict, "tcp", False, False, STATE_BY_NUMBER)
+
+
 def test_sockets_held_are_found_by_either_half(native):
     """The holder of a loopback connection is its owner whichever half walked its descriptors."""
     server = socket.socket()
@@ -492,13 +593,28 @@ for n in range(300):
     links.append(os.path.join(sys.argv[3], "link%d" % n).encode())
     os.symlink("/" + "w" * pick([0, 1, 7, 4094]), links[-1])
 native.readlink_each(syscall, [pick(links + [b"/proc/self/ns/net", b"/missing"]) for _ in range(3000)])
+from collections import namedtuple
+Row = namedtuple("Row", "a b c d e f g h")
+names = ("", "ESTABLISHED", "SYN_SENT")
+line = b"   0: 0100007F:1F90 00000000000000000000000001000000:C350 01 00000000:00000000 00:00000000 00000000  1000        0 4242"
+for table in ("tcp", "tcp6", "udp", "udp6"):
+    try:
+        native.parse_table(open("/proc/self/net/" + table, "rb").read(), Row, table, table.startswith("udp"), False, names)
+    except FileNotFoundError:
+        pass
+for n in range(3000):
+    cut = bytearray(line)
+    for _ in range(pick([0, 1, 3])):
+        cut[pick(range(len(cut)))] = pick(b"0aF: \\n\\x00x9")
+    native.parse_table(b"h\\n" + bytes(cut[:pick([len(cut), 5, 40, 90])]), Row, "tcp", False, pick([True, False]), names)
 print("clean")
 """
 
 
 def test_the_c_half_is_clean_under_the_address_and_undefined_behaviour_sanitizers(tmp_path):
     """Every live process and 300 made-up /proc folders of random bytes, read by a build with ASan and UBSan,
-    then the PID probe and 3,000 readlinks of targets of every length: no overflow, use after free or
+    then the PID probe, 3,000 readlinks of targets of every length and 3,000 cut or garbled socket table
+    lines: no overflow, use after free or
     undefined behaviour on any content a process can put in its files."""
     runtime = [subprocess.run([have_compiler(), f"-print-file-name={name}"], capture_output=True, text=True).stdout.strip()
                for name in ("libasan.so", "libubsan.so")]
@@ -509,6 +625,7 @@ def test_the_c_half_is_clean_under_the_address_and_undefined_behaviour_sanitizer
                     "-fno-omit-frame-pointer", "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}", str(SOURCE),
                     "-o", str(built)], check=True)
     env = {**os.environ, "LD_PRELOAD": " ".join(runtime), "ASAN_OPTIONS": "detect_leaks=0:exitcode=99",
+           "PYTHONMALLOC": "malloc",        # every bytes object the C half reads is an allocation ASan sees
            "UBSAN_OPTIONS": "print_stacktrace=1"}
     run = subprocess.run([sys.executable, "-c", SANITIZED, str(built), "7", str(tmp_path)], capture_output=True, text=True,
                          env=env, timeout=300)

@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -772,10 +774,259 @@ done:
     return result;
 }
 
+/* ---- a socket table (/proc/PID/net/tcp ...) split into sockets: sockets.parse_table() in C.
+ * The same lines as sockets.TABLE_LINE finds, and the same values as the Python loop makes of them. */
+
+PyDoc_STRVAR(parse_table_doc,
+"parse_table(data, make, protocol, udp, established_only, state_names) -> list of make(protocol, local\n"
+"address, local port, remote address, remote port, state, uid, inode) (a tuple subclass: RawSocket) for\n"
+"every line sockets.TABLE_LINE matches, as sockets.parse_table() makes them; state_names[n] names state n.");
+
+static int is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static int hex_value(char c)
+{
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+/* A run of at least one character of the class from *at; its end, or NULL when there is none. */
+static const char *run_of(const char *at, const char *end, int (*in_class)(char))
+{
+    const char *start = at;
+    while (at < end && in_class(*at))
+        at++;
+    return at > start ? at : NULL;
+}
+
+static int is_token(char c)
+{
+    return c != ' ' && c != '\n';
+}
+
+static const char *expect(const char *at, const char *end, char c)
+{
+    return at != NULL && at < end && *at == c ? at + 1 : NULL;
+}
+
+static const char *spaces(const char *at, const char *end)
+{
+    const char *start = at;
+    while (at != NULL && at < end && *at == ' ')
+        at++;
+    return at != NULL && at > start ? at : NULL;
+}
+
+typedef struct {
+    const char *host, *port;        /* the hex runs */
+    Py_ssize_t host_size, port_size;
+} endpoint_t;
+
+/* One line from `at` (just after its newline) as TABLE_LINE reads it; 1 with the fields set, else 0. */
+static int table_line(const char *at, const char *end, endpoint_t *local, endpoint_t *remote,
+                      const char **state, Py_ssize_t *state_size, const char **uid, Py_ssize_t *uid_size,
+                      const char **inode, Py_ssize_t *inode_size)
+{
+    while (at < end && *at == ' ')
+        at++;
+    at = expect(at ? run_of(at, end, is_digit) : NULL, end, ':');
+    at = expect(at, end, ' ');
+    endpoint_t *sides[2] = {local, remote};
+    for (int side = 0; side < 2; side++) {
+        const char *host = at;
+        at = at ? run_of(at, end, is_hex) : NULL;
+        if (at == NULL)
+            return 0;
+        sides[side]->host = host;
+        sides[side]->host_size = at - host;
+        at = expect(at, end, ':');
+        const char *port = at;
+        at = at ? run_of(at, end, is_hex) : NULL;
+        if (at == NULL)
+            return 0;
+        sides[side]->port = port;
+        sides[side]->port_size = at - port;
+        at = expect(at, end, ' ');
+    }
+    *state = at;
+    at = at ? run_of(at, end, is_hex) : NULL;
+    if (at == NULL)
+        return 0;
+    *state_size = at - *state;
+    for (int token = 0; token < 3; token++) {       /* tx:rx tr:when retrnsmt */
+        at = expect(at, end, ' ');
+        at = at ? run_of(at, end, is_token) : NULL;
+    }
+    at = spaces(at, end);
+    *uid = at;
+    at = at ? run_of(at, end, is_digit) : NULL;
+    if (at == NULL)
+        return 0;
+    *uid_size = at - *uid;
+    at = spaces(at, end);
+    at = at ? run_of(at, end, is_token) : NULL;     /* timeout */
+    at = spaces(at, end);
+    *inode = at;
+    at = at ? run_of(at, end, is_digit) : NULL;
+    if (at == NULL)
+        return 0;
+    *inode_size = at - *inode;
+    return 1;
+}
+
+static PyObject *number_in_base(const char *text, Py_ssize_t size, int base)
+{
+    char small[64];
+    char *copy = size < (Py_ssize_t)sizeof small ? small : malloc((size_t)size + 1);
+    if (copy == NULL)
+        return PyErr_NoMemory();
+    memcpy(copy, text, (size_t)size);
+    copy[size] = '\0';
+    PyObject *number = PyLong_FromString(copy, NULL, base);
+    if (copy != small)
+        free(copy);
+    return number;
+}
+
+/* An address as sockets.decode_host() gives it: each run of up to 8 hex digits is one in-kernel 32-bit
+ * word in host order; one word is IPv4, four IPv6, anything else no address (NULL, no error set). */
+static PyObject *address_text(const char *hex, Py_ssize_t size)
+{
+    Py_ssize_t words = (size + 7) / 8;
+    if (words != 1 && words != 4)
+        return NULL;
+    unsigned char raw[16];
+    for (Py_ssize_t word = 0; word < words; word++) {
+        uint32_t value = 0;
+        for (Py_ssize_t i = word * 8; i < size && i < word * 8 + 8; i++)
+            value = value << 4 | (uint32_t)hex_value(hex[i]);
+        memcpy(raw + word * 4, &value, 4);
+    }
+    char text[INET6_ADDRSTRLEN];
+    if (inet_ntop(words == 1 ? AF_INET : AF_INET6, raw, text, sizeof text) == NULL)
+        return NULL;
+    return PyUnicode_FromString(text);
+}
+
+/* The state's name by its number where state_names has one, else its hex code as printed. */
+static PyObject *state_text(const char *hex, Py_ssize_t size, PyObject *names)
+{
+    Py_ssize_t first = 0;
+    while (first < size - 1 && hex[first] == '0')
+        first++;
+    if (size - first <= 8) {
+        unsigned long value = 0;
+        for (Py_ssize_t i = first; i < size; i++)
+            value = value << 4 | (unsigned long)hex_value(hex[i]);
+        if (value > 0 && value < (unsigned long)PyTuple_GET_SIZE(names)) {
+            PyObject *name = PyTuple_GET_ITEM(names, (Py_ssize_t)value);
+            if (PyUnicode_Check(name) && PyUnicode_GET_LENGTH(name) > 0)
+                return Py_NewRef(name);
+        }
+    }
+    return PyUnicode_DecodeASCII(hex, size, "strict");
+}
+
+/* The address of this side, reusing the last one made when the hex is the same (a host's own address and
+ * loopback fill its tables). */
+typedef struct {
+    const char *hex;
+    Py_ssize_t size;
+    PyObject *text;
+} last_address_t;
+
+static PyObject *address_of(const endpoint_t *side, last_address_t *last)
+{
+    if (last->text != NULL && last->size == side->host_size && memcmp(last->hex, side->host, (size_t)side->host_size) == 0)
+        return Py_NewRef(last->text);
+    PyObject *text = address_text(side->host, side->host_size);
+    if (text != NULL) {
+        Py_XSETREF(last->text, Py_NewRef(text));
+        last->hex = side->host;
+        last->size = side->host_size;
+    }
+    return text;
+}
+
+static PyObject *procread_parse_table(PyObject *module, PyObject *args)
+{
+    const char *data;
+    Py_ssize_t size;
+    PyTypeObject *make;
+    PyObject *protocol, *names;
+    int udp, established_only;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "y#O!UppO!", &data, &size, &PyType_Type, &make, &protocol, &udp, &established_only,
+                          &PyTuple_Type, &names))
+        return NULL;
+    if (!PyType_IsSubtype(make, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "make must be a tuple type");
+        return NULL;
+    }
+    PyObject *found = PyList_New(0);
+    PyObject *no_state = PyUnicode_FromString("");
+    last_address_t locals = {NULL, 0, NULL}, remotes = {NULL, 0, NULL};
+    const char *end = data + size;
+    const char *at = found != NULL && no_state != NULL ? memchr(data, '\n', (size_t)size) : NULL;
+    int failed = found == NULL || no_state == NULL;
+    while (at != NULL && !failed) {
+        endpoint_t local, remote;
+        const char *state, *uid, *inode;
+        Py_ssize_t state_size, uid_size, inode_size;
+        const char *line = at + 1;
+        at = memchr(line, '\n', (size_t)(end - line));
+        if (!table_line(line, at ? at : end, &local, &remote, &state, &state_size, &uid, &uid_size, &inode, &inode_size))
+            continue;
+        if (established_only && !(state_size == 2 && state[0] == '0' && state[1] == '1'))
+            continue;
+        PyObject *fields[8] = {Py_NewRef(protocol), address_of(&local, &locals),
+                               number_in_base(local.port, local.port_size, 16), address_of(&remote, &remotes),
+                               number_in_base(remote.port, remote.port_size, 16),
+                               udp ? Py_NewRef(no_state) : state_text(state, state_size, names),
+                               number_in_base(uid, uid_size, 10), number_in_base(inode, inode_size, 10)};
+        int complete = 1;
+        for (int i = 0; i < 8; i++)
+            complete = complete && fields[i] != NULL;
+        PyObject *item = NULL;
+        if (complete) {
+            item = make->tp_alloc(make, 8);
+            for (int i = 0; item != NULL && i < 8; i++)
+                PyTuple_SET_ITEM(item, i, Py_NewRef(fields[i]));
+        }
+        for (int i = 0; i < 8; i++)
+            Py_XDECREF(fields[i]);
+        if (item != NULL) {
+            failed = PyList_Append(found, item) < 0;
+            Py_DECREF(item);
+        } else if (PyErr_Occurred()) {
+            /* a decimal past int()'s digit limit is skipped, as the ValueError skips it in Python; an address
+             * that is none sets no error and is skipped; anything else (out of memory) fails the call */
+            if (PyErr_ExceptionMatches(PyExc_ValueError))
+                PyErr_Clear();
+            else
+                failed = 1;
+        }
+    }
+    Py_XDECREF(locals.text);
+    Py_XDECREF(remotes.text);
+    Py_XDECREF(no_state);
+    if (failed)
+        Py_CLEAR(found);
+    return found;
+}
+
 static PyMethodDef procread_methods[] = {
     {"read", procread_read, METH_VARARGS, read_doc},
     {"alive_pids", procread_alive_pids, METH_VARARGS, alive_pids_doc},
     {"readlink_each", procread_readlink_each, METH_VARARGS, readlink_each_doc},
+    {"parse_table", procread_parse_table, METH_VARARGS, parse_table_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -21,7 +21,7 @@ import sys
 from functools import lru_cache
 from typing import NamedTuple
 
-from audit_agent.collect import rawsys
+from audit_agent.collect import native, rawsys
 
 TABLES = ("tcp", "tcp6", "udp", "udp6")
 TCP_TABLES = ("tcp", "tcp6")
@@ -75,6 +75,7 @@ def decode_host(host: str) -> str:
 TABLE_LINE = re.compile(rb"\n *\d+: ([0-9A-Fa-f]+):([0-9A-Fa-f]+) ([0-9A-Fa-f]+):([0-9A-Fa-f]+) ([0-9A-Fa-f]+) "
                         rb"[^ \n]+ [^ \n]+ [^ \n]+ +(\d+) +[^ \n]+ +(\d+)")
 STATE_NAMES = {f"{code:02X}".encode(): name for code, name in TCP_STATES.items()}
+STATE_BY_NUMBER = tuple(TCP_STATES.get(code, "") for code in range(max(TCP_STATES) + 1))
 
 
 def parse_table(text: str | bytes, protocol: str, established_only: bool = False) -> list[RawSocket]:
@@ -84,6 +85,10 @@ def parse_table(text: str | bytes, protocol: str, established_only: bool = False
     decoded copy and a list of its lines would hold three times over."""
     data = text.encode("ascii", "replace") if isinstance(text, str) else text
     udp = protocol.startswith("udp")
+    if native.NATIVE is not None:       # the same lines and values, ~10x cheaper a socket
+        found_in_c: list[RawSocket] = native.NATIVE.parse_table(data, RawSocket, protocol, udp, established_only,
+                                                                STATE_BY_NUMBER)
+        return found_in_c
     host = decode_host_bytes
     found: list[RawSocket] = []
     append = found.append
