@@ -14,6 +14,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from audit_agent import __version__
 from audit_agent.detect import (
     Context,
@@ -116,7 +118,7 @@ def accept_unreadable(snapshot: Snapshot, entries: list[AcceptUnreadable]) -> li
             if rule is not None:
                 accepted.append(AcceptedGap(unreadable_label(proc), rule.reason, rule.origin.rsplit("/", 1)[-1]))
         if accepted:
-            shown[index] = dataclasses.replace(entry, accepted=accepted[:MAX_ACCEPTED + 1])
+            shown[index] = msgspec.structs.replace(entry, accepted=accepted[:MAX_ACCEPTED + 1])
     return shown
 
 

@@ -289,7 +289,7 @@ def test_the_direct_proc_reader_gathers_the_same_evidence_as_psutil(processes, t
         reference = build_process(psutil.Process(proc.pid).as_dict(ATTRS, ad_value=_DENIED), first, 1.0,
                                   "/proc", psutil.Process(proc.pid))
         mine = fast[proc.pid]
-        for name in type(mine).__dataclass_fields__:
+        for name in type(mine).__struct_fields__:
             if name not in moving:
                 assert getattr(mine, name) == getattr(reference, name), name
         assert abs(mine.rss_bytes - reference.rss_bytes) <= 1 << 20

@@ -1,12 +1,12 @@
 """Miner config files: parsing xmrig/nanominer/xmr-stak styles, finding them through /proc/PID/cwd, bounds."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from audit_agent.collect import configs
@@ -265,7 +265,6 @@ def test_a_config_is_read_only_if_its_process_could_read_it():
     """Root reads for the audit, but `-c /root/secret.cnf` from a user's process must not leak that file.
     The file is read with the process user's file-system identity (setfsuid), so the kernel judges it and
     every folder on the way; the tree lives in a folder others may enter, like a real one."""
-    import dataclasses
     import shutil
     import tempfile
     base = Path(tempfile.mkdtemp(prefix="audit-configs-"))
@@ -277,9 +276,9 @@ def test_a_config_is_read_only_if_its_process_could_read_it():
         secret.write_text(json.dumps(XMRIG))
         os.chmod(secret, 0o600)                       # owned by root (the test runs as root), unreadable to others
         root, proc = fake_process(base, 700, work, ["tool", "-c", str(secret)])
-        as_user = dataclasses.replace(proc, uid=4321)
+        as_user = msgspec.structs.replace(proc, uid=4321)
         assert configs.scan_processes([as_user], str(root))[0] == []
-        assert [c.path for c in configs.scan_processes([dataclasses.replace(proc, uid=0)], str(root))[0]] == \
+        assert [c.path for c in configs.scan_processes([msgspec.structs.replace(proc, uid=0)], str(root))[0]] == \
             [str(secret)]
         os.chown(secret, 4321, -1)                    # now the user's own file
         assert [c.path for c in configs.scan_processes([as_user], str(root))[0]] == [str(secret)]
@@ -359,7 +358,7 @@ def test_copies_of_one_program_get_what_each_would_alone(processes, tmp_path, mo
         patched.setattr(configs, "candidates", per_process_candidates)
         patched.setattr(configs._Budget, "nothing_for", lambda self, plan: False)
         expected, expected_budget = configs.scan_processes(infos)
-    assert [dataclasses.asdict(c) for c in found] == [dataclasses.asdict(c) for c in expected]
+    assert [msgspec.structs.asdict(c) for c in found] == [msgspec.structs.asdict(c) for c in expected]
     for field in ("files", "denied", "not_examined", "seen_dirs"):
         assert getattr(budget, field) == getattr(expected_budget, field), field
     listed = {c.path: c.pids for c in found}

@@ -9,7 +9,6 @@ per-process computation (locate() for each process; the packing loop as it was, 
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import msgspec
 import pytest
 
 from audit_agent.collect import binaries, deadline, packing
@@ -194,9 +194,9 @@ def test_grouped_steps_give_each_process_what_asking_it_alone_gives(runners):
     assert by_pid[next(pid for pid, what in runners.items() if what == "copy")].matched_strings == [STRINGS[0]]
 
     assert set(facts.exes) >= set(runners), "the packing check takes these stats instead of asking again"
-    expected_packing = [dataclasses.asdict(p) for p in per_process_packing(snapshot)]
+    expected_packing = [msgspec.structs.asdict(p) for p in per_process_packing(snapshot)]
     packing.collect_packing(snapshot, options)
-    assert [dataclasses.asdict(p) for p in snapshot.packing] == expected_packing
+    assert [msgspec.structs.asdict(p) for p in snapshot.packing] == expected_packing
     assert {pid for p in snapshot.packing for pid in p.pids} == set(runners)
 
 

@@ -5,6 +5,7 @@ import os
 import time
 from types import SimpleNamespace
 
+import msgspec
 import pytest
 
 from audit_agent.collect import artefacts
@@ -393,7 +394,6 @@ def test_processes_that_share_their_candidates_get_what_each_would_alone(tmp_pat
     """A candidate list whose every path has its answer is settled: the processes sharing it only join the
     configs among them. Configs, readers (capped at 64), the files read and the limit must be what looking
     up every candidate of every process gives (real processes: the files are read through /proc/PID/root)."""
-    import dataclasses
     import subprocess
     from audit_agent.collect import families
     monkeypatch.setattr(families, "MAX_FILES", max_files)
@@ -416,7 +416,7 @@ def test_processes_that_share_their_candidates_get_what_each_would_alone(tmp_pat
     found, expected_found = Found(), Found()
     configs = read_configs(infos, pack.families, "/proc", found)
     expected = read_configs_each_alone(infos, pack.families, "/proc", expected_found)
-    assert [dataclasses.asdict(c) for c in configs] == [dataclasses.asdict(c) for c in expected]
-    assert dataclasses.asdict(found) == dataclasses.asdict(expected_found)
+    assert [msgspec.structs.asdict(c) for c in configs] == [msgspec.structs.asdict(c) for c in expected]
+    assert found == expected_found
     if max_files > 1:
         assert [len(c.readers) for c in configs] == [64, 4]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import json
 import re
@@ -10,6 +9,7 @@ import time
 from html import unescape
 from pathlib import Path
 
+import msgspec
 import pytest
 import yaml
 
@@ -44,8 +44,8 @@ def reports(tmp_path):
     gpu_host["verdict"] = "compliant"
     gpu_host["filings"] = [FILING | {"findings": [f["fingerprint"] for f in gpu_host["findings"]]}]
     gpu_host["host"].update(cpu_cores=16, cpu_threads=32, gpus=[
-        dataclasses.asdict(GpuDevice(index=i, name="NVIDIA A100-SXM4-80GB"))
-        for i in range(2)] + [dataclasses.asdict(GpuDevice(index=2, name="NVIDIA V100"))])
+        msgspec.to_builtins(GpuDevice(index=i, name="NVIDIA A100-SXM4-80GB"))
+        for i in range(2)] + [msgspec.to_builtins(GpuDevice(index=2, name="NVIDIA V100"))])
     stale = scan(snapshot([proc(1, "/usr/sbin/sshd -D", user="root")], hostname="old-lab-pc",
                           collected_at=now - 60 * DAY)).to_dict()
     stale["host"].update(cpu_cores=4, cpu_threads=8)

@@ -167,7 +167,7 @@ def test_a_refreshed_process_carries_the_same_evidence_as_a_full_read(processes)
     assert again is not None
     fresh = next(p for p in read_processes(first)[0] if p.pid == proc.pid)
     moving = {"cpu_percent", "cpu_seconds", "children_cpu_seconds", "rss_bytes"}
-    for name in ProcessInfo.__dataclass_fields__:
+    for name in ProcessInfo.__struct_fields__:
         if name not in moving:
             assert getattr(again, name) == getattr(fresh, name), name
     assert abs(again.rss_bytes - fresh.rss_bytes) <= 1 << 20

@@ -1,9 +1,9 @@
 """Every time a report shows is in the institution's zone with its UTC offset (issue 14, item 5)."""
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
+import msgspec
 import pytest
 
 from audit_agent.i18n import translator
@@ -27,7 +27,7 @@ def test_times_are_shown_in_the_zone_with_their_offset(lang, zone, expected):
 @pytest.mark.parametrize("fmt", ["html", "markdown", "text"])
 def test_each_report_format_shows_its_times_in_the_reports_zone(demo_reports, fmt):
     report = next(iter(demo_reports.values()))
-    report = dataclasses.replace(report, timezone="Asia/Shanghai", collected_at=MOMENT, generated_at=MOMENT)
+    report = msgspec.structs.replace(report, timezone="Asia/Shanghai", collected_at=MOMENT, generated_at=MOMENT)
     shown = render(fmt, report, RenderOptions(lang="en"))
     assert "+08:00" in shown
     assert "19:30:00" not in shown          # no time left in UTC

@@ -14,10 +14,11 @@ slow cycles (watch --slow-every), where a fresh snapshot carries nothing.
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import msgspec
 
 from audit_agent.collect.coverage import because
 from audit_agent.i18n import coverage_text
@@ -64,7 +65,7 @@ def run_with_carry(step: Callable[[Snapshot, Any], list[Coverage]], snapshot: Sn
     unchanged = carry.unchanged()
     kept = records_of(getattr(carry.previous, name), unchanged)
     settled = settled_pids(name, kept, unchanged)
-    view = dataclasses.replace(snapshot, processes=[p for p in snapshot.processes if p.pid not in settled])
+    view = msgspec.structs.replace(snapshot, processes=[p for p in snapshot.processes if p.pid not in settled])
     setattr(view, name, [])
     coverage = step(view, options)
     setattr(snapshot, name, merge(getattr(view, name), kept))
@@ -93,7 +94,7 @@ def records_of(records: Iterable[Any], unchanged: frozenset[int]) -> list[Any]:
             continue
         still = [pid for pid in pids if pid in unchanged]
         if still:
-            kept.append(record if len(still) == len(pids) else dataclasses.replace(record, pids=still))
+            kept.append(record if len(still) == len(pids) else msgspec.structs.replace(record, pids=still))
     return kept
 
 

@@ -10,7 +10,6 @@ name on their command line, and the usual mount points.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import pwd
 import re
@@ -18,6 +17,8 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from audit_agent.collect import linux_only
 from audit_agent.collect.configs import is_forbidden, readable_by
@@ -86,7 +87,7 @@ def collect_families(snapshot: Snapshot, options: Any) -> list[Coverage]:
     if not within(seconds, read_all):
         found.stalled = f"config reads stopped after {seconds:g} s: a file system did not answer"
     # A reader stuck in a hung file system may still add to `results`: keep copies of what is there now.
-    snapshot.family_configs.extend(dataclasses.replace(config, readers=list(config.readers))
+    snapshot.family_configs.extend(msgspec.structs.replace(config, readers=list(config.readers))
                                    for config in list(results.values()) if config is not None)
     coverage = config_coverage(found)
     from audit_agent.collect.artefacts import search_artefacts

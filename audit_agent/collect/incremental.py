@@ -16,8 +16,6 @@ changed, run on their own slower cadence and their results are carried between.
 from __future__ import annotations
 
 import copy
-import dataclasses
-import operator
 import os
 import time
 from dataclasses import dataclass, field
@@ -144,7 +142,7 @@ def refresh(base: bytes, kept: tuple[int, ProcessInfo], first: FirstReading, ela
         if abs(int(fields[19]) - ticks) > 1:         # another process behind a recycled PID
             return None
         state = fields[0].decode("ascii", "replace")
-        info = shallow_copy(old)      # the last cycle's report may still hold `old`: never change it in place
+        info = copy.copy(old)      # the last cycle's report may still hold `old`: never change it in place
         info.status = PROC_STATES.get(state, "?")
         info.nice, info.num_threads = int(fields[16]), int(fields[17])
         info.rss_bytes = int(fields[21]) * PAGE_SIZE
@@ -154,18 +152,6 @@ def refresh(base: bytes, kept: tuple[int, ProcessInfo], first: FirstReading, ela
         return info
     except (OSError, ValueError, IndexError):
         return None
-
-
-# Every field in declaration order (a slotted dataclass lists its fields as its slots): read in one C call
-# and given to __init__ positionally, no default factory runs; faster than copy.copy on a slotted class.
-_all_fields = operator.attrgetter(*(f.name for f in dataclasses.fields(ProcessInfo)))
-
-
-def shallow_copy(info: ProcessInfo) -> ProcessInfo:
-    """A shallow copy of a ProcessInfo."""
-    if type(info) is not ProcessInfo:
-        return copy.copy(info)
-    return ProcessInfo(*_all_fields(info))
 
 
 def carry_slow_checks(snapshot: Snapshot, previous: Snapshot | None) -> None:

@@ -7,7 +7,7 @@ wallet a miner started with no arguments uses.
 """
 from __future__ import annotations
 
-import dataclasses
+import msgspec
 
 from audit_agent.detect import Context, Signal, process_key, process_subject, signal_from_hit
 from audit_agent.model import BinaryScan, Evidence, MinerConfig, Severity, Subject
@@ -89,7 +89,7 @@ def config_signals(config: MinerConfig, ctx: Context) -> list[Signal]:
         live = live_endpoints(config, key, ctx) if (shape or config.users) else []
         if live:
             found.append(Signal(
-                subject_key=key, subject=dataclasses.replace(subject, connections=list(live)), rule_id=RULE_CONFIG_LIVE,
+                subject_key=key, subject=msgspec.structs.replace(subject, connections=list(live)), rule_id=RULE_CONFIG_LIVE,
                 title="Connected to the pool its miner configuration names", category="miner",
                 severity=Severity.HIGH, confidence=0.7,
                 reason=f"The process is connected to {', '.join(live)}, the pool endpoint named in its "

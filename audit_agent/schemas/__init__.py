@@ -1,4 +1,4 @@
-"""JSON Schema (draft 2020-12) for the Snapshot and AuditReport, generated from the dataclasses.
+"""JSON Schema (draft 2020-12) for the Snapshot and AuditReport, generated from their Structs (model.py).
 
 The published files snapshot.schema.json and report.schema.json ship in the
 package; `python -m audit_agent.schemas --write` regenerates them and a test
@@ -6,11 +6,12 @@ checks they match the model.
 """
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
+
+import msgspec
 
 from audit_agent.model import AuditReport, Snapshot
 
@@ -28,10 +29,9 @@ def build_schema(cls: type, title: str) -> dict[str, Any]:
 
 def _object_schema(cls: type, definitions: dict[str, Any]) -> dict[str, Any]:
     hints = get_type_hints(cls)
-    properties = {f.name: _type_schema(hints[f.name], definitions) for f in dataclasses.fields(cls)
-                  if not f.name.startswith("_")}
-    required = [f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    fields = msgspec.structs.fields(cls)
+    properties = {f.name: _type_schema(hints[f.name], definitions) for f in fields if not f.name.startswith("_")}
+    required = [f.name for f in fields if f.required]
     schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:
         schema["required"] = required
@@ -47,7 +47,7 @@ def _type_schema(hint: Any, definitions: dict[str, Any]) -> dict[str, Any]:
         return {"type": "array", "items": _type_schema(args[0], definitions)}
     if origin is dict:
         return {"type": "object", "additionalProperties": _type_schema(args[1], definitions)}
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
         name = hint.__name__
         if name not in definitions:
             definitions[name] = {}

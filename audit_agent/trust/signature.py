@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import hashlib
 import json
 from typing import Any
 
+import msgspec
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
@@ -51,9 +51,9 @@ def canonical(data: dict[str, Any]) -> bytes:
 def sign_report(report: AuditReport, key: SigningKey, machine_id: str) -> AuditReport:
     """A copy of `report` carrying this host's signature."""
     block = ReportSignature(algorithm=ALGORITHM, key_id=key_id(key.verify_key), machine_id=machine_id)
-    unsigned = dataclasses.replace(report, signature=block)
+    unsigned = msgspec.structs.replace(report, signature=block)
     signature = key.sign(canonical(unsigned.to_dict())).signature
-    return dataclasses.replace(report, signature=dataclasses.replace(block, value=base64.b64encode(signature).decode()))
+    return msgspec.structs.replace(report, signature=msgspec.structs.replace(block, value=base64.b64encode(signature).decode()))
 
 
 def signer(data: dict[str, Any]) -> ReportSignature | None:

@@ -17,10 +17,11 @@ leads out of the scan root and only a regular file is opened for reading.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import posixpath
 from typing import Any
+
+import msgspec
 
 from audit_agent.collect import binaries, configs, deadline
 from audit_agent.collect.persistence import lines as fmt
@@ -135,7 +136,7 @@ class Resolver:
         if cached is None:
             cached = self.look_at(path, user, argv)
             self.cache[key] = cached
-        found = [dataclasses.replace(cached, via=via)]
+        found = [msgspec.structs.replace(cached, via=via)]
         if depth < MAX_SCRIPT_DEPTH:
             children = self.children.get((path, user, depth))
             if children is None:
