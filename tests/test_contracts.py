@@ -114,3 +114,13 @@ def test_syntax_error_names_the_line_and_wrong_top_level_is_one_line(tmp_path):
 def test_from_dict_prefixes_a_nested_path():
     with pytest.raises(SchemaError, match=r"^\$\.hosts\[2\]\.pid: Expected `int`"):
         from_dict(ProcessInfo, {"pid": "x"}, "$.hosts[2]")
+
+
+def test_the_published_schemas_are_what_the_model_gives():
+    """snapshot.schema.json and report.schema.json (shipped) describe the Structs as they are: a field added,
+    renamed or retyped without `python -m audit_agent.schemas --write` fails here."""
+    from audit_agent.schemas import PUBLISHED, build_schema, published_schema
+    for filename, cls in PUBLISHED.items():
+        assert published_schema(filename) == build_schema(cls, filename.split(".")[0]), filename
+    required = build_schema(Snapshot, "snapshot")["$defs"]["ProcessInfo"]["required"]
+    assert required == ["pid"]          # the only field without a default
