@@ -6,7 +6,6 @@ confidence rises as independent signals agree (noisy-OR over distinct rules).
 """
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import hashlib
 import time
@@ -236,7 +235,7 @@ def apply_tuning(signals: list[Signal], tuning: Tuning,
         if signal.rule_id in tuning.disabled:
             continue
         if signal.rule_id in tuning.severity:
-            signal = dataclasses.replace(signal, severity=tuning.severity[signal.rule_id])
+            signal = msgspec.structs.replace(signal, severity=tuning.severity[signal.rule_id])
         scoped = next((a for a in tuning.allows if signal.rule_id in a.rule_ids
                        and subject_allowed(a.entry, signal.subject, hostname)), None)
         if scoped is None:

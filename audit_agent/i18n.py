@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import string
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct
 
 from audit_agent.paths import data_dir
 from audit_agent.yamlfile import load_data
@@ -99,8 +100,7 @@ def build_family_rule_texts(lang: str) -> dict[str, dict[str, Any]]:
     return result
 
 
-@dataclass(frozen=True)
-class Translator:
+class Translator(Struct, frozen=True):
     """`t("verdict.compliant")` or `t("header.window_value", start=..., end=...)`."""
     lang: str
     messages: dict[str, str]

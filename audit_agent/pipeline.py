@@ -4,10 +4,11 @@ Shared by `scan`, `watch` and the tests, so a live scan is exactly collect + eva
 """
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+
+import msgspec
+from msgspec import Struct, field
 
 from audit_agent.filing import Filing, load_registry
 from audit_agent.model import AuditReport, Severity, Snapshot
@@ -18,8 +19,7 @@ from audit_agent.rules.tuning import DEFAULT_TUNING_DIR, load_tuning
 from audit_agent.yamlfile import ConfigError
 
 
-@dataclass
-class Inputs:
+class Inputs(Struct):
     rules: CompiledRules
     policy: Policy
     filings: list[Filing] = field(default_factory=list)
@@ -64,7 +64,7 @@ def build_tuned_rules(root: str | Path, overlay: str | None) -> CompiledRules:
     tuning = load_tuning(overlay, pack, set(load_rule_texts("en")))
     if tuning.added:
         from audit_agent.rules.examples import check_examples
-        problems = check_examples(dataclasses.replace(pack, rules=tuning.added))
+        problems = check_examples(msgspec.structs.replace(pack, rules=tuning.added))
         if problems:
             raise ConfigError(f"tuning: {len(problems)} rule example(s) fail, first: {problems[0]}")
     return CompiledRules(pack, tuning)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from audit_agent.linear_regex import compile_linear
 from audit_agent.model import Severity
@@ -28,8 +29,7 @@ PROBE_CMDLINES = ("/tmp/xmrig -o stratum+tcp://pool.example:3333 -u 4AbC", "kwor
                   "/usr/sbin/sshd -D", "./x", "java -jar app.jar")
 
 
-@dataclass
-class Thresholds:
+class Thresholds(Struct):
     """When load becomes a signal. Load alone only asks for review; it never condemns."""
     cpu_busy_fraction: float = 0.8      # of the process's allowed CPUs, for the whole window
     min_cpu_percent: float = 90.0       # and at least this much of one core
@@ -45,8 +45,7 @@ class Thresholds:
     paused_fraction: float = 0.25       # window CPU below this share of the lifetime average: it slowed for us
 
 
-@dataclass
-class AllowEntry:
+class AllowEntry(Struct):
     reason: str
     exe: str = ""                # exact path or glob
     user: str = ""
@@ -57,8 +56,7 @@ class AllowEntry:
     _cmdline_regex: re.Pattern[str] | None = None
 
 
-@dataclass
-class AcceptUnreadable:
+class AcceptUnreadable(Struct):
     """A process the scan is known not to be able to read (a sandboxed init, a confined container runtime):
     its coverage gap is accepted, with the institution's reason, and no longer makes the audit incomplete."""
     reason: str
@@ -74,8 +72,7 @@ class AcceptUnreadable:
         return bool(self.exe or self.name)
 
 
-@dataclass
-class Policy:
+class Policy(Struct):
     thresholds: Thresholds = field(default_factory=Thresholds)
     allowlist: list[AllowEntry] = field(default_factory=list)
     accept_unreadable: list[AcceptUnreadable] = field(default_factory=list)

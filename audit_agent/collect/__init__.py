@@ -1,11 +1,12 @@
 """collect: the only stage that touches the host. Builds a Snapshot, recording each check's coverage."""
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
+
+import msgspec
+from msgspec import Struct, field
 
 from audit_agent import __version__
 from audit_agent.collect import bounds, deadline
@@ -32,8 +33,7 @@ class ProcessSource(Protocol):
     def coverage(self) -> Coverage: ...
 
 
-@dataclass
-class CollectOptions:
+class CollectOptions(Struct):
     window: float = 5.0
     proc_root: str = "/proc"
     sys_root: str = "/sys"
@@ -95,7 +95,7 @@ def _collect_core(snapshot: Snapshot, options: CollectOptions, clock: deadline.D
     cpu_account = CpuAccount.start(options.proc_root) if options.check_stealth else None
     if options.window > 0:      # which connections outlive the window (with no window, none can be said to)
         from audit_agent.collect.netns import sample_sockets
-        options = dataclasses.replace(options, socket_sample=sample_sockets(options.proc_root))
+        options = msgspec.structs.replace(options, socket_sample=sample_sockets(options.proc_root))
     # No window, no first reading: CPU is then each process's average over its life (set_cpu_use), which a
     # process that pauses or throttles while the audit runs cannot hide from.
     first = first_reading(options.proc_root) if options.window > 0 else FirstReading(time.monotonic(), {})
@@ -104,7 +104,7 @@ def _collect_core(snapshot: Snapshot, options: CollectOptions, clock: deadline.D
     progress("processes", 1.0)
     source = options.process_source
     facts = shared_facts(options)
-    options = dataclasses.replace(options, proc_facts=facts)
+    options = msgspec.structs.replace(options, proc_facts=facts)
     read = (lambda: source.read(first)) if source is not None else \
         (lambda: read_processes(first, options.proc_root, facts))
     done, result = clock.run_step(read, options.step_budget)

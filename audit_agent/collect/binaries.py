@@ -36,9 +36,10 @@ import stat
 import struct
 import sys
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from msgspec import Struct, field
 
 from audit_agent import __version__
 from audit_agent.collect import deadline, scan_cache
@@ -63,8 +64,7 @@ SKIP_SECTION_TYPES = {2, 4, 8, 9, 11}   # SYMTAB, RELA, NOBITS, REL, DYNSYM
 SKIP_SECTION_NAMES = {b".eh_frame", b".eh_frame_hdr", b".gcc_except_table", b".data.rel.ro", b".got", b".got.plt"}
 
 
-@dataclass
-class _Cached:
+class _Cached(Struct):
     sha256: str
     size: int
     scanned: int
@@ -73,8 +73,7 @@ class _Cached:
     error: str = ""
 
 
-@dataclass
-class _Target:
+class _Target(Struct):
     """One distinct executable and the pids running it."""
     path: str
     open_path: str

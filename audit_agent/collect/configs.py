@@ -13,8 +13,9 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass, field
 from typing import Any, Iterator
+
+from msgspec import Struct, field
 
 from audit_agent.collect import linux_only
 from audit_agent.collect import deadline
@@ -68,8 +69,7 @@ RAW_USER = re.compile(r"(?im)[\"']?\b(?:user|wallet|wallet_address|login|usernam
 RAW_KEY = re.compile(r"(?im)^[\s{,]*[\"']?([a-z][a-z0-9_-]{1,40})[\"']?\s*[:=]")
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
+class _Plan(Struct, frozen=True):
     """What a process's command line, folder and executable say to look at, with no /proc/PID in it yet:
     the same for every copy of a program started alike (a host's thousands of workers)."""
     named: tuple[tuple[str, str], ...]          # (path as the process sees it, how it is opened from /proc/PID)
@@ -79,8 +79,7 @@ class _Plan:
 MAX_PLANS = 4096        # distinct (command line, folder, executable) remembered at once
 
 
-@dataclass
-class _Budget:
+class _Budget(Struct):
     files: int = 0
     denied: int = 0
     not_examined: int = 0       # processes left out once MAX_FILES_TOTAL was reached

@@ -23,8 +23,9 @@ import errno
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from msgspec import Struct, field
 
 if TYPE_CHECKING:
     from audit_agent.collect.sockets import RawSocket
@@ -35,8 +36,7 @@ SKIPPED_PLACES = ("/proc/", "/sys/", "/dev/")   # as in _procread.c
 SKIPPED_TARGETS = tuple(os.fsencode(place) for place in SKIPPED_PLACES)
 
 
-@dataclass(frozen=True, slots=True)
-class Held:
+class Held(Struct, frozen=True):
     """One process's open descriptors, as the walk saw them."""
     sockets: frozenset[int] = frozenset()
     dirs: tuple[str, ...] = ()      # folders in which it has a regular file open, in descriptor order
@@ -47,8 +47,7 @@ NOTHING = Held()
 DENIED = Held(denied=True)
 
 
-@dataclass(frozen=True, slots=True)
-class ExeFile:
+class ExeFile(Struct, frozen=True):
     """The file a process runs, as stat() of /proc/PID/exe found it (followed to the file, deleted or not)."""
     key: tuple[int, int, int, int, int]     # device, inode, size, mtime_ns, ctime_ns
     regular: bool = True
@@ -62,8 +61,7 @@ class ExeFile:
 EXE_DENIED = ExeFile((0, 0, 0, 0, 0), regular=False, denied=True)
 
 
-@dataclass
-class ProcFacts:
+class ProcFacts(Struct):
     """The shared walk of one scan: per process what it holds, and who holds each socket."""
     env_keys: frozenset[str] = frozenset()      # environ keys the reader kept beyond its own (family keys)
     held: dict[int, Held] = field(default_factory=dict)
@@ -176,3 +174,4 @@ def stat_exes(pids: Iterable[int], proc_root: str) -> dict[int, ExeFile | None]:
             exe = files[shape] = ExeFile((shape[0], shape[1], shape[2], shape[3], shape[4]), shape[5])
         found[pid] = exe
     return found
+

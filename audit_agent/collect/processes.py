@@ -24,7 +24,6 @@ import re
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,8 @@ try:
     import pwd
 except ImportError:     # not on Windows
     pwd = None  # type: ignore[assignment]
+
+from msgspec import Struct, field
 
 from audit_agent.collect import bounds
 from audit_agent.collect.procfs import boot_time
@@ -69,8 +70,7 @@ EXTRA_VALUE_CHARS = 300
 ON_LINUX = sys.platform.startswith("linux")
 
 
-@dataclass
-class FirstReading:
+class FirstReading(Struct):
     started: float
     cpu_seconds: dict[int, float]
     children_seconds: dict[int, float] = field(default_factory=dict)    # reaped children (cutime + cstime)

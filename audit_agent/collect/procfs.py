@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 
 def boot_time(proc_root: str = "/proc") -> float:
@@ -60,8 +61,7 @@ def memory_total(proc_root: str = "/proc") -> int:
     raise OSError(f"no MemTotal line in {proc_root}/meminfo")
 
 
-@dataclass
-class CpuTimes:
+class CpuTimes(Struct):
     total: float
     busy: float
 
@@ -93,3 +93,4 @@ class CpuLoad:
         if spent <= 0:
             return 0.0
         return round(min(max(100.0 * (now.busy - before.busy) / spent, 0.0), 100.0), 1)
+

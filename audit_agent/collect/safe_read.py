@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from typing import Any, Callable
+
+from msgspec import Struct
 
 O_PATH = getattr(os, "O_PATH", 0)
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -43,8 +44,7 @@ class Refused(Exception):
     """A regular file the caller's policy does not allow (e.g. a symlink to a file owned by someone else)."""
 
 
-@dataclass
-class FileRead:
+class FileRead(Struct):
     data: bytes
     info: os.stat_result
     real_path: str          # the path actually opened ("" when it cannot be known)
@@ -200,3 +200,4 @@ def _proc_fd_works() -> bool:
     if _PROC_FD is None:
         _PROC_FD = os.path.isdir("/proc/self/fd")
     return _PROC_FD
+

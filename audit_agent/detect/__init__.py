@@ -5,10 +5,11 @@ about the same subject into one Finding. Producers are pure: no I/O.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Hashable, Iterable, TypeVar
+
+from msgspec import Struct, field
 
 from audit_agent.model import Evidence, ProcessInfo, Severity, Snapshot, Subject
 from audit_agent.policy import Policy
@@ -18,8 +19,7 @@ from audit_agent.rules.loader import Rule
 from audit_agent.yamlfile import load_data
 
 
-@dataclass
-class Signal:
+class Signal(Struct):
     subject_key: str            # "pid:123", "gpu:0", "host", "file:/etc/crontab"
     subject: Subject
     rule_id: str
@@ -37,8 +37,7 @@ class Signal:
                                 # among equally grave signals it titles the finding, not a generic pool rule
 
 
-@dataclass
-class Context:
+class Context(Struct):
     """What every producer gets: the snapshot, compiled rules, policy, and a pid index."""
     snapshot: Snapshot
     rules: CompiledRules

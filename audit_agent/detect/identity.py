@@ -24,9 +24,10 @@ systemd's daemons all start with `systemd`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
+
+from msgspec import Struct
 
 from audit_agent.detect import ALONE, Context, Signal, each_process, process_key, process_subject
 from audit_agent.detect.places import PACKAGE_DIRS, WORLD_WRITABLE_DIRS, hidden_component
@@ -38,8 +39,7 @@ PACKED_ENTROPY = 7.2        # bits/byte of the code; compiled code measures 5.5-
 STRIPPED_ENTROPY = 6.8      # without a section table, less is enough
 
 
-@dataclass(frozen=True)
-class Family:
+class Family(Struct, frozen=True):
     name: str
     claims: re.Pattern[str]         # what the process calls itself
     executables: re.Pattern[str]    # the basenames the real program's executable has
@@ -69,8 +69,7 @@ def _names(name: str, argv0: str) -> tuple[str, ...]:
     return tuple(n for n in names if n)
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(Struct, frozen=True):
     family: Family
     name: str               # what it calls itself
     why: str                # why the executable is not that program

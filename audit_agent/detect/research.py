@@ -7,9 +7,10 @@ connection to a public pool port) or hiding, which keep it a miner whatever it c
 """
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import re
+
+import msgspec
 
 from audit_agent.detect import (
     ALONE,
@@ -89,7 +90,7 @@ def signals(ctx: Context) -> list[Signal]:
         signal = _signal(proc, hit, severity, configs=described)
         if key and key != signal.subject_key:          # the generator is part of the node's system
             node = ctx.by_pid[int(key.split(":", 1)[1])]
-            signal = dataclasses.replace(signal, subject_key=key, subject=process_subject(node), weak=True)
+            signal = msgspec.structs.replace(signal, subject_key=key, subject=process_subject(node), weak=True)
         found.append(signal)
     return found
 
@@ -209,11 +210,11 @@ def settle(group: list[Signal], kind_of: dict[str, str]) -> list[Signal]:
     if disqualifying:
         note = (" It also shows main-network mining or hiding "
                 f"({disqualifying[0].title}), so it is counted as a miner, not as research.")
-        return [dataclasses.replace(s, category="miner", severity=Severity.HIGH, reason=s.reason + note)
+        return [msgspec.structs.replace(s, category="miner", severity=Severity.HIGH, reason=s.reason + note)
                 if s in research else s for s in group]
     ceiling = max((s.severity for s in research), key=lambda s: s.rank)
     return [s if s.category == CATEGORY or s.weak
-            else dataclasses.replace(s, weak=True, severity=min(s.severity, ceiling, key=lambda v: v.rank))
+            else msgspec.structs.replace(s, weak=True, severity=min(s.severity, ceiling, key=lambda v: v.rank))
             for s in group]
 
 

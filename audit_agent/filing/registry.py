@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from audit_agent.linear_regex import compile_linear
 from audit_agent.yamlfile import ConfigError, key_line, line_of, load_yaml
@@ -24,8 +25,7 @@ SCALE_KEYS = ("cpu_cores", "gpus", "gpu_memory_gib", "storage_tib")
 REQUIRED = ("number", "approved_by", "project", "discipline", "responsible")
 
 
-@dataclass
-class Filing:
+class Filing(Struct):
     number: str
     approved_by: str
     project: str

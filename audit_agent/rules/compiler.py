@@ -7,10 +7,11 @@ combined regex and only the texts it hits are matched rule by rule.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, Callable
+
+from msgspec import Struct
 
 from audit_agent.linear_regex import compile_linear
 from audit_agent.redact import cap, redact_flat
@@ -28,8 +29,7 @@ LOGIN_FLAGS = {"-u", "--user", "--username", "--wallet", "-wal", "--wal", "-O", 
 COIN_PREFIXED_LOGIN = re.compile(r"^[A-Za-z]{2,6}:(.+)$")
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(Struct, frozen=True):
     rule: Rule
     field: str        # where: name, exe, argv0, cmdline, login, host, port, binary, persistence, config
     value: str        # what was looked at

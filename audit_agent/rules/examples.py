@@ -1,8 +1,9 @@
 """Run every rule's examples: each `match` example must hit the rule, each `no_match` must not."""
 from __future__ import annotations
 
-import dataclasses
 import shlex
+
+import msgspec
 
 from audit_agent.rules.compiler import CompiledRules, logins_from_argv
 from audit_agent.rules.loader import Rule, RulePack
@@ -11,7 +12,7 @@ from audit_agent.rules.research import example_names_and_text
 
 def rule_matches(rule: Rule, example: str) -> bool:
     """Does this one rule, compiled alone, match the example text as its kind reads it?"""
-    alone = CompiledRules(dataclasses.replace(_EMPTY_PACK, rules=[rule]))
+    alone = CompiledRules(msgspec.structs.replace(_EMPTY_PACK, rules=[rule]))
     kind = rule.kind
     if kind == "names":
         return bool(alone.match_names(example, "", ""))

@@ -12,9 +12,10 @@ file with its own examples, not new code.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from audit_agent.model import CATEGORIES, Severity
 from audit_agent.rules.loader import DOMAIN_TYPES, Rule, _check_domain_entry, _check_regexes
@@ -46,8 +47,7 @@ RULE_SHAPES = {
 ACTIVITY = {"miner": "mining", "storage_farming": "storage farming", "resource_sharing": "GPU sharing for tokens"}
 
 
-@dataclass
-class ConfigSpec:
+class ConfigSpec(Struct):
     paths: list[str]
     format: str
     identify: list[str]             # dotted key paths (lists flattened: pool_list.pool_url)
@@ -58,8 +58,7 @@ class ConfigSpec:
     network: list[str] = field(default_factory=list)
 
 
-@dataclass
-class ArtefactSpec:
+class ArtefactSpec(Struct):
     kind: str
     name: str                       # regex, full match on the file name
     min_bytes: int
@@ -71,8 +70,7 @@ class ArtefactSpec:
     group_up: int = 0               # report the folder this many levels up (one piece store, not 1024 prefixes)
 
 
-@dataclass
-class Family:
+class Family(Struct):
     id: str
     name: str
     name_zh: str

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from audit_agent.model import CATEGORIES, Severity
 from audit_agent.paths import data_dir
@@ -21,16 +22,14 @@ RULE_ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
 REQUIRED = ("id", "title", "category", "severity", "confidence", "reason", "reference", "match", "examples")
 
 
-@dataclass
-class DomainEntry:
+class DomainEntry(Struct):
     domain: str
     type: str
     status: str
     match: str
 
 
-@dataclass
-class Rule:
+class Rule(Struct):
     id: str
     title: str
     category: str
@@ -46,15 +45,13 @@ class Rule:
     origin: str = ""          # file:line, for messages
 
 
-@dataclass
-class UpdatePolicy:
+class UpdatePolicy(Struct):
     """What the installed pack lets an update do without --force (pack.yaml `update:`)."""
     min_rules: int = 0                  # a new pack with fewer rules is refused (truncated or hollowed out)
     max_version_jump: int | None = None     # how far the first version component may grow in one update
 
 
-@dataclass
-class RulePack:
+class RulePack(Struct):
     name: str
     version: str
     description: str

@@ -13,23 +13,22 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from audit_agent.rules.loader import Rule
 
 ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
-@dataclass(frozen=True)
-class ResearchHit:
+class ResearchHit(Struct, frozen=True):
     rule: Rule
     matched: str        # the pattern text that matched, or the program name
     value: str          # the text looked at
 
 
-@dataclass
-class _Compiled:
+class _Compiled(Struct):
     rule: Rule
     programs: frozenset[str]
     patterns: list[re.Pattern[str]]

@@ -23,11 +23,12 @@ skip-test, OpenSCAP tailoring and Falco's local rules, the pack itself stays unt
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import msgspec
+from msgspec import Struct, field
 
 from audit_agent.model import Severity, TuningChange
 from audit_agent.policy import AllowEntry, _allow_entry
@@ -38,14 +39,12 @@ DEFAULT_TUNING_DIR = "/etc/audit-agent/rules.d"
 ACTIONS = ("disable", "rule", "allow", "add")
 
 
-@dataclass
-class ScopedAllow:
+class ScopedAllow(Struct):
     rule_ids: set[str]
     entry: AllowEntry
 
 
-@dataclass
-class Tuning:
+class Tuning(Struct):
     disabled: set[str] = field(default_factory=set)
     severity: dict[str, Severity] = field(default_factory=dict)
     allows: list[ScopedAllow] = field(default_factory=list)
@@ -144,9 +143,9 @@ def _known_id(value: Any, known: set[str], where: str, renamed: dict[str, str]) 
 
 def tuned_pack(pack: RulePack, tuning: Tuning) -> RulePack:
     """The pack with disabled rules left out, severities changed and local rules added (examples and all)."""
-    rules = [dataclasses.replace(rule, severity=tuning.severity.get(rule.id, rule.severity))
+    rules = [msgspec.structs.replace(rule, severity=tuning.severity.get(rule.id, rule.severity))
              for rule in pack.rules if rule.id not in tuning.disabled]
-    return dataclasses.replace(pack, rules=rules + tuning.added)
+    return msgspec.structs.replace(pack, rules=rules + tuning.added)
 
 
 class _NoDigest:

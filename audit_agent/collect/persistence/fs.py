@@ -24,7 +24,8 @@ import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 from audit_agent.collect import deadline, rawsys
 from audit_agent.collect.safe_read import _read_fd as read_all
@@ -43,8 +44,7 @@ MAX_TOP_NAMES = 4096            # a top folder with more names is not listed for
 MAX_EXAMPLES = 5
 
 
-@dataclass
-class Limits:
+class Limits(Struct):
     files: int
     bytes: int
     seconds: float
@@ -55,8 +55,7 @@ SYSTEM_LIMITS = Limits(files=20000, bytes=96 * 1024 * 1024, seconds=60.0, names=
 USER_LIMITS = Limits(files=400, bytes=8 * 1024 * 1024, seconds=3.0, names=40000)
 
 
-@dataclass
-class Tally:
+class Tally(Struct):
     """A count with a few example paths, for the coverage reason."""
     count: int = 0
     examples: list[str] = field(default_factory=list)
@@ -67,8 +66,7 @@ class Tally:
             self.examples.append(what)
 
 
-@dataclass
-class Scope:
+class Scope(Struct):
     """The budget and the troubles of one part of the check: "system" or "user NAME"."""
     name: str
     limits: Limits
@@ -99,8 +97,7 @@ class Scope:
         return self.limit_hit
 
 
-@dataclass
-class Read:
+class Read(Struct):
     path: str                   # the full path read (below the test root, if any)
     data: bytes
     info: os.stat_result

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 from audit_agent.collect.persistence.fs import Read, Scope
 from audit_agent.model import PersistenceEntry
@@ -13,8 +14,7 @@ MAX_ENTRIES_PER_FILE = 500      # a generated or hostile file must not flood the
 MAX_ENTRIES_PER_SCOPE = 5000
 
 
-@dataclass
-class Collected:
+class Collected(Struct):
     root: str                                           # the scan root ("/" on a real host)
     entries: list[PersistenceEntry] = field(default_factory=list)
     scopes: list[Scope] = field(default_factory=list)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import stat
 import posixpath
 import time
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from audit_agent.collect import deadline
 from audit_agent.collect.persistence import lines as fmt
@@ -30,8 +31,7 @@ USER_UNIT_DIRS = (".config/systemd/user", ".local/share/systemd/user")
 NO_HOME = {"", "/", "/nonexistent", "/dev/null", "/var/empty", "/bin", "/sbin", "/usr/sbin", "/usr/bin"}
 
 
-@dataclass
-class Account:
+class Account(Struct):
     name: str
     uid: int | None
     home: str                   # as the host names it (/home/alice)
