@@ -28,17 +28,34 @@ class ResearchHit(Struct, frozen=True):
     value: str          # the text looked at
 
 
+class _Pattern(Struct, frozen=True):
+    regex: re.Pattern[str]
+    literals: frozenset[str] | None     # lower-case; any text it matches holds one (None: not known)
+
+    def search(self, text: str, low: str | None) -> re.Match[str] | None:
+        """The regex's match; None at once when `low` (the ASCII text, lower-cased) holds none of the literals."""
+        if low is not None and self.literals is not None and not any(literal in low for literal in self.literals):
+            return None
+        return self.regex.search(text)
+
+
 class _Compiled(Struct):
     rule: Rule
     programs: frozenset[str]
-    patterns: list[re.Pattern[str]]
-    requires: list[re.Pattern[str]]
-    unless: list[re.Pattern[str]]
+    patterns: list[_Pattern]
+    requires: list[_Pattern]
+    unless: list[_Pattern]
 
 
-def _regexes(values: list[Any]) -> list[re.Pattern[str]]:
-    from audit_agent.rules.compiler import LazyRegex     # compiled when first reached, pickled as source
-    return [LazyRegex(str(v), re.IGNORECASE) for v in values or []]  # type: ignore[misc]
+def _regexes(values: list[Any]) -> list[_Pattern]:
+    from audit_agent.rules.compiler import LazyRegex, required_literals
+    patterns = []
+    for value in values or []:
+        literals = required_literals(str(value))
+        # compiled when first reached, pickled as source
+        patterns.append(_Pattern(LazyRegex(str(value), re.IGNORECASE),  # type: ignore[arg-type]
+                                 frozenset(literals) if literals is not None else None))
+    return patterns
 
 
 class ResearchMatcher:
@@ -64,15 +81,19 @@ class ResearchMatcher:
 
     def _match(self, names: tuple[str, ...], text: str) -> list[ResearchHit]:
         bases = {self._basename(n) for n in names if n}
+        # Each pattern's literals are looked for first (as the pack's _PatternSet does): a text without any
+        # cannot match, and most research rules' patterns are not in most command lines. Non-ASCII text,
+        # where Unicode case folding could defeat a lower-case check, goes to every regex.
+        low = text.lower() if text.isascii() else None
         hits = []
         for item in self.rules:
             program = next(iter(sorted(bases & item.programs)), "")
             if item.programs and not program:
                 continue
-            found = next((m.group(0) for m in (p.search(text) for p in item.patterns) if m), None)
+            found = next((m.group(0) for m in (p.search(text, low) for p in item.patterns) if m), None)
             if item.patterns and found is None:
                 continue
-            if not all(p.search(text) for p in item.requires) or any(p.search(text) for p in item.unless):
+            if not all(p.search(text, low) for p in item.requires) or any(p.search(text, low) for p in item.unless):
                 continue
             hits.append(ResearchHit(item.rule, (found or program).strip(), text))
         return hits
