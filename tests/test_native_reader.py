@@ -24,7 +24,7 @@ from audit_agent.collect import native as native_module
 from audit_agent.collect import processes as processes_module
 from audit_agent.collect import rawsys
 from audit_agent.collect import sockets as sockets_module
-from audit_agent.collect.proc_facts import MAX_DIR_FDS, MAX_SOCKET_FDS, ProcFacts
+from audit_agent.collect.proc_facts import MAX_DIR_FDS, MAX_SOCKET_FDS, ProcFacts, exe_shape, stat_exes
 from audit_agent.collect.processes import MAX_PROC_FILE, FirstReading, ProcReader, read_processes
 from tests.conftest import have_compiler
 
@@ -444,6 +444,45 @@ def test_the_scan_steps_use_the_c_loops_when_it_is_there(native, monkeypatch):
     assert calls == [("alive_pids", syscall_address()), ("readlink_each", syscall_address())]
 
 
+# ---- the stat of every executable (proc_facts.stat_exes): the same shapes from the C loop
+
+def test_both_halves_stat_each_path_alike(native, tmp_path):
+    """A file, a folder, links to each, a dangling link, a FIFO, a missing path and a process's exe: the
+    tuple proc_facts.exe_shape makes of os.stat, or the same errno."""
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"x" * 1234)
+    os.utime(plain, ns=(1_700_000_000_123_456_789, 1_700_000_000_987_654_321))
+    (tmp_path / "to-plain").symlink_to(plain)
+    (tmp_path / "to-nothing").symlink_to(tmp_path / "nothing")
+    os.mkfifo(tmp_path / "fifo")
+    paths = [bytes(plain), bytes(tmp_path), bytes(tmp_path / "to-plain"), bytes(tmp_path / "to-nothing"),
+             bytes(tmp_path / "fifo"), bytes(tmp_path / "missing"), bytes(plain / "below"), b"/proc/self/exe",
+             f"/proc/{os.getpid()}/exe".encode(), b"/proc/1/exe"]
+    assert native.stat_each(paths) == [exe_shape(os.stat, path) for path in paths]
+    assert native.stat_each(paths)[0][3] == 1_700_000_000_987_654_321     # mtime to the nanosecond
+    assert native.stat_each(()) == []
+    with pytest.raises(ValueError):
+        native.stat_each([b"/tmp\0/x"])
+    with pytest.raises(TypeError):
+        native.stat_each(["/tmp"])
+
+
+def test_the_executables_of_this_host_are_the_same_files_with_either_half(native, monkeypatch):
+    sleeper = subprocess.Popen([sys.executable, "-c", SLEEP])
+    try:
+        pids = sorted(int(name) for name in os.listdir("/proc") if name.isdigit()) + [sleeper.pid, 1 << 22]
+        monkeypatch.setattr(native_module, "NATIVE", None)
+        python = stat_exes(pids, "/proc")
+        monkeypatch.setattr(native_module, "NATIVE", native)
+        c = stat_exes(pids, "/proc")
+        alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
+        assert {pid: c[pid] for pid in alive} == {pid: python[pid] for pid in alive}
+        assert c[sleeper.pid] is not None and c[sleeper.pid].regular and c[1 << 22] is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 # ---- the socket tables (sockets.parse_table): the same sockets from the C loop
 
 def both_tables(native, monkeypatch, data: bytes, protocol: str, established_only: bool = False):
@@ -607,6 +646,7 @@ for n in range(3000):
     for _ in range(pick([0, 1, 3])):
         cut[pick(range(len(cut)))] = pick(b"0aF: \\n\\x00x9")
     native.parse_table(b"h\\n" + bytes(cut[:pick([len(cut), 5, 40, 90])]), Row, "tcp", False, pick([True, False]), names)
+native.stat_each([pick(links + [b"/proc/self/exe", b"/missing", b"/proc/1/exe"]) for _ in range(3000)])
 print("clean")
 """
 

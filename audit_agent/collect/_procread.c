@@ -23,6 +23,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -668,6 +669,32 @@ PyDoc_STRVAR(readlink_each_doc,
 "readlink_each(syscall_address, paths) -> for each path (bytes) its link's target decoded as os.fsdecode() does (at most\n"
 "4096 bytes, as rawsys.readlink_each()), or None where readlinkat(2) fails.");
 
+/* The paths of a tuple as C strings (the tuple keeps them alive); NULL with TypeError or ValueError set. */
+static const char **bytes_paths(PyObject *paths, Py_ssize_t count)
+{
+    const char **names = malloc(sizeof(char *) * (size_t)(count > 0 ? count : 1));
+    if (names == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *path = PyTuple_GET_ITEM(paths, i);
+        Py_ssize_t size;
+        char *text;
+        if (!PyBytes_Check(path)) {
+            PyErr_SetString(PyExc_TypeError, "paths must be bytes");
+        } else if (PyBytes_AsStringAndSize(path, &text, &size) == 0 && (Py_ssize_t)strlen(text) != size) {
+            PyErr_SetString(PyExc_ValueError, "path holds a NUL byte");
+        } else {
+            names[i] = text;
+            continue;
+        }
+        free(names);
+        return NULL;
+    }
+    return names;
+}
+
 typedef struct {
     char *data;                 /* every target, one after another */
     Py_ssize_t used, cap;
@@ -704,28 +731,14 @@ static PyObject *procread_readlink_each(PyObject *module, PyObject *args)
     if (paths == NULL)
         return NULL;
     Py_ssize_t count = PyTuple_GET_SIZE(paths);
-    const char **names = malloc(sizeof(char *) * (size_t)(count > 0 ? count : 1));
-    links_t links = {NULL, 0, 0, malloc(sizeof(Py_ssize_t) * (size_t)(count > 0 ? count : 1))};
+    const char **names = bytes_paths(paths, count);
+    links_t links = {NULL, 0, 0, names ? malloc(sizeof(Py_ssize_t) * (size_t)(count > 0 ? count : 1)) : NULL};
     PyObject *result = NULL;
-    if (names == NULL || links.sizes == NULL) {
+    if (names == NULL)
+        goto done;
+    if (links.sizes == NULL) {
         PyErr_NoMemory();
         goto done;
-    }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *path = PyTuple_GET_ITEM(paths, i);
-        Py_ssize_t size;
-        char *text;
-        if (!PyBytes_Check(path)) {
-            PyErr_SetString(PyExc_TypeError, "readlink_each takes bytes paths");
-            goto done;
-        }
-        if (PyBytes_AsStringAndSize(path, &text, &size) < 0)
-            goto done;
-        if ((Py_ssize_t)strlen(text) != size) {
-            PyErr_SetString(PyExc_ValueError, "path holds a NUL byte");
-            goto done;
-        }
-        names[i] = text;
     }
     int out_of_memory = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -1022,11 +1035,70 @@ static PyObject *procread_parse_table(PyObject *module, PyObject *args)
     return found;
 }
 
+/* ---- stat() of each path (proc_facts.stat_exes: every /proc/PID/exe), in one call without the GIL. */
+
+PyDoc_STRVAR(stat_each_doc,
+"stat_each(paths) -> for each path (bytes), following links as os.stat() does, (st_dev, st_ino, st_size,\n"
+"st_mtime_ns, st_ctime_ns, is a regular file) or the errno of the failed stat.");
+
+typedef struct {
+    struct stat info;
+    int err;
+} looked_t;
+
+static PyObject *nanoseconds(const struct timespec *at)
+{
+    return PyLong_FromLongLong((long long)at->tv_sec * 1000000000LL + (long long)at->tv_nsec);
+}
+
+static PyObject *procread_stat_each(PyObject *module, PyObject *args)
+{
+    PyObject *given;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "O", &given))
+        return NULL;
+    PyObject *paths = PySequence_Tuple(given);       /* ours: the caller's list could change without the GIL */
+    if (paths == NULL)
+        return NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(paths);
+    const char **names = bytes_paths(paths, count);
+    looked_t *looked = names ? malloc(sizeof(looked_t) * (size_t)(count > 0 ? count : 1)) : NULL;
+    PyObject *result = NULL;
+    if (names != NULL && looked == NULL)
+        PyErr_NoMemory();
+    if (looked != NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < count; i++)
+            looked[i].err = stat(names[i], &looked[i].info) < 0 ? errno : 0;
+        Py_END_ALLOW_THREADS
+        result = PyList_New(count);
+    }
+    for (Py_ssize_t i = 0; result != NULL && i < count; i++) {
+        const struct stat *info = &looked[i].info;
+        PyObject *item = looked[i].err
+            ? PyLong_FromLong(looked[i].err)
+            : Py_BuildValue("(NNNNNN)", PyLong_FromUnsignedLongLong((unsigned long long)info->st_dev),
+                            PyLong_FromUnsignedLongLong((unsigned long long)info->st_ino),
+                            PyLong_FromLongLong((long long)info->st_size), nanoseconds(&info->st_mtim),
+                            nanoseconds(&info->st_ctim), PyBool_FromLong(S_ISREG(info->st_mode)));
+        if (item == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, i, item);
+    }
+    free(names);
+    free(looked);
+    Py_DECREF(paths);
+    return result;
+}
+
 static PyMethodDef procread_methods[] = {
     {"read", procread_read, METH_VARARGS, read_doc},
     {"alive_pids", procread_alive_pids, METH_VARARGS, alive_pids_doc},
     {"readlink_each", procread_readlink_each, METH_VARARGS, readlink_each_doc},
     {"parse_table", procread_parse_table, METH_VARARGS, parse_table_doc},
+    {"stat_each", procread_stat_each, METH_VARARGS, stat_each_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -22,10 +22,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from msgspec import Struct, field
+
+from audit_agent.collect import native
 
 if TYPE_CHECKING:
     from audit_agent.collect.sockets import RawSocket
@@ -153,25 +155,41 @@ def stat_exes(pids: Iterable[int], proc_root: str) -> dict[int, ExeFile | None]:
     with a FUSE or network mount each goes through deadline.stat_path (a stalled server cannot stop it)."""
     from audit_agent.collect import deadline
     root = os.fsencode(os.path.join(proc_root, ""))
-    guarded = bool(deadline.remote_mount_points())
-    look = os.stat
+    pids = list(pids)
+    paths = [b"%s%d/exe" % (root, pid) for pid in pids]
+    if deadline.remote_mount_points():
+        shapes = [exe_shape(remote_stat, path) for path in paths]
+    elif native.NATIVE is not None:    # no mount that can stall: the same stat()s in one call, ~3x cheaper
+        shapes = native.NATIVE.stat_each(paths)
+    else:
+        shapes = [exe_shape(os.stat, path) for path in paths]
     files: dict[tuple[int, int, int, int, int, bool], ExeFile] = {}
     found: dict[int, ExeFile | None] = {}
-    for pid in pids:
-        path = b"%s%d/exe" % (root, pid)
-        try:
-            info = deadline.stat_path(os.fsdecode(path), follow_symlinks=True) if guarded else look(path)
-        except PermissionError:
-            found[pid] = EXE_DENIED
+    for pid, shape in zip(pids, shapes):
+        if isinstance(shape, int):      # kernel thread, gone, or timed out (deadline.TimedOut)
+            found[pid] = EXE_DENIED if shape in (errno.EACCES, errno.EPERM) else None
             continue
-        except OSError:         # kernel thread, gone, or timed out (deadline.TimedOut)
-            found[pid] = None
-            continue
-        shape = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns,
-                 stat.S_ISREG(info.st_mode))
         exe = files.get(shape)
         if exe is None:
             exe = files[shape] = ExeFile((shape[0], shape[1], shape[2], shape[3], shape[4]), shape[5])
         found[pid] = exe
     return found
+
+
+def remote_stat(path: bytes) -> os.stat_result:
+    """stat() under the scan's deadline: a stalled server cannot stop the scan (deadline.TimedOut)."""
+    from audit_agent.collect import deadline
+    return deadline.stat_path(os.fsdecode(path), follow_symlinks=True)
+
+
+def exe_shape(look: Callable[[bytes], os.stat_result], path: bytes) -> tuple[int, int, int, int, int, bool] | int:
+    """(device, inode, size, mtime_ns, ctime_ns, is a regular file) of `path` as `look` stats it, or the errno
+    it failed with (EACCES for any PermissionError; ETIMEDOUT when no errno is given): as _procread.stat_each."""
+    try:
+        info = look(path)
+    except PermissionError as error:
+        return error.errno or errno.EACCES
+    except OSError as error:
+        return error.errno or errno.ETIMEDOUT
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, stat.S_ISREG(info.st_mode)
 
