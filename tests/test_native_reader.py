@@ -7,6 +7,7 @@ the C half gives anything else than the Python half, the test fails: the Python 
 """
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import socket
@@ -444,6 +445,53 @@ def test_the_scan_steps_use_the_c_loops_when_it_is_there(native, monkeypatch):
     assert calls == [("alive_pids", syscall_address()), ("readlink_each", syscall_address())]
 
 
+# ---- a folder's names by getdents64 (rawsys.list_fd)
+
+def listed(read, path, limit=rawsys.MAX_ENTRIES):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not rawsys.available(), reason="raw system calls are Linux on a known architecture")
+def test_both_halves_list_a_folder_alike(native, monkeypatch, tmp_path):
+    """More names than one getdents64 buffer holds, names of every length and bytes that are no UTF-8, and
+    the limit: the same names in the same order, cut at the same place."""
+    many = tmp_path / "many"
+    many.mkdir()
+    for n in range(3000):
+        (many / (f"{n}-" + "n" * (n % 200))).touch()
+    os.close(os.open(bytes(many) + b"/\xff\xfe-odd", os.O_CREAT | os.O_WRONLY, 0o600))
+    c_list = lambda fd, limit: native.list_fd(syscall_address(), fd, limit)     # noqa: E731
+    python_list = python_rawsys(monkeypatch).list_fd
+    for path in ("/proc", str(many), str(tmp_path), f"/proc/{os.getpid()}/task"):
+        for limit in (rawsys.MAX_ENTRIES, 1, 0, 2999):
+            assert listed(c_list, path, limit) == listed(python_list, path, limit), (path, limit)
+    names = listed(c_list, str(many))
+    assert len(names) == 3001 and "0-" in names and os.fsdecode(b"\xff\xfe-odd") in names
+    assert "." not in names and ".." not in names
+
+
+@pytest.mark.skipif(not rawsys.available(), reason="raw system calls are Linux on a known architecture")
+def test_the_listing_fails_as_getdents_fails(native, tmp_path):
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    fd = os.open(plain, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as error:
+            native.list_fd(syscall_address(), fd, 10)
+        assert error.value.errno == errno.ENOTDIR
+    finally:
+        os.close(fd)
+    with pytest.raises(OSError) as error:
+        native.list_fd(syscall_address(), 1 << 20, 10)
+    assert error.value.errno == errno.EBADF
+    with pytest.raises(ValueError):
+        native.list_fd(syscall_address(), 0, -1)
+
+
 # ---- the stat of every executable (proc_facts.stat_exes): the same shapes from the C loop
 
 def test_both_halves_stat_each_path_alike(native, tmp_path):
@@ -647,6 +695,10 @@ for n in range(3000):
         cut[pick(range(len(cut)))] = pick(b"0aF: \\n\\x00x9")
     native.parse_table(b"h\\n" + bytes(cut[:pick([len(cut), 5, 40, 90])]), Row, "tcp", False, pick([True, False]), names)
 native.stat_each([pick(links + [b"/proc/self/exe", b"/missing", b"/proc/1/exe"]) for _ in range(3000)])
+for folder in ("/proc", sys.argv[3], "/proc/self/fd"):
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    native.list_fd(syscall, fd, pick([1, 5, 1 << 22]))
+    os.close(fd)
 print("clean")
 """
 

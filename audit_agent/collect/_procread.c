@@ -1093,12 +1093,97 @@ static PyObject *procread_stat_each(PyObject *module, PyObject *args)
     return result;
 }
 
+/* ---- a folder's names by getdents64 (rawsys.list_fd: /proc for the hidden-process search and the
+ * namespace step, task folders, homes), through the same syscall(2) wrapper as the probes above. */
+
+PyDoc_STRVAR(list_fd_doc,
+"list_fd(syscall_address, fd, limit) -> the names (decoded as os.fsdecode() does) of the folder open as fd,\n"
+"read from its current offset with getdents64 until the end or until at least limit are read, cut to\n"
+"limit; '.' and '..' left out; OSError with the errno of a failed getdents64, as rawsys.list_fd().");
+
+#define GETDENTS_BUFFER (64 * 1024)    /* rawsys.GETDENTS_BUFFER */
+#define DIRENT_NAME_AT 19              /* struct linux_dirent64: d_ino 8, d_off 8, d_reclen 2, d_type 1 */
+
+static PyObject *procread_list_fd(PyObject *module, PyObject *args)
+{
+    unsigned long long address;
+    int fd;
+    Py_ssize_t limit;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "Kin", &address, &fd, &limit))
+        return NULL;
+    syscall_fn call = syscall_at(address);
+    if (address == 0)
+        return NULL;
+    if (limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative limit");
+        return NULL;
+    }
+    char *buffer = malloc(GETDENTS_BUFFER);
+    links_t names = {NULL, 0, 0, NULL};     /* the names one after another, each ended by its NUL */
+    Py_ssize_t count = 0;
+    int failed_errno = 0, out_of_memory = buffer == NULL;
+    Py_BEGIN_ALLOW_THREADS
+    while (!out_of_memory && count < limit) {
+        long size = call(SYS_getdents64, (long)fd, buffer, (long)GETDENTS_BUFFER);
+        if (size < 0) {
+            failed_errno = errno;
+            break;
+        }
+        if (size == 0)
+            break;
+        for (long offset = 0; offset + DIRENT_NAME_AT <= size;) {
+            unsigned short reclen;
+            memcpy(&reclen, buffer + offset + 16, sizeof reclen);
+            if (reclen == 0 || offset + reclen > size)
+                break;
+            const char *name = buffer + offset + DIRENT_NAME_AT;
+            const char *end = memchr(name, '\0', (size_t)(reclen - DIRENT_NAME_AT));
+            Py_ssize_t length = end ? end - name : reclen - DIRENT_NAME_AT;
+            offset += reclen;
+            if ((length == 1 && name[0] == '.') || (length == 2 && name[0] == '.' && name[1] == '.'))
+                continue;
+            if (keep_target(&names, name, length) < 0 || keep_target(&names, "", 1) < 0) {
+                out_of_memory = 1;
+                break;
+            }
+            count++;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    free(buffer);
+    PyObject *result = NULL;
+    if (out_of_memory) {
+        PyErr_NoMemory();
+    } else if (failed_errno) {
+        errno = failed_errno;
+        PyErr_SetFromErrno(PyExc_OSError);
+    } else {
+        Py_ssize_t kept = count < limit ? count : limit;
+        result = PyList_New(kept);
+        const char *at = names.data;
+        for (Py_ssize_t i = 0; result != NULL && i < kept; i++) {
+            Py_ssize_t length = (Py_ssize_t)strlen(at);
+            PyObject *text = PyUnicode_DecodeFSDefaultAndSize(at, length);
+            if (text == NULL) {
+                Py_CLEAR(result);
+                break;
+            }
+            PyList_SET_ITEM(result, i, text);
+            at += length + 1;
+        }
+    }
+    free(names.data);
+    return result;
+}
+
 static PyMethodDef procread_methods[] = {
     {"read", procread_read, METH_VARARGS, read_doc},
     {"alive_pids", procread_alive_pids, METH_VARARGS, alive_pids_doc},
     {"readlink_each", procread_readlink_each, METH_VARARGS, readlink_each_doc},
     {"parse_table", procread_parse_table, METH_VARARGS, parse_table_doc},
     {"stat_each", procread_stat_each, METH_VARARGS, stat_each_doc},
+    {"list_fd", procread_list_fd, METH_VARARGS, list_fd_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -142,6 +142,9 @@ def list_dir(path: str, limit: int = MAX_ENTRIES) -> list[str]:
 
 def list_fd(fd: int, limit: int = MAX_ENTRIES) -> list[str]:
     """Names in the directory open as `fd` (the caller's, from its start), read with getdents64."""
+    function = _syscall()
+    if native.NATIVE is not None and function is not None:     # the same calls, ~4x cheaper a name
+        return list(native.NATIVE.list_fd(_address(function), fd, limit))
     names: list[bytes] = []
     buffer = ctypes.create_string_buffer(GETDENTS_BUFFER)
     # One entry of /proc is one process: only the record length and the name are taken out of each.
