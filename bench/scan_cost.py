@@ -114,7 +114,7 @@ def run(counts: list[int], connections: int, repeat: int, baseline: Path | None 
                 base_cpu = median([c.cpu for c in base])
                 base_lines.append(f"{count:>6} extra: baseline {base_cpu * 1000:.0f}ms ({base_cpu / shell:.2f}x, peak "
                                   f"{max(c.max_rss_kb for c in base) / 1024:.1f} MB), this tree {a_cpu * 1000:.0f}ms "
-                                  f"({ratio:.2f}x): {(1 - a_cpu / base_cpu) * 100:+.0f}% less CPU")
+                                  f"({ratio:.2f}x): {(a_cpu / base_cpu - 1) * 100:+.0f}% CPU")
             worst = max(worst, ratio)
             rss = max(c.max_rss_kb for c in agent) / 1024
             shell_rss = (max(c.max_rss_kb for c in ps) + max(c.max_rss_kb for c in ss)) / 1024
