@@ -610,10 +610,11 @@ static PyObject *procread_read(PyObject *module, PyObject *args)
     return result;
 }
 
-/* ---- the two probes of rawsys.py that run once per PID or per process, made in C for the same reason.
- * Both call the libc syscall(2) wrapper whose address rawsys.py resolved on libc's own handle (its
- * docstring says why): a preloaded process hider that defines kill, readlinkat or syscall itself cannot
- * answer for the kernel, which it could were these calls linked here through the global scope. */
+/* ---- the loops of rawsys.py that run once per PID, process or folder entry, made in C for the same reason
+ * (alive_pids, readlink_each, list_fd). Each calls the libc syscall(2) wrapper whose address rawsys.py
+ * resolved on libc's own handle (its docstring says why): a preloaded process hider that defines kill,
+ * readlinkat, getdents64 or syscall itself cannot answer for the kernel, which it could were these calls
+ * linked here through the global scope. */
 
 typedef long (*syscall_fn)(long number, ...);
 
@@ -666,8 +667,8 @@ static PyObject *procread_alive_pids(PyObject *module, PyObject *args)
 }
 
 PyDoc_STRVAR(readlink_each_doc,
-"readlink_each(syscall_address, paths) -> for each path (bytes) its link's target decoded as os.fsdecode() does (at most\n"
-"4096 bytes, as rawsys.readlink_each()), or None where readlinkat(2) fails.");
+"readlink_each(syscall_address, paths) -> for each path (bytes) its link's target decoded as os.fsdecode()\n"
+"does (at most 4096 bytes, as rawsys.readlink_each()), or None where readlinkat(2) fails.");
 
 /* The paths of a tuple as C strings (the tuple keeps them alive); NULL with TypeError or ValueError set. */
 static const char **bytes_paths(PyObject *paths, Py_ssize_t count)

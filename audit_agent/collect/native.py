@@ -1,8 +1,10 @@
 """The collectors' C half (_procread.c), or None where it is not there.
 
-It holds the loops that run once per process or per PID: the process reader's reads (processes.py), the
-brute PID probe and the readlink of every process's namespace (rawsys.py). Each has a Python twin that gives
-the same answer; the C half only leaves out the interpreter between system calls.
+It holds the loops that run once per process, PID, socket or folder entry: the process reader's reads
+(processes.py); the brute PID probe, the readlink of every process's namespace and folder listings by
+getdents64 (rawsys.py); the split of the socket tables (sockets.py); the stat of every process's executable
+(proc_facts.py). Each has a Python twin that gives the same answer (tests/test_native_reader.py); the C half
+only leaves out the interpreter between system calls.
 """
 from __future__ import annotations
 
