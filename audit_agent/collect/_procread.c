@@ -843,56 +843,54 @@ typedef struct {
     Py_ssize_t host_size, port_size;
 } endpoint_t;
 
+/* A run of the class at *at (NULL: none): its start and size, and *at moved past it; 0 when there is none. */
+static int take_run(const char **at, const char *end, int (*in_class)(char), const char **start, Py_ssize_t *size)
+{
+    const char *past = *at != NULL ? run_of(*at, end, in_class) : NULL;
+    if (past == NULL)
+        return 0;
+    *start = *at;
+    *size = past - *at;
+    *at = past;
+    return 1;
+}
+
 /* One line from `at` (just after its newline) as TABLE_LINE reads it; 1 with the fields set, else 0. */
 static int table_line(const char *at, const char *end, endpoint_t *local, endpoint_t *remote,
                       const char **state, Py_ssize_t *state_size, const char **uid, Py_ssize_t *uid_size,
                       const char **inode, Py_ssize_t *inode_size)
 {
+    const char *skipped;
+    Py_ssize_t skipped_size;
     while (at < end && *at == ' ')
         at++;
-    at = expect(at ? run_of(at, end, is_digit) : NULL, end, ':');
-    at = expect(at, end, ' ');
+    if (!take_run(&at, end, is_digit, &skipped, &skipped_size))      /* sl */
+        return 0;
+    at = expect(expect(at, end, ':'), end, ' ');
     endpoint_t *sides[2] = {local, remote};
     for (int side = 0; side < 2; side++) {
-        const char *host = at;
-        at = at ? run_of(at, end, is_hex) : NULL;
-        if (at == NULL)
+        if (!take_run(&at, end, is_hex, &sides[side]->host, &sides[side]->host_size))
             return 0;
-        sides[side]->host = host;
-        sides[side]->host_size = at - host;
         at = expect(at, end, ':');
-        const char *port = at;
-        at = at ? run_of(at, end, is_hex) : NULL;
-        if (at == NULL)
+        if (!take_run(&at, end, is_hex, &sides[side]->port, &sides[side]->port_size))
             return 0;
-        sides[side]->port = port;
-        sides[side]->port_size = at - port;
         at = expect(at, end, ' ');
     }
-    *state = at;
-    at = at ? run_of(at, end, is_hex) : NULL;
-    if (at == NULL)
+    if (!take_run(&at, end, is_hex, state, state_size))
         return 0;
-    *state_size = at - *state;
     for (int token = 0; token < 3; token++) {       /* tx:rx tr:when retrnsmt */
         at = expect(at, end, ' ');
-        at = at ? run_of(at, end, is_token) : NULL;
+        if (!take_run(&at, end, is_token, &skipped, &skipped_size))
+            return 0;
     }
     at = spaces(at, end);
-    *uid = at;
-    at = at ? run_of(at, end, is_digit) : NULL;
-    if (at == NULL)
+    if (!take_run(&at, end, is_digit, uid, uid_size))
         return 0;
-    *uid_size = at - *uid;
     at = spaces(at, end);
-    at = at ? run_of(at, end, is_token) : NULL;     /* timeout */
-    at = spaces(at, end);
-    *inode = at;
-    at = at ? run_of(at, end, is_digit) : NULL;
-    if (at == NULL)
+    if (!take_run(&at, end, is_token, &skipped, &skipped_size))     /* timeout */
         return 0;
-    *inode_size = at - *inode;
-    return 1;
+    at = spaces(at, end);
+    return take_run(&at, end, is_digit, inode, inode_size);
 }
 
 static PyObject *number_in_base(const char *text, Py_ssize_t size, int base)
