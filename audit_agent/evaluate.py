@@ -32,6 +32,7 @@ from audit_agent.detect import (
     research,
     stealth,
 )
+from audit_agent.detect.memo import SignalMemo
 from audit_agent.collect.processes import unreadable_label
 from audit_agent.filing import Filing, apply_filings
 from audit_agent.filing.systems import research_systems
@@ -70,9 +71,9 @@ MAX_ACCEPTED = 100                  # accepted unreadable processes listed per c
 
 def evaluate(snapshot: Snapshot, rules: CompiledRules, policy: Policy | None = None,
              filings: list[Filing] | None = None, now: float | None = None,
-             fail_on: Severity | None = Severity.HIGH) -> AuditReport:
+             fail_on: Severity | None = Severity.HIGH, memo: SignalMemo | None = None) -> AuditReport:
     policy = policy or Policy()
-    ctx = Context.build(snapshot, rules, policy)
+    ctx = Context.build(snapshot, rules, policy, memo)
     collected: list[Signal] = []
     for producer in PRODUCERS:
         collected.extend(producer(ctx))

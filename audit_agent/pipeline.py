@@ -71,5 +71,12 @@ def build_tuned_rules(root: str | Path, overlay: str | None) -> CompiledRules:
 
 
 def run_scan(snapshot: Snapshot, inputs: Inputs, fail_on: Severity | None = Severity.HIGH) -> AuditReport:
+    """evaluate(), with the conclusions of earlier runs on unchanged persistence lines (detect/memo.py)."""
+    from audit_agent.detect.memo import load_memo, memo_key, save_memo
     from audit_agent.evaluate import evaluate
-    return evaluate(snapshot, inputs.rules, inputs.policy, inputs.filings, fail_on=fail_on)
+    from audit_agent.rules.active import state_dir
+    folder = state_dir()
+    memo = load_memo(folder, memo_key(inputs.rules.fingerprint))
+    report = evaluate(snapshot, inputs.rules, inputs.policy, inputs.filings, fail_on=fail_on, memo=memo)
+    save_memo(folder, memo)
+    return report

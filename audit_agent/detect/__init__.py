@@ -11,6 +11,7 @@ from typing import Callable, Hashable, Iterable, TypeVar
 
 from msgspec import Struct, field
 
+from audit_agent.detect.memo import SignalMemo
 from audit_agent.model import Evidence, ProcessInfo, Severity, Snapshot, Subject
 from audit_agent.policy import Policy
 from audit_agent.redact import cap, redact_cmdline
@@ -44,6 +45,7 @@ class Context(Struct):
     policy: Policy
     by_pid: dict[int, ProcessInfo]
     by_namespace_pid: dict[int, ProcessInfo] = field(default_factory=dict)   # inner NSpid -> process, if unique
+    memo: SignalMemo | None = None      # conclusions of earlier runs on unchanged inputs (detect/memo.py)
     _looks: dict[int, int] | None = None
 
     def looks(self) -> dict[int, int]:
@@ -57,12 +59,13 @@ class Context(Struct):
         return self._looks
 
     @classmethod
-    def build(cls, snapshot: Snapshot, rules: CompiledRules, policy: Policy) -> "Context":
+    def build(cls, snapshot: Snapshot, rules: CompiledRules, policy: Policy,
+              memo: SignalMemo | None = None) -> "Context":
         by_pid = {p.pid: p for p in snapshot.processes}
         for hidden in snapshot.stealth.hidden_pids:
             by_pid.setdefault(hidden.pid, ProcessInfo(pid=hidden.pid, name=hidden.name, exe=hidden.exe,
                                                       cmdline=hidden.cmdline, hidden=True))
-        return cls(snapshot, rules, policy, by_pid, namespace_index(by_pid.values()))
+        return cls(snapshot, rules, policy, by_pid, namespace_index(by_pid.values()), memo)
 
 
 # Off only in the tests that check the shortcut below against judging every process (tests/test_evaluate_dedup.py).

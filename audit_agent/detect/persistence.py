@@ -61,13 +61,26 @@ def signals(ctx: Context) -> list[Signal]:
     baseline = ctx.snapshot.persistence_baseline
     for entry in ctx.snapshot.persistence:
         about = About(entry)
-        entry_found = entry_signals(entry, ctx.rules, about)
+        entry_found = remembered_signals(entry, ctx, about)
         entry_found += entry_judgement(entry, baseline, ctx.rules, about)
         found.extend(entry_found)
         if any(not s.weak or s.severity != Severity.INFO for s in entry_found):
             if running is None:
                 running = running_by_path(ctx)
             found.extend(running_signals(entry, entry_found, running, baseline.root_prefix))
+    return found
+
+
+def remembered_signals(entry: PersistenceEntry, ctx: Context, about: About) -> list[Signal]:
+    """entry_signals, from the memo of earlier runs when this very entry was judged by these rules and code."""
+    memo = ctx.memo
+    if memo is None:
+        return entry_signals(entry, ctx.rules, about)
+    digest = memo.digest(entry)
+    found = memo.recall(digest)
+    if found is None:
+        found = entry_signals(entry, ctx.rules, about)
+        memo.remember(digest, found)
     return found
 
 

@@ -54,6 +54,7 @@ class CompiledRules:
     """The pack's rules turned into lookups; build once per scan (or once per watch cycle)."""
 
     def __init__(self, pack: RulePack, tuning: Tuning | None = None) -> None:
+        self.fingerprint: str | None = None     # the pack cache's key of its files, when loaded through it
         self.tuning = tuning or Tuning()
         pack = tuned_pack(pack, self.tuning) if tuning else pack
         self.pack = pack

@@ -59,7 +59,10 @@ def fingerprint(roots: list[Path]) -> str | None:
 
 def cached(roots: list[Path], state: Path | None, build: Callable[[], T]) -> T:
     """`build()`'s result for these files: loaded from `state` when saved for the same bytes, else built
-    (any ConfigError it raises goes to the caller: a broken pack is never cached) and saved."""
+    (any ConfigError it raises goes to the caller: a broken pack is never cached) and saved.
+
+    An object with a `fingerprint` attribute (the compiled pack) gets the key in it: caches of what was
+    concluded with it (detect/memo.py) are keyed by it. Without a state folder it stays None."""
     key = fingerprint(roots) if state is not None else None
     if key is None or state is None:
         return build()
@@ -69,12 +72,18 @@ def cached(roots: list[Path], state: Path | None, build: Callable[[], T]) -> T:
     if saved is not None:
         try:
             loaded: T = pickle.loads(saved)         # noqa: S301 - our own file, trusted as above
-            return loaded
+            return stamped(loaded, key)
         except Exception:                      # noqa: BLE001 - a stale or torn cache is rebuilt, never fatal
             pass
     built = build()
     save(folder, path, built)
-    return built
+    return stamped(built, key)
+
+
+def stamped(value: T, key: str) -> T:
+    if hasattr(value, "fingerprint"):
+        value.fingerprint = key
+    return value
 
 
 def save(folder: Path, path: Path, value: object) -> None:
