@@ -482,6 +482,7 @@ def collect_with(args: argparse.Namespace, rules, progress):  # type: ignore[no-
     from audit_agent.collect import CollectOptions, collect_snapshot
     options = CollectOptions(window=args.window, proc_root=args.proc_root, sys_root=args.sys_root,
                              etc_root=args.etc_root, signature_strings=rules.signature_strings(),
+                             rules_fingerprint=rules.fingerprint,
                              yara_sources=rules.pack.yara_sources, progress=progress, families=rules.pack.families,
                              check_behaviour=not getattr(args, "no_behaviour_checks", False),
                              timeout=args.timeout, call_timeout=args.call_timeout)

@@ -363,6 +363,7 @@ class Watcher:
         snapshot = collect_snapshot(CollectOptions(window=o.window, proc_root=o.proc_root, sys_root=o.sys_root,
                                                    etc_root=o.etc_root,
                                                    signature_strings=self.inputs.rules.signature_strings(),
+                                                   rules_fingerprint=self.inputs.rules.fingerprint,
                                                    yara_sources=self.inputs.rules.pack.yara_sources,
                                                    progress=check_stop, check_stealth=slow, check_persistence=slow,
                                                    process_source=self.tracker, check_families=slow,

@@ -66,3 +66,29 @@ def write_file(path, text: str, mode: int | None = None):
     if mode is not None:
         path.chmod(mode)
     return path
+
+
+# Ways a state file of the agent's (a cache that says "clean") can be one it must not trust, or unreadable.
+UNTRUSTED_WAYS = ["world-writable", "folder-writable", "symlink", "foreign-owner", "torn", "garbage"]
+
+
+def plant_state_file(path, payload: bytes, how: str) -> None:
+    """Put `payload` at `path` the way `how` says (one of UNTRUSTED_WAYS); the folder is the state folder."""
+    import os
+
+    import pytest
+    if how == "foreign-owner" and os.geteuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    if how == "symlink":
+        elsewhere = path.parent.parent / f"elsewhere-{path.name}"
+        elsewhere.write_bytes(payload)
+        path.symlink_to(elsewhere)
+        return
+    path.write_bytes(payload[:40] if how == "torn" else b"\xc1 not msgpack" if how == "garbage" else payload)
+    path.chmod(0o666 if how == "world-writable" else 0o600)
+    if how == "folder-writable":
+        path.parent.chmod(0o777)
+    if how == "foreign-owner":
+        os.chown(path, 65534, 65534)

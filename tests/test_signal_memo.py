@@ -8,13 +8,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from audit_agent.detect import memo as memo_module
+from audit_agent import fingerprint
 from audit_agent.detect import persistence as detector
 from audit_agent.detect.memo import FILE_NAME, SignalMemo, load_memo, memo_key, save_memo
 from audit_agent.evaluate import evaluate
 from audit_agent.model import PersistenceEntry, Snapshot
 from audit_agent.pipeline import Inputs, load_tuned_rules, run_scan
 from audit_agent.policy import Policy
+from tests.factories import UNTRUSTED_WAYS, plant_state_file
 from tests.test_persistence import miner_command, pool_domain
 
 KEY = "k" * 64
@@ -91,40 +92,29 @@ def test_a_memo_of_other_rules_or_code_is_not_used(compiled_rules, tmp_path, mon
     assert memo_key("pack-a") != memo_key("pack-b") and memo_key(None) is None and load_memo(tmp_path, None) is None
 
     before = memo_key("pack-a")
-    source = Path(memo_module.__file__)
+    source = Path(fingerprint.__file__)
     stat = source.stat()
-    memo_module.code_fingerprint.cache_clear()
+    fingerprint.code_fingerprint.cache_clear()
     try:
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
         assert memo_key("pack-a") != before             # an edited module: another key
     finally:
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        memo_module.code_fingerprint.cache_clear()
+        fingerprint.code_fingerprint.cache_clear()
     assert memo_key("pack-a") == before
 
 
-@pytest.mark.parametrize("how", ["world-writable", "folder-writable", "symlink", "foreign-owner", "torn", "garbage"])
+@pytest.mark.parametrize("how", UNTRUSTED_WAYS)
 def test_a_memo_others_could_have_written_or_that_is_torn_is_ignored(compiled_rules, tmp_path, how):
-    if how == "foreign-owner" and os.geteuid() != 0:
-        pytest.skip("changing a file's owner needs root")
     lines = entries(compiled_rules)
-    saved_file = tmp_path / FILE_NAME
+    state = tmp_path / "state"
+    state.mkdir()
     # What an attacker would plant: every line, the miner's among them, "judged" clean.
     planted = SignalMemo(KEY)
     for entry in lines:
         planted.remember(planted.digest(entry), [])
-    payload = planted.to_bytes()
-    if how == "symlink":
-        (tmp_path / "elsewhere").write_bytes(payload)
-        saved_file.symlink_to(tmp_path / "elsewhere")
-    else:
-        saved_file.write_bytes(payload[:40] if how == "torn" else b"\xc1 not msgpack" if how == "garbage" else payload)
-        saved_file.chmod(0o666 if how == "world-writable" else 0o600)
-        if how == "folder-writable":
-            tmp_path.chmod(0o777)
-        if how == "foreign-owner":
-            os.chown(saved_file, 65534, 65534)
-    memo = load_memo(tmp_path, KEY)
+    plant_state_file(state / FILE_NAME, planted.to_bytes(), how)
+    memo = load_memo(state, KEY)
     assert memo is not None and memo.saved == {}
     report = evaluate(Snapshot(persistence=lines), compiled_rules, memo=memo)
     assert "/etc/place0" in {f.subject.path for f in report.findings}

@@ -39,6 +39,7 @@ class CollectOptions(Struct):
     sys_root: str = "/sys"
     etc_root: str = "/etc"
     signature_strings: list[str] = field(default_factory=list)   # what the executable scanner looks for
+    rules_fingerprint: str | None = None     # the pack's (pack_cache): keys results kept between runs
     yara_sources: dict[str, str] = field(default_factory=dict)   # the active pack's yara/*.yar texts
     progress: Progress | None = None
     gpu_sampler: GpuSampler | None = None

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from msgspec import Struct, field
 
 from audit_agent.collect import linux_only
-from audit_agent.collect import deadline
+from audit_agent.collect import observed
 from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
 from audit_agent.collect.coverage import because, coverage
 from audit_agent.model import Coverage, CoverageStatus, MinerConfig, ProcessInfo, Snapshot
@@ -241,7 +241,7 @@ def directory_candidates(directory: str, budget: _Budget) -> list[str]:
     for name in DEFAULT_NAMES:
         try:
             candidate = os.path.join(directory, name)
-            if stat.S_ISREG(deadline.stat_path(candidate, follow_symlinks=True).st_mode):
+            if stat.S_ISREG(observed.stat_path(candidate, follow_symlinks=True).st_mode):
                 names.append(name)
         except PermissionError:
             budget.denied += 1
@@ -280,9 +280,15 @@ def read_bounded(path: str, budget: _Budget, reader_uid: int | None = 0) -> tupl
                               accept=lambda info, real, linked: not is_forbidden(real) and readable_by(info, reader_uid))
     except PermissionError:
         budget.denied += 1
+        observed.unanswered()
+        return None, None
+    except (FileNotFoundError, NotADirectoryError):
+        observed.saw(path, True, None)
         return None, None
     except (OSError, NotRegularFile, Refused):
+        observed.unanswered()
         return None, None
+    observed.saw(path, True, opened.info)
     return opened.data.decode("utf-8", "replace"), opened.identity
 
 

@@ -20,14 +20,13 @@ saved, so it stays as large as the host's persistence, at most MAX_ENTRIES.
 from __future__ import annotations
 
 import hashlib
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from audit_agent import __version__
+from audit_agent.fingerprint import code_fingerprint
 from audit_agent.paths import read_private, write_private
 
 if TYPE_CHECKING:
@@ -37,7 +36,6 @@ FILE_NAME = "signal-memo.msgpack"
 VERSION = 1
 MAX_ENTRIES = 50_000
 MAX_FILE_BYTES = 32 << 20
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 class MemoFile(msgspec.Struct):
@@ -83,25 +81,6 @@ class SignalMemo:
 def _decoder() -> msgspec.msgpack.Decoder[list[Signal]]:
     from audit_agent.detect import Signal
     return msgspec.msgpack.Decoder(list[Signal])
-
-
-@lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """The agent's version and the name, size and mtime of each of its source files: a development checkout
-    or a patched install that changes a detector changes this, and with it every memo key."""
-    digest = hashlib.sha256(f"audit-agent {__version__}\0".encode())
-    for folder, _dirs, names in sorted(os.walk(PACKAGE_DIR)):
-        if "__pycache__" in folder:
-            continue
-        for name in sorted(names):
-            if name.endswith((".py", ".so", ".yaml")):
-                try:
-                    info = os.stat(os.path.join(folder, name))
-                except OSError:
-                    continue
-                digest.update(f"{os.path.relpath(os.path.join(folder, name), PACKAGE_DIR)}\0{info.st_size}\0"
-                              f"{info.st_mtime_ns}\0".encode("utf-8", "backslashreplace"))
-    return digest.hexdigest()
 
 
 def memo_key(rules_fingerprint: str | None) -> str | None:

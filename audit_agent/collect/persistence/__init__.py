@@ -30,9 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from audit_agent.collect import linux_only
+from audit_agent.collect import linux_only, observed
 from audit_agent.collect.coverage import because, coverage
 from audit_agent.collect.persistence import fs  # noqa: F401 - tests reach the limits through the package
+from audit_agent.collect.persistence import reuse
 from audit_agent.collect.persistence.baseline import read_baseline
 from audit_agent.collect.persistence.containers import read_containers
 from audit_agent.collect.persistence.fs import (
@@ -43,7 +44,7 @@ from audit_agent.collect.persistence.fs import (
     Tree,
     iter_tallies,
 )
-from audit_agent.collect.persistence.resolve import resolve_entries
+from audit_agent.collect.persistence.resolve import PROGRAM_LIMITS, resolve_entries
 from audit_agent.collect.persistence.state import Collected, guarded
 from audit_agent.collect.persistence.system import PLACES
 from audit_agent.collect.persistence.users import read_accounts, read_users
@@ -61,10 +62,24 @@ def collect_persistence(snapshot: Snapshot, options: Any) -> list[Coverage]:
     etc = Path(options.etc_root)
     if not etc.is_dir():
         return [coverage(CHECK, CoverageStatus.SKIPPED, because("not_a_directory", path=str(etc)))]
-    out = read_persistence(etc, scan_strings=list(getattr(options, "signature_strings", []) or []))
+    strings = list(getattr(options, "signature_strings", []) or [])
+    from audit_agent.collect.binaries import cache_folder
+    folder = cache_folder(options)
+    key = reuse.key_of(getattr(options, "rules_fingerprint", None), etc, (SYSTEM_LIMITS, USER_LIMITS, PROGRAM_LIMITS),
+                       strings)
+    saved = reuse.reusable(folder, key)
+    if saved is not None:
+        snapshot.persistence = saved.entries
+        snapshot.persistence_baseline = read_baseline(str(etc.parent))
+        return [reuse.reused_coverage(saved)]
+    read_at = time.time()
+    with observed.recording() as record:
+        out = read_persistence(etc, scan_strings=strings)
     snapshot.persistence = out.entries
     snapshot.persistence_baseline = read_baseline(out.root)
-    return [persistence_coverage(out)]
+    result = persistence_coverage(out)
+    reuse.keep(folder, key, record, read_at, out.entries, result)
+    return [result]
 
 
 def read_persistence(etc: Path, system_limits: Limits = SYSTEM_LIMITS, user_limits: Limits = USER_LIMITS,

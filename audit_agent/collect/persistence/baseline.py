@@ -7,7 +7,7 @@ root-owned paths: no content is read.
 from __future__ import annotations
 
 
-from audit_agent.collect import deadline
+from audit_agent.collect import deadline, observed
 from audit_agent.model import PersistenceBaseline
 
 PACKAGE_DBS = ("var/lib/dpkg/status", "var/lib/dpkg/info", "var/lib/rpm/rpmdb.sqlite", "var/lib/rpm/Packages",
@@ -28,6 +28,6 @@ def read_baseline(root: str) -> PersistenceBaseline:
 
 def _mtime(base: str, rel: str) -> float | None:
     try:
-        return deadline.stat_path(f"{base}/{rel}").st_mtime
+        return observed.stat_path(f"{base}/{rel}").st_mtime
     except (OSError, deadline.TimedOut):
         return None

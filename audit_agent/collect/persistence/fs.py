@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 
 from msgspec import Struct, field
 
-from audit_agent.collect import deadline, rawsys
+from audit_agent.collect import deadline, observed, rawsys
 from audit_agent.collect.safe_read import _read_fd as read_all
 
 O_PATH = getattr(os, "O_PATH", 0)
@@ -131,8 +131,9 @@ class Tree:
         self.top_listed = False
         try:
             self.fd = os.open(self.top, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            observed.saw(self.top, True, os.fstat(self.fd))
         except FileNotFoundError:
-            pass
+            observed.saw(self.top, True, None)
         except OSError:
             scope.denied.add(self.top)
 
@@ -180,7 +181,9 @@ class Tree:
                 if name == "..":
                     self.scope.refused.add(self.full(rel))
                     return None
-                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                info = self._component(fd, done, name)
+                if info is None:
+                    return None
                 if stat.S_ISLNK(info.st_mode):
                     links += 1
                     target = os.readlink(name, dir_fd=fd)
@@ -234,6 +237,17 @@ class Tree:
             if fd >= 0:
                 os.close(fd)
 
+    def _component(self, fd: int, done: list[str], name: str) -> os.stat_result | None:
+        """The lstat of one name in the folder open as `fd` (None when it is not there), noted as seen."""
+        path = posixpath.join(self.top, *done, name)
+        try:
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            observed.saw(path, False, None)
+            return None
+        observed.saw(path, False, info)
+        return info
+
     def _start(self, parts: deque[str]) -> tuple[int, list[str]]:
         """A descriptor (a dup, the caller's to close) of the deepest folder on the way that this tree already
         opened, and its names; the names are taken off `parts`. The top when none is."""
@@ -285,6 +299,7 @@ class Tree:
         fd, linked = opened
         try:
             info = os.fstat(fd)
+            observed.saw(path, True, info)
             if linked and self.owner_uid is not None and info.st_uid != self.owner_uid:
                 self.scope.refused.add(path)    # a home's link to someone else's file: never read as root
                 return None
@@ -323,12 +338,13 @@ class Tree:
             info = os.fstat(fd)
         finally:
             os.close(fd)
+        observed.saw(self.full(rel), True, info)
         self.scope.files += 1
         return Read(self.full(rel), b"", info, False)
 
     def exists(self, rel: str) -> bool:
         try:
-            deadline.stat_path(self.full(rel))
+            observed.stat_path(self.full(rel))
             return True
         except (OSError, deadline.TimedOut):
             return False
@@ -336,7 +352,7 @@ class Tree:
     def lstat(self, rel: str) -> os.stat_result | None:
         """The entry itself (a symlink is not followed), looked up by path: only for ordering and ages."""
         try:
-            return deadline.stat_path(self.full(rel))
+            return observed.stat_path(self.full(rel))
         except (OSError, deadline.TimedOut):
             return None
 

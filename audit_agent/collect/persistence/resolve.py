@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from audit_agent.collect import binaries, configs, deadline
+from audit_agent.collect import binaries, configs, deadline, observed
 from audit_agent.collect.persistence import lines as fmt
 from audit_agent.collect.persistence import shell
 from audit_agent.collect.persistence.baseline import read_baseline
@@ -164,6 +164,7 @@ class Resolver:
         fd, _ = opened
         try:
             info = os.fstat(fd)
+            observed.saw(self.tree.full(rel), True, info)
             program.exists = True
             program.uid, program.mode, program.size = info.st_uid, info.st_mode, info.st_size
             program.mtime, program.ctime = info.st_mtime, info.st_ctime
@@ -204,7 +205,7 @@ class Resolver:
         """The folder's stat, through links such as /sbin -> usr/sbin (None if it cannot be had); once per folder."""
         if rel not in self.folders:
             try:
-                self.folders[rel] = deadline.stat_path(self.tree.full(rel), follow_symlinks=True)
+                self.folders[rel] = observed.stat_path(self.tree.full(rel), follow_symlinks=True)
             except (OSError, deadline.TimedOut):
                 self.folders[rel] = None
         return self.folders[rel]

@@ -15,7 +15,7 @@ import time
 
 from msgspec import Struct
 
-from audit_agent.collect import deadline
+from audit_agent.collect import deadline, observed
 from audit_agent.collect.persistence import lines as fmt
 from audit_agent.collect.persistence.fs import USER_LIMITS, Limits, Scope, Tree
 from audit_agent.collect.persistence.state import Collected, guarded
@@ -72,7 +72,7 @@ def read_users(out: Collected, accounts: list[Account], limits: Limits = USER_LI
         homes_done.add(home)
         top = out.root.rstrip("/") + home
         try:
-            if not stat.S_ISDIR(deadline.stat_path(top, follow_symlinks=True).st_mode):
+            if not stat.S_ISDIR(observed.stat_path(top, follow_symlinks=True).st_mode):
                 continue
         except (OSError, deadline.TimedOut):
             continue
@@ -144,6 +144,6 @@ def read_ssh(tree: Tree, out: Collected, account: Account, ssh_files: list[str])
 
 def _owner(path: str) -> int | None:
     try:
-        return deadline.stat_path(path, follow_symlinks=True).st_uid
+        return observed.stat_path(path, follow_symlinks=True).st_uid
     except (OSError, deadline.TimedOut):
         return None
