@@ -56,7 +56,9 @@ def python_reading(base: bytes, want_fds: bool = True):
 
 
 def c_reading(native, base: bytes, want_fds: bool = True):
-    return native.read(base, MAX_PROC_FILE, MAX_SOCKET_FDS, MAX_DIR_FDS, want_fds)
+    """As the reader asks: with shared facts (want_fds) also the ns/net link and the stat of exe."""
+    return native.read(base, MAX_PROC_FILE, MAX_SOCKET_FDS, MAX_DIR_FDS, want_fds,
+                       rawsys.syscall_address() if want_fds else 0)
 
 
 def both(native, base: bytes, want_fds: bool = True):
@@ -202,6 +204,8 @@ def fake_proc(folder: Path, stat: bytes, status: bytes, fds: dict[str, str] | No
     (folder / "fd").mkdir()
     for name, target in (fds or {}).items():
         (folder / "fd" / name).symlink_to(target)
+    (folder / "ns").mkdir()
+    (folder / "ns" / "net").symlink_to("net:[4026531999]")
     return bytes(folder) + b"/"
 
 
@@ -211,12 +215,29 @@ def test_both_halves_read_a_made_up_process_alike(native, tmp_path):
     base = fake_proc(tmp_path / "p", STAT, STATUS, fds)
     python, c = both(native, base)
     assert c == python
-    stat, status, cmdline, exe, cwd, cgroup, environ, held = c
+    stat, status, cmdline, exe, cwd, cgroup, environ, held, netns, exe_file = c
     assert stat == (b"xmrig", b"S", 1, 34816, 155, 42, 7, 3, 0, 4, 123456, 1280)
     assert status == (1000, 7, [4242, 7])       # 0-3, 8, 10-11
     assert exe == b"/opt/x/xmrig (deleted)" and cwd == b"/home/alice"
     assert sorted(held[0]) == [991, 992] and held[1] == [b"/srv/data/a.bin"]
-    assert both(native, base, want_fds=False)[1][7] is None
+    assert netns == b"net:[4026531999]" and exe_file == errno.ENOENT       # the link leads nowhere here
+    assert both(native, base, want_fds=False)[1][7:] == (None, None, None)
+
+
+def test_both_halves_stat_the_executable_and_read_the_namespace_alike(native, tmp_path):
+    base = fake_proc(tmp_path / "p", STAT, STATUS)
+    (tmp_path / "p" / "exe").unlink()
+    (tmp_path / "p" / "exe").symlink_to(sys.executable)
+    (tmp_path / "p" / "ns" / "net").unlink()
+    python, c = both(native, base)
+    assert c == python
+    info = os.stat(sys.executable)
+    assert c[9] == (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, True)
+    assert c[8] == errno.ENOENT
+    (tmp_path / "p" / "exe").unlink()
+    (tmp_path / "p" / "exe").symlink_to(tmp_path)       # a folder: looked at, not a regular file
+    python, c = both(native, base)
+    assert c == python and c[9][5] is False
 
 
 def test_the_c_half_keeps_the_python_bounds_on_descriptors_and_file_size(native, tmp_path):
@@ -653,9 +674,11 @@ import importlib.util, os, random, sys, tempfile
 spec = importlib.util.spec_from_file_location("audit_agent.collect._procread", sys.argv[1])
 native = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(native)
+import ctypes
+syscall = ctypes.cast(ctypes.CDLL("libc.so.6").syscall, ctypes.c_void_p).value
 for entry in os.listdir(b"/proc"):
     if entry.isdigit():
-        native.read(b"/proc/" + entry + b"/", 4 << 20, 1 << 20, 1024, True)
+        native.read(b"/proc/" + entry + b"/", 4 << 20, 1 << 20, 1024, True, syscall)
 pick = random.Random(int(sys.argv[2])).choice
 targets = ["socket:[123]", "socket:[", "socket:[]", "socket:[99999999999999999999]", "/a/b", "/dev/x", "/y (deleted)",
            "/" + "z" * 4000, "pipe:[1]"]
@@ -665,15 +688,17 @@ for n in range(300):
     for name, size in (("stat", 300), ("status", 300), ("cmdline", 40000), ("cgroup", 20), ("environ", 16384)):
         with open(folder + "/" + name, "wb") as out:
             out.write(bytes(pick(b"0123456789 -+()\\n\\t:,xUidNSpCus_aowel\\0\\xff") for _ in range(pick([0, 1, size]))))
-    os.symlink("/x" * pick([1, 2040]), folder + "/exe")
+    os.symlink(pick(["/x" * pick([1, 2040]), sys.executable, folder]), folder + "/exe")
+    if pick([True, False]):
+        os.mkdir(folder + "/ns")
+        os.symlink(pick(["net:[1]", "n" * 4000]), folder + "/ns/net")
     for fd in range(pick([0, 3, 40])):
         os.symlink(pick(targets), folder + "/fd/" + str(fd))
     try:
-        native.read(folder.encode() + b"/", pick([1, 16384, 4 << 20]), pick([0, 5, 1 << 20]), pick([0, 2, 1024]), True)
+        native.read(folder.encode() + b"/", pick([1, 16384, 4 << 20]), pick([0, 5, 1 << 20]), pick([0, 2, 1024]), True,
+                    pick([0, syscall]))
     except ValueError:
         pass
-import ctypes
-syscall = ctypes.cast(ctypes.CDLL("libc.so.6").syscall, ctypes.c_void_p).value
 native.alive_pids(syscall, int(open("/proc/sys/kernel/pid_max").read()))
 links = []
 for n in range(300):

@@ -180,6 +180,23 @@ def test_namespace_members_asks_every_process_even_copies_of_one_program(process
         assert members[os.readlink(f"/proc/{alone}/ns/net")] == [alone]
     monkeypatch.setattr(netns.rawsys, "available", lambda: False)      # the fallback (os.readlink) says the same
     assert netns.namespace_members("/proc", pids) == members
+    monkeypatch.undo()
+
+    # What the process reader read already (proc_facts.netns, the same links) is taken, the rest is asked.
+    from audit_agent.collect.processes import FirstReading, read_processes
+    from audit_agent.collect.proc_facts import ProcFacts
+    facts = ProcFacts()
+    read_processes(FirstReading(time.monotonic(), {}), "/proc", facts)
+    assert facts.netns[os.getpid()] == os.readlink("/proc/self/ns/net")
+    if alone is not None:
+        assert facts.netns[alone] == os.readlink(f"/proc/{alone}/ns/net")
+    asked: list[bytes] = []
+    real = netns.rawsys.readlink_each_any
+    monkeypatch.setattr(netns.rawsys, "readlink_each_any", lambda paths: asked.extend(paths) or real(paths))
+    newcomer = processes.start(["sleep", "60"]).pid
+    assert netns.namespace_members("/proc", [*pids, newcomer], facts.netns) == each_link([*pids, newcomer])
+    assert asked == [f"/proc/{pid}/ns/net".encode() for pid in [*pids, newcomer] if pid not in facts.netns]
+    assert f"/proc/{newcomer}/ns/net".encode() in asked
 
 
 # ------------------------------------------------------------------ signals

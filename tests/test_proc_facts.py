@@ -121,3 +121,28 @@ def test_further_environment_keys_are_read_like_the_family_step_reads_them():
     found = environ_subset(block, keys)
     assert found == {"CHIA_ROOT": "/srv/chia", "CHIA": "1", "HOME": "/home/u", "LD_PRELOAD": "/x.so"}
     assert environ_subset(block) == {"CHIA_ROOT": "/srv/chia", "LD_PRELOAD": "/x.so"}     # its own keys, whole
+
+
+def test_the_readers_executable_stats_are_what_the_executable_step_would_stat(holder, monkeypatch):
+    """The reader stats /proc/PID/exe where the process's folder is open; the executable and packing steps take
+    those answers (one ExeFile per distinct file) and stat only processes the reader did not read."""
+    from audit_agent.collect import proc_facts
+    held_by = holder[0].pid
+    facts = ProcFacts()
+    processes, _ = read_processes(FirstReading(time.monotonic(), {}), "/proc", facts)
+    pids = [p.pid for p in processes]
+    assert set(pids) <= set(facts.exes)
+    assert {pid: facts.exes[pid] for pid in (os.getpid(), held_by)} == proc_facts.stat_exes([os.getpid(), held_by], "/proc")
+    assert facts.exes[os.getpid()] is facts.exes[held_by]        # one python: one file, one object
+    stated: list[int] = []
+    real = proc_facts.stat_exes
+    monkeypatch.setattr(proc_facts, "stat_exes", lambda given, root: stated.extend(given) or real(given, root))
+    assert proc_facts.exe_files(facts, [*pids, 999_999_999], "/proc")[os.getpid()] == facts.exes[os.getpid()]
+    assert stated == [999_999_999]
+
+
+def test_with_a_mount_that_can_stall_the_reader_leaves_the_stats_to_the_deadline(monkeypatch):
+    monkeypatch.setattr(deadline, "remote_mount_points", lambda: ["/mnt/fuse"])
+    facts = ProcFacts()
+    read_processes(FirstReading(time.monotonic(), {}), "/proc", facts)
+    assert facts.exes == {} and facts.netns == {} and facts.held

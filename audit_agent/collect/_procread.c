@@ -49,10 +49,20 @@ typedef struct {
 } fds_t;
 
 typedef struct {
+    struct stat info;
+    int err;                    /* errno of the failed stat; 0 when looked at */
+} looked_t;
+
+typedef long (*syscall_fn)(long number, ...);
+
+typedef struct {
     int dir_err;                /* opening the process's folder failed */
     file_t stat, status, cmdline, exe, cwd, cgroup, environ;
     int want_fds;
     fds_t fds;
+    syscall_fn call;            /* set: also ns/net (through syscall(2)) and a stat of exe, for later steps */
+    file_t netns;
+    looked_t exe_file;
 } reading_t;
 
 static int open_at(int dir_fd, const char *name, int flags)
@@ -143,6 +153,26 @@ static void read_link(int dir_fd, const char *name, file_t *file)
         return;
     }
     ssize_t got = readlinkat(dir_fd, name, file->data, LINK_MAX_BYTES);
+    if (got < 0) {
+        file->err = errno;
+        free(file->data);
+        file->data = NULL;
+        return;
+    }
+    file->size = got;
+}
+
+/* read_link, through libc's syscall(2) wrapper (see the probes below: a preloaded hider cannot answer). */
+static void read_link_through(syscall_fn call, int dir_fd, const char *name, file_t *file)
+{
+    file->data = malloc(LINK_MAX_BYTES);
+    file->size = 0;
+    file->err = 0;
+    if (file->data == NULL) {
+        file->err = ENOMEM;
+        return;
+    }
+    long got = call(SYS_readlinkat, (long)dir_fd, name, file->data, (long)LINK_MAX_BYTES);
     if (got < 0) {
         file->err = errno;
         free(file->data);
@@ -293,6 +323,10 @@ static void read_process(const char *path, Py_ssize_t limit, Py_ssize_t fd_limit
         read_file(where, "environ", limit, &reading->environ);
         if (reading->want_fds)
             walk_fds(where, fd_limit, dir_limit, &reading->fds);
+        if (reading->call != NULL) {
+            read_link_through(reading->call, where, "ns/net", &reading->netns);
+            reading->exe_file.err = fstatat(where, "exe", &reading->exe_file.info, 0) < 0 ? errno : 0;
+        }
     }
     close(where);
 }
@@ -312,6 +346,7 @@ static void free_reading(reading_t *reading)
     free_file(&reading->cwd);
     free_file(&reading->cgroup);
     free_file(&reading->environ);
+    free_file(&reading->netns);
     for (Py_ssize_t i = 0; i < reading->fds.n_targets; i++)
         free(reading->fds.targets[i]);
     free(reading->fds.targets);
@@ -532,6 +567,23 @@ static PyObject *status_result(const file_t *file)
     return Py_BuildValue("(NNN)", uid, cpus, ns_pids);
 }
 
+static PyObject *nanoseconds(const struct timespec *at)
+{
+    return PyLong_FromLongLong((long long)at->tv_sec * 1000000000LL + (long long)at->tv_nsec);
+}
+
+/* (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns, is a regular file), or the errno as an int */
+static PyObject *looked_result(const looked_t *looked)
+{
+    const struct stat *info = &looked->info;
+    if (looked->err)
+        return PyLong_FromLong(looked->err);
+    return Py_BuildValue("(NNNNNN)", PyLong_FromUnsignedLongLong((unsigned long long)info->st_dev),
+                         PyLong_FromUnsignedLongLong((unsigned long long)info->st_ino),
+                         PyLong_FromLongLong((long long)info->st_size), nanoseconds(&info->st_mtim),
+                         nanoseconds(&info->st_ctim), PyBool_FromLong(S_ISREG(info->st_mode)));
+}
+
 static PyObject *fds_result(const reading_t *reading)
 {
     if (!reading->want_fds)
@@ -562,21 +614,24 @@ fail:
 }
 
 PyDoc_STRVAR(read_doc,
-"read(path, limit, fd_limit, dir_limit, want_fds) -> int | None | tuple\n\n"
+"read(path, limit, fd_limit, dir_limit, want_fds, syscall_address=0) -> int | None | tuple\n\n"
 "One process's /proc folder (its path): the errno (int) when its\n"
 "folder, stat or status could not be opened or read; None when stat has fewer fields than the reader\n"
-"needs; else (stat, status, cmdline, exe, cwd, cgroup, environ, fds), as ProcReader.gather_python():\n"
-"stat is (comm, state, ppid, tty_nr, utime, stime, cutime, cstime, nice, num_threads, starttime,\n"
-"rss pages); status (uid, allowed CPUs, NSpid); each other file or link its bytes or its errno; fds\n"
-"None when not wanted, the errno of listing the fd folder, or (socket inodes, absolute targets).");
+"needs; else (stat, status, cmdline, exe, cwd, cgroup, environ, fds, netns, exe_file), as\n"
+"ProcReader.gather(): stat is (comm, state, ppid, tty_nr, utime, stime, cutime, cstime, nice,\n"
+"num_threads, starttime, rss pages); status (uid, allowed CPUs, NSpid); each other file or link its\n"
+"bytes or its errno; fds None when not wanted, the errno of listing the fd folder, or (socket inodes,\n"
+"absolute targets). Given the address of libc's syscall(2), netns is the ns/net link read through it\n"
+"and exe_file the stat() of exe as stat_each() gives it; else both are None.");
 
 static PyObject *procread_read(PyObject *module, PyObject *args)
 {
     int want_fds;
     const char *path;
     Py_ssize_t path_size, limit, fd_limit, dir_limit;
+    unsigned long long address = 0;
     (void)module;
-    if (!PyArg_ParseTuple(args, "y#nnnp", &path, &path_size, &limit, &fd_limit, &dir_limit, &want_fds))
+    if (!PyArg_ParseTuple(args, "y#nnnp|K", &path, &path_size, &limit, &fd_limit, &dir_limit, &want_fds, &address))
         return NULL;
     if ((Py_ssize_t)strlen(path) != path_size) {
         PyErr_SetString(PyExc_ValueError, "path holds a NUL byte");
@@ -585,6 +640,7 @@ static PyObject *procread_read(PyObject *module, PyObject *args)
     reading_t reading;
     memset(&reading, 0, sizeof reading);
     reading.want_fds = want_fds;
+    reading.call = (syscall_fn)(uintptr_t)address;
     Py_BEGIN_ALLOW_THREADS
     read_process(path, limit, fd_limit, dir_limit, &reading);
     Py_END_ALLOW_THREADS
@@ -600,10 +656,18 @@ static PyObject *procread_read(PyObject *module, PyObject *args)
         if (stat == Py_None) {
             result = stat;
         } else if (stat != NULL) {
-            result = Py_BuildValue("(NNNNNNNN)", stat, status_result(&reading.status), file_result(&reading.cmdline),
-                                   file_result(&reading.exe), file_result(&reading.cwd),
-                                   file_result(&reading.cgroup), file_result(&reading.environ),
-                                   fds_result(&reading));
+            PyObject *netns = Py_None, *exe_file = Py_None;
+            if (reading.call != NULL) {
+                netns = file_result(&reading.netns);
+                exe_file = looked_result(&reading.exe_file);
+            } else {
+                Py_INCREF(netns);
+                Py_INCREF(exe_file);
+            }
+            result = Py_BuildValue("(NNNNNNNNNN)", stat, status_result(&reading.status),
+                                   file_result(&reading.cmdline), file_result(&reading.exe),
+                                   file_result(&reading.cwd), file_result(&reading.cgroup),
+                                   file_result(&reading.environ), fds_result(&reading), netns, exe_file);
         }
     }
     free_reading(&reading);
@@ -615,8 +679,6 @@ static PyObject *procread_read(PyObject *module, PyObject *args)
  * resolved on libc's own handle (its docstring says why): a preloaded process hider that defines kill,
  * readlinkat, getdents64 or syscall itself cannot answer for the kernel, which it could were these calls
  * linked here through the global scope. */
-
-typedef long (*syscall_fn)(long number, ...);
 
 static syscall_fn syscall_at(unsigned long long address)
 {
@@ -1040,16 +1102,6 @@ PyDoc_STRVAR(stat_each_doc,
 "stat_each(paths) -> for each path (bytes), following links as os.stat() does, (st_dev, st_ino, st_size,\n"
 "st_mtime_ns, st_ctime_ns, is a regular file) or the errno of the failed stat.");
 
-typedef struct {
-    struct stat info;
-    int err;
-} looked_t;
-
-static PyObject *nanoseconds(const struct timespec *at)
-{
-    return PyLong_FromLongLong((long long)at->tv_sec * 1000000000LL + (long long)at->tv_nsec);
-}
-
 static PyObject *procread_stat_each(PyObject *module, PyObject *args)
 {
     PyObject *given;
@@ -1073,13 +1125,7 @@ static PyObject *procread_stat_each(PyObject *module, PyObject *args)
         result = PyList_New(count);
     }
     for (Py_ssize_t i = 0; result != NULL && i < count; i++) {
-        const struct stat *info = &looked[i].info;
-        PyObject *item = looked[i].err
-            ? PyLong_FromLong(looked[i].err)
-            : Py_BuildValue("(NNNNNN)", PyLong_FromUnsignedLongLong((unsigned long long)info->st_dev),
-                            PyLong_FromUnsignedLongLong((unsigned long long)info->st_ino),
-                            PyLong_FromLongLong((long long)info->st_size), nanoseconds(&info->st_mtim),
-                            nanoseconds(&info->st_ctim), PyBool_FromLong(S_ISREG(info->st_mode)));
+        PyObject *item = looked_result(&looked[i]);
         if (item == NULL) {
             Py_CLEAR(result);
             break;

@@ -66,14 +66,18 @@ def all_pids(proc_root: str) -> list[int]:
         return []
 
 
-def namespace_members(proc_root: str, pids: list[int]) -> dict[str, list[int]]:
-    """{"net:[INODE]": [pid, ...]} for every process whose namespace link can be read."""
+def namespace_members(proc_root: str, pids: list[int], read: dict[int, str | None] | None = None) -> dict[str, list[int]]:
+    """{"net:[INODE]": [pid, ...]} for every process whose namespace link can be read; `read`: the links
+    the process reader read already (proc_facts.netns), which are not asked again."""
     root = os.fsencode(os.path.join(proc_root, ""))
+    known = read or {}
+    asked = [pid for pid in pids if pid not in known]
     # One system call a process, nothing else: each process is asked, since any one may be in a namespace
     # of its own (the link's target is what the kernel says, one string for each namespace).
-    links = rawsys.readlink_each_any([b"%s%d/ns/net" % (root, pid) for pid in pids])
+    links = dict(zip(asked, rawsys.readlink_each_any([b"%s%d/ns/net" % (root, pid) for pid in asked])))
     members: dict[str, list[int]] = {}
-    for pid, namespace in zip(pids, links):
+    for pid in pids:
+        namespace = known[pid] if pid in known else links[pid]
         if namespace is not None:
             members.setdefault(namespace, []).append(pid)
     return members
@@ -116,7 +120,8 @@ def collect_namespaces(snapshot: Snapshot, options: Any) -> list[Coverage]:
     sample: SocketSample = getattr(options, "socket_sample", None) or SocketSample()
     own = sample.own or own_namespace(proc_root)
     pids = sorted(set(all_pids(proc_root)) | {p.pid for p in snapshot.processes})
-    members = namespace_members(proc_root, pids)
+    facts = getattr(options, "proc_facts", None)
+    members = namespace_members(proc_root, pids, facts.netns if facts is not None else None)
     could_read_all = os.geteuid() == 0
     window = snapshot.window_seconds
     read, unreadable, denied = 0, 0, 0

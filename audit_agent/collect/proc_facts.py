@@ -32,6 +32,7 @@ from audit_agent.collect import native
 if TYPE_CHECKING:
     from audit_agent.collect.sockets import RawSocket
 
+ExeShape = tuple[int, int, int, int, int, bool]      # device, inode, size, mtime_ns, ctime_ns, regular file
 MAX_SOCKET_FDS = 1 << 20        # descriptors looked at per process for sockets (as sockets.py)
 MAX_DIR_FDS = 1024              # of those, the first ones whose folders the artefact search is given
 SKIPPED_PLACES = ("/proc/", "/sys/", "/dev/")   # as in _procread.c
@@ -72,6 +73,14 @@ class ProcFacts(Struct):
     # step's listeners come from the same reading instead of a second one of every table.
     sockets: list[RawSocket] | None = None
     exes: dict[int, ExeFile | None] = field(default_factory=dict)  # pid -> its executable (None: none, gone)
+    # pid -> its network namespace link ("net:[INODE]"; None: unreadable), for the namespace step
+    netns: dict[int, str | None] = field(default_factory=dict)
+    exe_files: dict[ExeShape, ExeFile] = field(default_factory=dict)      # one ExeFile per distinct file
+
+    def record_more(self, pid: int, netns: bytes | int, exe: ExeShape | int) -> None:
+        """What the process reader read for the later steps: the ns/net link and the stat() of exe."""
+        self.netns[pid] = os.fsdecode(netns) if isinstance(netns, bytes) else None
+        self.exes[pid] = exe_file(exe, self.exe_files)
 
     def record(self, pid: int, held: Held) -> None:
         """What the process reader's walk of /proc/PID/fd found (fd_links, held_of)."""
@@ -163,17 +172,19 @@ def stat_exes(pids: Iterable[int], proc_root: str) -> dict[int, ExeFile | None]:
         shapes = native.NATIVE.stat_each(paths)
     else:
         shapes = [exe_shape(os.stat, path) for path in paths]
-    files: dict[tuple[int, int, int, int, int, bool], ExeFile] = {}
-    found: dict[int, ExeFile | None] = {}
-    for pid, shape in zip(pids, shapes):
-        if isinstance(shape, int):      # kernel thread, gone, or timed out (deadline.TimedOut)
-            found[pid] = EXE_DENIED if shape in (errno.EACCES, errno.EPERM) else None
-            continue
-        exe = files.get(shape)
-        if exe is None:
-            exe = files[shape] = ExeFile((shape[0], shape[1], shape[2], shape[3], shape[4]), shape[5])
-        found[pid] = exe
-    return found
+    files: dict[ExeShape, ExeFile] = {}
+    return {pid: exe_file(shape, files) for pid, shape in zip(pids, shapes)}
+
+
+def exe_file(shape: ExeShape | int, files: dict[ExeShape, ExeFile]) -> ExeFile | None:
+    """The ExeFile of a stat's shape (one per distinct file in `files`); None for a kernel thread, a gone
+    process or a timed-out stat, EXE_DENIED for a refused one."""
+    if isinstance(shape, int):
+        return EXE_DENIED if shape in (errno.EACCES, errno.EPERM) else None
+    exe = files.get(shape)
+    if exe is None:
+        exe = files[shape] = ExeFile((shape[0], shape[1], shape[2], shape[3], shape[4]), shape[5])
+    return exe
 
 
 def remote_stat(path: bytes) -> os.stat_result:
@@ -182,7 +193,7 @@ def remote_stat(path: bytes) -> os.stat_result:
     return deadline.stat_path(os.fsdecode(path), follow_symlinks=True)
 
 
-def exe_shape(look: Callable[[bytes], os.stat_result], path: bytes) -> tuple[int, int, int, int, int, bool] | int:
+def exe_shape(look: Callable[[bytes], os.stat_result], path: bytes) -> ExeShape | int:
     """(device, inode, size, mtime_ns, ctime_ns, is a regular file) of `path` as `look` stats it, or the errno
     it failed with (EACCES for any PermissionError; ETIMEDOUT when no errno is given): as _procread.stat_each."""
     try:

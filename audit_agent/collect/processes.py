@@ -39,7 +39,15 @@ from audit_agent.collect.procfs import boot_time
 from audit_agent.collect.native import NATIVE
 from audit_agent.collect.cgroups import cgroup_path, container_id, read_cgroup, slurm_job_id
 from audit_agent.collect.coverage import because, coverage, is_root
-from audit_agent.collect.proc_facts import MAX_DIR_FDS, MAX_SOCKET_FDS, errno_of, fd_links, held_of
+from audit_agent.collect.proc_facts import (
+    MAX_DIR_FDS,
+    MAX_SOCKET_FDS,
+    ExeShape,
+    errno_of,
+    exe_shape,
+    fd_links,
+    held_of,
+)
 from audit_agent.model import Coverage, CoverageStatus, ProcessInfo
 from audit_agent.redact import cap, redact_text
 
@@ -52,7 +60,7 @@ if TYPE_CHECKING:
 StatValues = tuple[bytes, bytes, int, int, int, int, int, int, int, int, int, int]
 StatusValues = tuple[int | None, int | None, list[int]]
 Gathered = int | None | tuple[StatValues, StatusValues, bytes | int, bytes | int, bytes | int, bytes | int, bytes | int,
-                              int | tuple[list[int], list[bytes]] | None]
+                              int | tuple[list[int], list[bytes]] | None, bytes | int | None, ExeShape | int | None]
 
 ATTRS = ["pid", "ppid", "name", "exe", "cmdline", "username", "cwd", "create_time", "status", "nice",
          "num_threads", "memory_info", "cpu_times", "terminal", "uids"]
@@ -331,6 +339,12 @@ MAX_PROC_FILE = 4 << 20     # read_proc_file's bound: a process's cmdline and en
 DENIED_ERRNOS = (errno.EACCES, errno.EPERM)
 
 
+def more_address() -> int:
+    """The address of libc's syscall(2) for the reader's extra reads (rawsys); 0 where they are not made."""
+    from audit_agent.collect import deadline, rawsys
+    return 0 if deadline.remote_mount_points() else rawsys.syscall_address()
+
+
 def is_live_procfs(proc_root: str) -> bool:
     """True for a mounted Linux procfs (the direct reader's home); fake trees and other OSes use psutil."""
     return ON_LINUX and os.path.isfile(os.path.join(proc_root, "self", "stat"))
@@ -519,6 +533,10 @@ class ProcReader:
         self.root = os.fsencode(proc_root) + b"/"
         self.proc_root = proc_root
         self.facts = facts
+        # With shared facts, the ns/net link and the stat() of exe are read here too, where the process's
+        # folder is open, for the namespace and executable steps: not where a mount could stall the stat
+        # (proc_facts.stat_exes puts it under the deadline) or raw system calls cannot be made.
+        self.more_address = more_address() if facts is not None else 0
         self.extra_env = extra_keys_pattern(facts.env_keys - set(ENV_KEYS) if facts is not None else ())
         self.boot_time = boot_time()
         self.users: dict[int, str] = {}
@@ -542,7 +560,8 @@ class ProcReader:
         base = self.root + entry + b"/"
         try:
             if self.native is not None:
-                raw = self.native.read(base, MAX_PROC_FILE, MAX_SOCKET_FDS, MAX_DIR_FDS, self.facts is not None)
+                raw = self.native.read(base, MAX_PROC_FILE, MAX_SOCKET_FDS, MAX_DIR_FDS, self.facts is not None,
+                                       self.more_address)
             else:
                 raw = self.gather(base)
         except ValueError:      # a stat field that is not a number: nothing of it can be trusted
@@ -578,9 +597,12 @@ class ProcReader:
         stat = stat_values(stat_data)
         if stat is None:
             return None
+        more = bool(self.more_address)
         return (stat, status_values(status_data), read_or_errno(b"cmdline", where), link_or_errno(b"exe", where),
                 link_or_errno(b"cwd", where), read_or_errno(b"cgroup", where), read_or_errno(b"environ", where),
-                fd_links(base + b"fd/") if self.facts is not None else None)
+                fd_links(base + b"fd/") if self.facts is not None else None,
+                link_or_errno(b"ns/net", where) if more else None,
+                exe_shape(lambda name: os.stat(name, dir_fd=where), b"exe") if more else None)
 
     def build(self, pid: int, base: bytes, raw: Gathered, first: FirstReading, elapsed: float) -> ProcessInfo | None:
         """The ProcessInfo of one process's raw contents (gather); None when it is gone."""
@@ -590,7 +612,7 @@ class ProcReader:
             if raw in DENIED_ERRNOS:
                 self.unreadable += 1    # /proc mounted with hidepid=1: the process exists, we may not look
             return None
-        stat, status, cmdline_raw, exe_raw, cwd_raw, cgroup_raw, environ_raw, fds = raw
+        stat, status, cmdline_raw, exe_raw, cwd_raw, cgroup_raw, environ_raw, fds, netns, exe_file = raw
         comm, state_raw, ppid, tty_nr, utime, stime, cutime, cstime, nice, threads, start, rss = stat
         denied: list[str] = []
         state = state_raw.decode("ascii", "replace")
@@ -632,6 +654,8 @@ class ProcReader:
             held = held_of(fds)
             if held is not None:
                 self.facts.record(pid, held)
+        if self.facts is not None and netns is not None and exe_file is not None:
+            self.facts.record_more(pid, netns, exe_file)
         return info
 
     def cmdline(self, raw: bytes) -> tuple[list[str], list[str], int | None]:

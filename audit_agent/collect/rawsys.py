@@ -97,6 +97,12 @@ def _address(function: ctypes._CFuncPtr) -> int:  # type: ignore[name-defined]
     return int(ctypes.cast(function, ctypes.c_void_p).value or 0)
 
 
+def syscall_address() -> int:
+    """Where libc's own syscall(2) wrapper is (0 where raw system calls cannot be made), for the C half."""
+    function = _syscall()
+    return _address(function) if function is not None else 0
+
+
 def available() -> bool:
     """Whether raw system calls can be made here (Linux on a known architecture, libc found)."""
     return _syscall() is not None
