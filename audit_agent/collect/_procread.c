@@ -143,7 +143,9 @@ static void read_file(int dir_fd, const char *name, Py_ssize_t limit, file_t *fi
     file->size = size;
 }
 
-static void read_link(int dir_fd, const char *name, file_t *file)
+/* The link's target; through libc's syscall(2) wrapper when `call` is given (see the probes below: a
+ * preloaded hider cannot answer there), else through readlinkat(2) as the rest of the reader. */
+static void read_link(syscall_fn call, int dir_fd, const char *name, file_t *file)
 {
     file->data = malloc(LINK_MAX_BYTES);
     file->size = 0;
@@ -152,27 +154,8 @@ static void read_link(int dir_fd, const char *name, file_t *file)
         file->err = ENOMEM;
         return;
     }
-    ssize_t got = readlinkat(dir_fd, name, file->data, LINK_MAX_BYTES);
-    if (got < 0) {
-        file->err = errno;
-        free(file->data);
-        file->data = NULL;
-        return;
-    }
-    file->size = got;
-}
-
-/* read_link, through libc's syscall(2) wrapper (see the probes below: a preloaded hider cannot answer). */
-static void read_link_through(syscall_fn call, int dir_fd, const char *name, file_t *file)
-{
-    file->data = malloc(LINK_MAX_BYTES);
-    file->size = 0;
-    file->err = 0;
-    if (file->data == NULL) {
-        file->err = ENOMEM;
-        return;
-    }
-    long got = call(SYS_readlinkat, (long)dir_fd, name, file->data, (long)LINK_MAX_BYTES);
+    long got = call != NULL ? call(SYS_readlinkat, (long)dir_fd, name, file->data, (long)LINK_MAX_BYTES)
+                            : (long)readlinkat(dir_fd, name, file->data, LINK_MAX_BYTES);
     if (got < 0) {
         file->err = errno;
         free(file->data);
@@ -317,14 +300,14 @@ static void read_process(const char *path, Py_ssize_t limit, Py_ssize_t fd_limit
         read_file(where, "status", limit, &reading->status);
     if (reading->stat.err == 0 && reading->status.err == 0) {
         read_file(where, "cmdline", limit, &reading->cmdline);
-        read_link(where, "exe", &reading->exe);
-        read_link(where, "cwd", &reading->cwd);
+        read_link(NULL, where, "exe", &reading->exe);
+        read_link(NULL, where, "cwd", &reading->cwd);
         read_file(where, "cgroup", limit, &reading->cgroup);
         read_file(where, "environ", limit, &reading->environ);
         if (reading->want_fds)
             walk_fds(where, fd_limit, dir_limit, &reading->fds);
         if (reading->call != NULL) {
-            read_link_through(reading->call, where, "ns/net", &reading->netns);
+            read_link(reading->call, where, "ns/net", &reading->netns);
             reading->exe_file.err = fstatat(where, "exe", &reading->exe_file.info, 0) < 0 ? errno : 0;
         }
     }
