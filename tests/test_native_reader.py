@@ -564,19 +564,7 @@ def both_tables(native, monkeypatch, data: bytes, protocol: str, established_onl
 
 def test_both_halves_split_this_hosts_socket_tables_alike(native, monkeypatch):
     """Live tables with listeners and connections of both families (IPv6 where the host has it)."""
-    held = []
-    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-        try:
-            server = socket.socket(family)
-            server.bind((host, 0))
-        except OSError:
-            continue
-        server.listen()
-        client = socket.create_connection(server.getsockname()[:2])
-        held += [server, client, server.accept()[0]]
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.connect(("127.0.0.1", 9))
-    held.append(udp)
+    held = held_sockets()
     try:
         for protocol in ("tcp", "tcp6", "udp", "udp6"):
             try:
@@ -589,6 +577,119 @@ def test_both_halves_split_this_hosts_socket_tables_alike(native, monkeypatch):
                 if protocol == "tcp" and not established_only:
                     ports = {sock.local_port for sock in c}
                     assert held[0].getsockname()[1] in ports
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def held_sockets() -> list[socket.socket]:
+    """Listeners, connections (both ends) and a connected and a bound UDP socket, on 127.0.0.1 and ::1 (where the
+    host has IPv6), a port of each kind in TIME_WAIT too."""
+    held = []
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        try:
+            server = socket.socket(family)
+            server.bind((host, 0))
+        except OSError:
+            continue
+        server.listen()
+        client = socket.create_connection(server.getsockname()[:2])
+        accepted = server.accept()[0]
+        closing = socket.create_connection(server.getsockname()[:2])
+        server.accept()[0].close()
+        closing.close()                 # the server closed first: the client's end goes through TIME_WAIT
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        udp.connect((host, 9))
+        bound = socket.socket(family, socket.SOCK_DGRAM)
+        bound.bind((host, 0))
+        held += [server, client, accepted, udp, bound]
+    return held
+
+
+def ours(found, held) -> set:
+    ports = {sock.getsockname()[1] for sock in held}
+    return {sock for sock in found if sock.local_port in ports or sock.remote_port in ports}
+
+
+def test_the_sock_diag_dump_gives_the_sockets_the_tables_list(native):
+    """Two kernel interfaces, one set of sockets: the netlink dump (what ss reads) and /proc/net/* split by
+    parse_table give the same rows for the sockets this test holds, in every state it can make."""
+    held = held_sockets()
+    address = rawsys.syscall_address()
+    try:
+        for table, (family, protocol) in sockets_module.DIAG_KINDS.items():
+            try:
+                text = Path(f"/proc/self/net/{table}").read_bytes()
+            except FileNotFoundError:
+                continue
+            for established_only in (False, True):
+                dumped = native.diag_table(address, family, protocol, sockets_module.RawSocket, table,
+                                           table.startswith("udp"), established_only, sockets_module.STATE_BY_NUMBER)
+                listed = sockets_module.parse_table(text, table, established_only)
+                assert all(type(sock) is sockets_module.RawSocket for sock in dumped)
+                assert ours(dumped, held) == ours(listed, held)
+                if table == "tcp" and not established_only:
+                    states = {sock.state for sock in ours(dumped, held)}
+                    assert {"LISTEN", "ESTABLISHED", "TIME_WAIT"} <= states
+                if table == "udp":
+                    assert {sock.state for sock in ours(dumped, held)} == {""}
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_the_dump_refuses_what_it_cannot_ask(native):
+    row, names = sockets_module.RawSocket, sockets_module.STATE_BY_NUMBER
+    with pytest.raises(ValueError):
+        native.diag_table(0, socket.AF_INET, socket.IPPROTO_TCP, row, "tcp", False, False, names)
+    with pytest.raises(ValueError):
+        native.diag_table(rawsys.syscall_address(), socket.AF_UNIX, 0, row, "unix", False, False, names)
+    with pytest.raises(TypeError):
+        native.diag_table(rawsys.syscall_address(), socket.AF_INET, socket.IPPROTO_TCP, int, "tcp", False, False, names)
+    assert native.diag_table(rawsys.syscall_address(), socket.AF_INET, 200, row, "x", False, False, names) == []
+
+
+NO_DESCRIPTORS = """
+import importlib.util, os, resource, socket, sys
+spec = importlib.util.spec_from_file_location("audit_agent.collect._procread", sys.argv[1])
+native = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(native)
+from audit_agent.collect import rawsys, sockets
+address = rawsys.syscall_address()
+resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) - 1, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+try:
+    native.diag_table(address, socket.AF_INET, socket.IPPROTO_TCP, sockets.RawSocket, "tcp", False, False, ())
+except OSError as error:
+    print(error.errno)
+"""
+
+
+def test_a_dump_that_cannot_be_had_is_the_errno(native):
+    """No descriptor left for the netlink socket: OSError(EMFILE), which read_own_tables answers with the file."""
+    done = subprocess.run([sys.executable, "-c", NO_DESCRIPTORS, native.__file__], capture_output=True, text=True,
+                          check=True, cwd=Path(processes_module.__file__).parents[2])
+    assert done.stdout.split() == [str(errno.EMFILE)], done.stderr
+
+
+def test_the_own_namespace_is_read_from_the_dump_or_else_from_the_files(native, monkeypatch):
+    held = held_sockets()
+    try:
+        monkeypatch.setattr(native_module, "NATIVE", native)
+        dumped, unreadable = sockets_module.read_own_tables("/proc")
+        assert not unreadable
+
+        class Refused:                  # netlink refused (a sandbox): each table from its file instead
+            def __getattr__(self, name):
+                return getattr(native, name)
+
+            def diag_table(self, *args):
+                raise PermissionError(errno.EACCES, "refused")
+        monkeypatch.setattr(native_module, "NATIVE", Refused())
+        from_files, unreadable = sockets_module.read_own_tables("/proc")
+        assert not unreadable
+        assert ours(dumped, held) == ours(from_files, held) == ours(sockets_module.read_tables("/proc/net")[0], held)
+        monkeypatch.setattr(native_module, "NATIVE", None)
+        assert ours(sockets_module.read_own_tables("/proc")[0], held) == ours(dumped, held)
     finally:
         for sock in held:
             sock.close()
@@ -706,6 +807,7 @@ for n in range(300):
     os.symlink("/" + "w" * pick([0, 1, 7, 4094]), links[-1])
 native.readlink_each(syscall, [pick(links + [b"/proc/self/ns/net", b"/missing"]) for _ in range(3000)])
 from collections import namedtuple
+import socket
 Row = namedtuple("Row", "a b c d e f g h")
 names = ("", "ESTABLISHED", "SYN_SENT")
 line = b"   0: 0100007F:1F90 00000000000000000000000001000000:C350 01 00000000:00000000 00:00000000 00000000  1000        0 4242"
@@ -719,6 +821,15 @@ for n in range(3000):
     for _ in range(pick([0, 1, 3])):
         cut[pick(range(len(cut)))] = pick(b"0aF: \\n\\x00x9")
     native.parse_table(b"h\\n" + bytes(cut[:pick([len(cut), 5, 40, 90])]), Row, "tcp", False, pick([True, False]), names)
+held = [socket.create_connection(server.getsockname()) for server in [socket.create_server(("127.0.0.1", 0))]]
+for family in (socket.AF_INET, socket.AF_INET6):
+    for protocol in (socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+        for established_only in (False, True):
+            try:
+                native.diag_table(syscall, family, protocol, Row, "t", protocol == socket.IPPROTO_UDP, established_only,
+                                  names + ("",) * 10)
+            except OSError:
+                pass
 native.stat_each([pick(links + [b"/proc/self/exe", b"/missing", b"/proc/1/exe"]) for _ in range(3000)])
 for folder in ("/proc", sys.argv[3], "/proc/self/fd"):
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)

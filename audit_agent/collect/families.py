@@ -23,7 +23,7 @@ import msgspec
 from audit_agent.collect import linux_only
 from audit_agent.collect.configs import is_forbidden, readable_by
 from audit_agent.collect.proc_facts import Held, ProcFacts, walk_fds
-from audit_agent.collect.sockets import RawSocket, read_tables
+from audit_agent.collect.sockets import RawSocket, read_own_tables
 from audit_agent.collect.processes import EXTRA_VALUE_CHARS, MAX_EXTRA_ENVIRON_BYTES
 from audit_agent.collect.safe_read import NotRegularFile, Refused, read_regular
 from audit_agent.collect.coverage import because
@@ -166,7 +166,7 @@ def listeners(ports: set[int], sockets: dict[int, int], proc_root: str = "/proc"
     read (`table`), else from /proc/net (the owners come from the descriptors read above, so no second walk
     over every process's sockets)."""
     if table is None:
-        table, _ = read_tables(os.path.join(proc_root, "net"))
+        table, _ = read_own_tables(proc_root)
     return [Listener(pid=sockets.get(sock.inode), protocol=sock.protocol.rstrip("6"),
                      address=sock.local_address, port=sock.local_port)
             for sock in table if sock.local_port in ports and is_listening(sock)]

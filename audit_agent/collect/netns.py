@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audit_agent.collect import linux_only, rawsys
-from audit_agent.collect.sockets import TABLES, TCP_TABLES, RawSocket, find_owners, read_tables
+from audit_agent.collect.sockets import TABLES, TCP_TABLES, RawSocket, find_owners, read_own_tables, read_tables
 from audit_agent.collect.coverage import because, coverage
 from audit_agent.model import Connection, Coverage, CoverageStatus, Snapshot
 
@@ -87,7 +87,7 @@ def namespace_sockets(proc_root: str, namespace: str, own: str, members: list[in
                       tables: tuple[str, ...] = TABLES, established_only: bool = False) -> list[RawSocket] | None:
     """The namespace's sockets through its first member whose tables can be read; None when none can."""
     if namespace == own:
-        sockets, unreadable = read_tables(os.path.join(proc_root, "self/net"), tables, established_only)
+        sockets, unreadable = read_own_tables(proc_root, tables, established_only, os.path.join(proc_root, "self/net"))
         return None if unreadable else sockets
     for pid in members[:MAX_TABLE_READ_TRIES]:
         sockets, unreadable = read_tables(os.path.join(proc_root, str(pid), "net"), tables, established_only)

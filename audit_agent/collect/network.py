@@ -30,8 +30,8 @@ def proc_connections(proc_root: str, facts: ProcFacts | None = None) -> tuple[li
     (`facts`); the owners of sockets opened since, or of all without `facts`, from one walk that stops as
     soon as every socket's owner is known: what `ss -tanp` reads, without psutil's import and per-socket
     objects."""
-    from audit_agent.collect.sockets import read_tables
-    sockets, unreadable = read_tables(os.path.join(proc_root, "net"))
+    from audit_agent.collect.sockets import read_own_tables
+    sockets, unreadable = read_own_tables(proc_root)
     if unreadable and not sockets:
         return [], coverage("network", CoverageStatus.ERROR,
                             because("socket_tables_unreadable", tables=", ".join(unreadable), path=f"{proc_root}/net"))
