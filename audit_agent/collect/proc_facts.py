@@ -15,7 +15,9 @@ owner not found here is looked for again in a live walk, so a connection is neve
 Two more steps ask the same of every process: which file it runs (the executable scan and the packing
 check, each a stat() of /proc/PID/exe). The file is what the kernel says, never the path the process shows
 (a deleted or memfd executable, or another mount namespace's file under the same path, is a file of its
-own), so each process is asked once, by the first of them (exe_files), and the other takes the answer.
+own), so each process is asked once: by the reader, where the process's folder is open (record_more), or
+else by the first of the steps (exe_files), and the other takes the answer. The namespace step's question,
+the link /proc/PID/ns/net, is answered by the reader the same way.
 """
 from __future__ import annotations
 
