@@ -7,6 +7,9 @@ namespace the agent runs in. Owners come from /proc/PID/fd: a link reading
 rawsys (system calls), so a preload hider cannot filter the tables or the fd
 links of the process it hides.
 
+The agent's own namespace is read from the kernel's sock_diag netlink dump instead where the C half is
+there (read_own_tables: the same sockets in binary, what ss reads), with the tables as its fallback.
+
 Format (net/ipv4/tcp_ipv4.c get_tcp4_sock, net/ipv6/tcp_ipv6.c, net/ipv4/udp.c):
 `sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...`, addresses are
 the in-kernel 32-bit words printed in host byte order as hex, ports big hex.
