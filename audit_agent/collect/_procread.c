@@ -348,6 +348,21 @@ static PyObject *file_result(const file_t *file)
     return PyBytes_FromStringAndSize(file->data ? file->data : "", file->size);
 }
 
+/* The digits of `text` as an int in `base` (PyLong_FromString wants them NUL-terminated). */
+static PyObject *number_in_base(const char *text, Py_ssize_t size, int base)
+{
+    char small[64];
+    char *copy = size < (Py_ssize_t)sizeof small ? small : malloc((size_t)size + 1);
+    if (copy == NULL)
+        return PyErr_NoMemory();
+    memcpy(copy, text, (size_t)size);
+    copy[size] = '\0';
+    PyObject *number = PyLong_FromString(copy, NULL, base);
+    if (copy != small)
+        free(copy);
+    return number;
+}
+
 /* An int of exactly `size` characters, as int() reads a /proc field: an optional sign, then decimal digits
  * (int() also takes underscores, which no /proc file holds). NULL with ValueError when it is not one. */
 static PyObject *number_object(const char *text, Py_ssize_t size)
@@ -357,16 +372,7 @@ static PyObject *number_object(const char *text, Py_ssize_t size)
         PyErr_SetString(PyExc_ValueError, "bad /proc field");
         return NULL;
     }
-    char small[32];
-    char *copy = size < (Py_ssize_t)sizeof small ? small : malloc((size_t)size + 1);
-    if (copy == NULL)
-        return PyErr_NoMemory();
-    memcpy(copy, text, (size_t)size);
-    copy[size] = '\0';
-    PyObject *number = PyLong_FromString(copy, NULL, 10);
-    if (copy != small)
-        free(copy);
-    return number;
+    return number_in_base(text, size, 10);
 }
 
 /* A small decimal number (a CPU index): 0 and the value, -1 when it is none or not below `bound`. */
@@ -939,20 +945,6 @@ static int table_line(const char *at, const char *end, endpoint_t *local, endpoi
         return 0;
     at = spaces(at, end);
     return take_run(&at, end, is_digit, inode, inode_size);
-}
-
-static PyObject *number_in_base(const char *text, Py_ssize_t size, int base)
-{
-    char small[64];
-    char *copy = size < (Py_ssize_t)sizeof small ? small : malloc((size_t)size + 1);
-    if (copy == NULL)
-        return PyErr_NoMemory();
-    memcpy(copy, text, (size_t)size);
-    copy[size] = '\0';
-    PyObject *number = PyLong_FromString(copy, NULL, base);
-    if (copy != small)
-        free(copy);
-    return number;
 }
 
 /* An address as sockets.decode_host() gives it: each run of up to 8 hex digits is one in-kernel 32-bit
