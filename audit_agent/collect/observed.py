@@ -12,7 +12,7 @@ Observations of other threads and of code run without a Record cost one lookup.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -85,9 +85,9 @@ def stat_path(path: str, follow_symlinks: bool = False) -> os.stat_result:
     return info
 
 
-def still_the_same(seen: dict[tuple[str, bool], Identity | None]) -> bool:
-    """Whether each observation, made again now (lstat or stat), gives the same answer."""
-    for (path, follow), expected in seen.items():
+def still_the_same(looks: Iterable[tuple[str, bool, Identity | None]]) -> bool:
+    """Whether each observation (path, links followed, what was seen), made again now, gives the same answer."""
+    for path, follow, expected in looks:
         try:
             now: Identity | None = identity_of(os.stat(path, follow_symlinks=follow))
         except (FileNotFoundError, NotADirectoryError):

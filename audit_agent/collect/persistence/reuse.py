@@ -86,7 +86,7 @@ def reusable(folder: Path | None, key: str | None, now: float | None = None) -> 
         return None
     if any(deadline.remote_mount_of(path) for path, _, _ in saved.looks):   # mounted since: not stat'ed here
         return None
-    if not observed.still_the_same({(path, follow): seen for path, follow, seen in saved.looks}):
+    if not observed.still_the_same(saved.looks):
         return None
     return saved
 
