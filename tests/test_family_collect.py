@@ -420,3 +420,33 @@ def test_processes_that_share_their_candidates_get_what_each_would_alone(tmp_pat
     assert found == expected_found
     if max_files > 1:
         assert [len(c.readers) for c in configs] == [64, 4]
+
+
+# ------------------------------------------------------------------ the walk's name test
+
+
+NAMES = [PLOT, PLOT.upper().replace(".PLOT", ".plot"), PLOT + ".2.tmp", PLOT + ".tmp.x", "12345", "1" * 21, "s-t01234-7",
+         "sc-02-data-tree-r-last-3.dat", "siahostdata.dat", "siahostmetadata.dat", "volume01.dat", ".dat",
+         "postdata_7.bin", "postdata_.bin", "log-0123456789abcdef-01234567", "a" * 50, "a" * 50 + ".sj1",
+         "a" * 49, "plot.bin", "piece_cache.bin", "shard_001", "shard_1", "notes.txt", "", "x|y", "plot.bin\n"]
+
+
+def test_the_walks_name_test_is_any_pattern_matching_the_whole_name(rules):
+    matchers = rules.families
+    assert matchers.any_name is not None and matchers.other_names      # both halves are in use with the shipped pack
+    for name in NAMES:
+        expected = any(p.name.fullmatch(name) for p in matchers.artefacts)
+        assert matchers.file_name_may_match(name) == bool(expected), name
+    assert matchers.file_name_may_match(PLOT) and not matchers.file_name_may_match("notes.txt")
+
+
+def test_one_alternation_is_anchored_as_a_whole():
+    from audit_agent.linear_regex import compile_linear
+    from audit_agent.rules.family_match import any_of
+    import re
+    parts = [compile_linear(p, re.IGNORECASE) for p in (r"ab", r"cd\d", r"(?!x)[a-z]+\.dat")]
+    joined, rest = any_of(parts)
+    assert [p.pattern for p in rest] == [r"(?!x)[a-z]+\.dat"]      # lookahead: RE2 cannot, so `re` runs it alone
+    for name in ("ab", "AB", "cd7", "abcd7", "ab cd7", "xab", "cd", "abab"):
+        assert bool(joined.fullmatch(name)) == any(p.fullmatch(name) for p in parts[:2]), name
+    assert any_of([parts[2]]) == (None, [parts[2]])
