@@ -222,6 +222,10 @@ def test_both_halves_read_a_made_up_process_alike(native, tmp_path):
     assert sorted(held[0]) == [991, 992] and held[1] == [b"/srv/data/a.bin"]
     assert netns == b"net:[4026531999]" and exe_file == errno.ENOENT       # the link leads nowhere here
     assert both(native, base, want_fds=False)[1][7:] == (None, None, None)
+    without = (ProcReader("/proc", ProcFacts(), native=False).gather(base, want_cgroup=False),
+               native.read(base, MAX_PROC_FILE, MAX_SOCKET_FDS, MAX_DIR_FDS, True, rawsys.syscall_address(), False))
+    assert without[0] == without[1] and without[1][5] is None      # a cgroup the walk knows is not read
+    assert without[1][:5] + without[1][6:] == c[:5] + c[6:]
 
 
 def test_both_halves_stat_the_executable_and_read_the_namespace_alike(native, tmp_path):

@@ -61,7 +61,7 @@ typedef long (*syscall_fn)(long number, ...);
 typedef struct {
     int dir_err;                /* opening the process's folder failed */
     file_t stat, status, cmdline, exe, cwd, cgroup, environ;
-    int want_fds;
+    int want_fds, want_cgroup;
     fds_t fds;
     syscall_fn call;            /* set: also ns/net (through syscall(2)) and a stat of exe, for later steps */
     file_t netns;
@@ -305,7 +305,8 @@ static void read_process(const char *path, Py_ssize_t limit, Py_ssize_t fd_limit
         read_file(where, "cmdline", limit, &reading->cmdline);
         read_link(NULL, where, "exe", &reading->exe);
         read_link(NULL, where, "cwd", &reading->cwd);
-        read_file(where, "cgroup", limit, &reading->cgroup);
+        if (reading->want_cgroup)
+            read_file(where, "cgroup", limit, &reading->cgroup);
         read_file(where, "environ", limit, &reading->environ);
         if (reading->want_fds)
             walk_fds(where, fd_limit, dir_limit, &reading->fds);
@@ -606,7 +607,7 @@ fail:
 }
 
 PyDoc_STRVAR(read_doc,
-"read(path, limit, fd_limit, dir_limit, want_fds, syscall_address=0) -> int | None | tuple\n\n"
+"read(path, limit, fd_limit, dir_limit, want_fds, syscall_address=0, want_cgroup=True) -> int | None | tuple\n\n"
 "One process's /proc folder (its path): the errno (int) when its\n"
 "folder, stat or status could not be opened or read; None when stat has fewer fields than the reader\n"
 "needs; else (stat, status, cmdline, exe, cwd, cgroup, environ, fds, netns, exe_file), as\n"
@@ -614,16 +615,18 @@ PyDoc_STRVAR(read_doc,
 "num_threads, starttime, rss pages); status (uid, allowed CPUs, NSpid); each other file or link its\n"
 "bytes or its errno; fds None when not wanted, the errno of listing the fd folder, or (socket inodes,\n"
 "absolute targets). Given the address of libc's syscall(2), netns is the ns/net link read through it\n"
-"and exe_file the stat() of exe as stat_each() gives it; else both are None.");
+"and exe_file the stat() of exe as stat_each() gives it; else both are None. cgroup is None when not\n"
+"wanted (the reader knows it from a walk of the cgroup tree, cgroups.unified_members).");
 
 static PyObject *procread_read(PyObject *module, PyObject *args)
 {
-    int want_fds;
+    int want_fds, want_cgroup = 1;
     const char *path;
     Py_ssize_t path_size, limit, fd_limit, dir_limit;
     unsigned long long address = 0;
     (void)module;
-    if (!PyArg_ParseTuple(args, "y#nnnp|K", &path, &path_size, &limit, &fd_limit, &dir_limit, &want_fds, &address))
+    if (!PyArg_ParseTuple(args, "y#nnnp|Kp", &path, &path_size, &limit, &fd_limit, &dir_limit, &want_fds, &address,
+                          &want_cgroup))
         return NULL;
     if ((Py_ssize_t)strlen(path) != path_size) {
         PyErr_SetString(PyExc_ValueError, "path holds a NUL byte");
@@ -632,6 +635,7 @@ static PyObject *procread_read(PyObject *module, PyObject *args)
     reading_t reading;
     memset(&reading, 0, sizeof reading);
     reading.want_fds = want_fds;
+    reading.want_cgroup = want_cgroup;
     reading.call = (syscall_fn)(uintptr_t)address;
     Py_BEGIN_ALLOW_THREADS
     read_process(path, limit, fd_limit, dir_limit, &reading);
@@ -656,9 +660,14 @@ static PyObject *procread_read(PyObject *module, PyObject *args)
                 Py_INCREF(netns);
                 Py_INCREF(exe_file);
             }
+            PyObject *cgroup = Py_None;
+            if (reading.want_cgroup)
+                cgroup = file_result(&reading.cgroup);
+            else
+                Py_INCREF(cgroup);
             result = Py_BuildValue("(NNNNNNNNNN)", stat, status_result(&reading.status),
                                    file_result(&reading.cmdline), file_result(&reading.exe),
-                                   file_result(&reading.cwd), file_result(&reading.cgroup),
+                                   file_result(&reading.cwd), cgroup,
                                    file_result(&reading.environ), fds_result(&reading), netns, exe_file);
         }
     }

@@ -85,6 +85,8 @@ class IncrementalProcesses:
         stats = CycleStats(full_scan=full, events=batch.count, reason=self.full_reason(batch))
         touched = batch.touched()
         reader = ProcReader(self.proc_root)
+        if full:
+            reader.walk_cgroups()
         known: dict[int, tuple[int, ProcessInfo]] = {}
         processes: list[ProcessInfo] = []
         unchanged: set[int] = set()

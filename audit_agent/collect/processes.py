@@ -37,7 +37,7 @@ from msgspec import Struct, field
 from audit_agent.collect import bounds
 from audit_agent.collect.procfs import boot_time
 from audit_agent.collect.native import NATIVE
-from audit_agent.collect.cgroups import cgroup_path, container_id, read_cgroup, slurm_job_id
+from audit_agent.collect.cgroups import Members, cgroup_path, container_id, read_cgroup, slurm_job_id, unified_members
 from audit_agent.collect.coverage import because, coverage, is_root
 from audit_agent.collect.proc_facts import (
     MAX_DIR_FDS,
@@ -59,7 +59,8 @@ if TYPE_CHECKING:
 # What one process's reading gives (ProcReader.gather, _procread.read): an errno, None, or the raw contents.
 StatValues = tuple[bytes, bytes, int, int, int, int, int, int, int, int, int, int]
 StatusValues = tuple[int | None, int | None, list[int]]
-Gathered = int | None | tuple[StatValues, StatusValues, bytes | int, bytes | int, bytes | int, bytes | int, bytes | int,
+Gathered = int | None | tuple[StatValues, StatusValues, bytes | int, bytes | int, bytes | int, bytes | int | None,
+                              bytes | int,
                               int | tuple[list[int], list[bytes]] | None, bytes | int | None, ExeShape | int | None]
 
 ATTRS = ["pid", "ppid", "name", "exe", "cmdline", "username", "cwd", "create_time", "status", "nice",
@@ -402,7 +403,7 @@ def status_values(data: bytes) -> StatusValues:
             [int(part) for part in status_field(data, b"NSpid") if part.isdigit()])
 
 
-def read_or_errno(name: bytes, where: int) -> bytes | int:
+def read_or_errno(name: bytes, where: int | None) -> bytes | int:
     try:
         return read_proc_file(name, dir_fd=where)
     except OSError as error:
@@ -551,19 +552,27 @@ class ProcReader:
         self.parsed_cmdlines: dict[bytes, tuple[list[str], int | None]] = {}
         self.parsed_environs: dict[bytes, dict[str, str]] = {}
         self.parsed_cgroups: dict[bytes, tuple[str, str, str]] = {}
+        self.members: Members | None = None     # every process's cgroup from one walk (walk_cgroups)
 
     def read_all(self, first: FirstReading, elapsed: float) -> list[ProcessInfo | None]:
+        self.walk_cgroups()
         return [self.read(int(entry), entry, first, elapsed) for entry in os.listdir(self.root) if entry.isdigit()]
+
+    def walk_cgroups(self) -> None:
+        """Before reading every process: their cgroups from the cgroup tree, one file per cgroup instead of
+        one per process (cgroups.unified_members; None where it cannot answer as /proc/PID/cgroup would)."""
+        self.members = unified_members(self.proc_root, CLOCK_TICKS)
 
     def read(self, pid: int, entry: bytes, first: FirstReading, elapsed: float) -> ProcessInfo | None:
         """One process, or None if it vanished while being read."""
         base = self.root + entry + b"/"
         try:
+            want_cgroup = self.members is None or pid not in self.members.paths
             if self.native is not None:
                 raw = self.native.read(base, MAX_PROC_FILE, MAX_SOCKET_FDS, MAX_DIR_FDS, self.facts is not None,
-                                       self.more_address)
+                                       self.more_address, want_cgroup)
             else:
-                raw = self.gather(base)
+                raw = self.gather(base, want_cgroup)
         except ValueError:      # a stat field that is not a number: nothing of it can be trusted
             return None
         return self.build(pid, base, raw, first, elapsed)
@@ -576,7 +585,7 @@ class ProcReader:
             return None
         return self.build(pid, base, raw, first, elapsed)
 
-    def gather(self, base: bytes) -> Gathered:
+    def gather(self, base: bytes, want_cgroup: bool = True) -> Gathered:
         """What _procread.read() gives, read in Python: the errno when the process's folder, stat or status
         cannot be read; None when stat is cut short; else the raw contents (ProcReader.build)."""
         try:
@@ -584,11 +593,11 @@ class ProcReader:
         except OSError as error:
             return errno_of(error)
         try:
-            return self.gather_at(base, where)
+            return self.gather_at(base, where, want_cgroup)
         finally:
             os.close(where)
 
-    def gather_at(self, base: bytes, where: int) -> Gathered:
+    def gather_at(self, base: bytes, where: int, want_cgroup: bool = True) -> Gathered:
         try:
             stat_data = read_proc_file(b"stat", dir_fd=where)
             status_data = read_proc_file(b"status", dir_fd=where)
@@ -599,7 +608,8 @@ class ProcReader:
             return None
         more = bool(self.more_address)
         return (stat, status_values(status_data), read_or_errno(b"cmdline", where), link_or_errno(b"exe", where),
-                link_or_errno(b"cwd", where), read_or_errno(b"cgroup", where), read_or_errno(b"environ", where),
+                link_or_errno(b"cwd", where), read_or_errno(b"cgroup", where) if want_cgroup else None,
+                read_or_errno(b"environ", where),
                 fd_links(base + b"fd/") if self.facts is not None else None,
                 link_or_errno(b"ns/net", where) if more else None,
                 exe_shape(lambda name: os.stat(name, dir_fd=where), b"exe") if more else None)
@@ -649,6 +659,9 @@ class ProcReader:
         info.allowed_cpus = cpus if cpus is not None else self.host_cpus
         info.ns_pids = ns_pids
         exe_link = exe_raw.split(b"\0")[0] if isinstance(exe_raw, bytes) else b""
+        if cgroup_raw is None:      # not read: the walk knows it, unless the PID may be another's by now
+            known = self.members.line(pid, start) if self.members is not None else None
+            cgroup_raw = known if known is not None else read_or_errno(base + b"cgroup", None)
         self.linux_details(info, exe_link, cgroup_raw, environ_raw)
         if self.facts is not None and fds is not None:
             held = held_of(fds)
