@@ -25,9 +25,10 @@ import os
 import secrets
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+import msgspec
 
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -44,8 +45,7 @@ class UnsafeTarget(OSError):
         super().__init__(errno.EPERM, f"refusing to write here: {why}", directory)
 
 
-@dataclass
-class Written:
+class Written(msgspec.Struct):
     path: Path              # where the data went (the fallback name when the asked-for name was taken)
     fallback: bool          # True when something planted at the asked-for name was left alone
 

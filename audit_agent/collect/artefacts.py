@@ -15,8 +15,9 @@ import re
 import stat
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from audit_agent.collect import deadline
 from audit_agent.collect.families import Found
@@ -42,19 +43,18 @@ EXAMPLES = 3
 DEPTH = {"open": 0, "cmdline": 2, "config": 5, "mount": 3}
 
 
-@dataclass
-class Walk:
+class Walk(msgspec.Struct):
     roots: list[tuple[str, str, str]]                 # (shown, access, via)
     matchers: FamilyMatchers
     deadline: float
     entries: int = 0
     folders: int = 0
     denied: int = 0
-    crowded: list[str] = field(default_factory=list)  # folders cut at MAX_DIR_ENTRIES
-    groups: dict[tuple[str, str, str], ArtefactGroup] = field(default_factory=dict)
+    crowded: list[str] = msgspec.field(default_factory=list)  # folders cut at MAX_DIR_ENTRIES
+    groups: dict[tuple[str, str, str], ArtefactGroup] = msgspec.field(default_factory=dict)
     stopped: str = ""                                 # why the walk ended early
     done: bool = False
-    seen: set[tuple[int, int]] = field(default_factory=set)
+    seen: set[tuple[int, int]] = msgspec.field(default_factory=set)
     inside: str = ""                                  # the remote mount this (child) walk was started on
 
     def run(self) -> None:

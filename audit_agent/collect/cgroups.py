@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 # docker-<id>.scope, /docker/<id>, cri-containerd-<id>.scope, ...:cri-containerd:<id>, crio-<id>, libpod-<id>,
 # kubepods/.../<id>: the runtime names vary, the 64-hex container id does not.
@@ -55,8 +56,7 @@ MAX_PROCS_BYTES = 1 << 20       # one cgroup.procs (PIDs of up to ~150,000 proce
 MOUNT_ESCAPE = re.compile(rb"\\([0-7]{3})")   # mountinfo writes space, tab, newline and backslash as \ooo
 
 
-@dataclass
-class Members:
+class Members(msgspec.Struct):
     """The cgroup v2 path (bytes, as /proc shows it) of every process the walk of the unified hierarchy
     listed: what the `0::` line of its /proc/PID/cgroup says, the line cgroup_path() prefers. `started` is
     when the walk began, in clock ticks since boot as /proc/PID/stat counts a process's start: a process

@@ -15,7 +15,6 @@ import pwd
 import re
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -42,15 +41,14 @@ CONFIG_SECONDS = 5.0        # all config reads together (each path is looked up 
 ARG_PLACEHOLDER = re.compile(r"\{arg:(-{0,2}[\w-]+)\}")
 
 
-@dataclass
-class Found:
+class Found(msgspec.Struct):
     """What this collector learnt that the artefact search needs."""
-    open_dirs: dict[str, set[int]] = field(default_factory=dict)       # folder a process has a file open in
-    named_dirs: dict[str, set[int]] = field(default_factory=dict)      # folder a process names in its argv
-    sockets: dict[int, int] = field(default_factory=dict)              # socket inode -> pid (from the fd links)
-    access: dict[str, str] = field(default_factory=dict)               # shown folder -> path to open it by
+    open_dirs: dict[str, set[int]] = msgspec.field(default_factory=dict)       # folder a process has a file open in
+    named_dirs: dict[str, set[int]] = msgspec.field(default_factory=dict)      # folder a process names in its argv
+    sockets: dict[int, int] = msgspec.field(default_factory=dict)              # socket inode -> pid (from the fd links)
+    access: dict[str, str] = msgspec.field(default_factory=dict)               # shown folder -> path to open it by
     files_read: int = 0
-    denied: set[int] = field(default_factory=set)      # processes whose config places could not be read
+    denied: set[int] = msgspec.field(default_factory=set)      # processes whose config places could not be read
     limit_hit: bool = False
     stalled: str = ""                                                  # why the config reads stopped early
 

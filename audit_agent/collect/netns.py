@@ -30,8 +30,9 @@ seen by the next scan.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from audit_agent.collect import linux_only, rawsys
 from audit_agent.collect.sockets import TABLES, TCP_TABLES, RawSocket, find_owners, read_own_tables, read_tables
@@ -43,11 +44,10 @@ MAX_NAMESPACES = 1024
 MAX_TABLE_READ_TRIES = 4        # members tried per namespace before its tables count as unreadable
 
 
-@dataclass
-class SocketSample:
+class SocketSample(msgspec.Struct):
     """What the window-start read saw: each namespace's sockets (None: its tables could not be read)."""
     own: str = ""
-    sockets: dict[str, list[RawSocket] | None] = field(default_factory=dict)
+    sockets: dict[str, list[RawSocket] | None] = msgspec.field(default_factory=dict)
     taken: bool = False
 
 

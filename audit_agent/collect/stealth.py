@@ -30,8 +30,9 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
+
+import msgspec
 
 from audit_agent.collect import linux_only, rawsys
 from audit_agent.collect.coverage import because, coverage
@@ -244,8 +245,7 @@ def add_hugepage_usage(processes: list[ProcessInfo], proc_root: str) -> None:
 # ------------------------------------------------------------------ hidden CPU
 
 
-@dataclass
-class CpuAccount:
+class CpuAccount(msgspec.Struct):
     """/proc/stat at the start of the window; `finish` compares the end with what the listed processes used.
 
     The processes' own share comes from the process reader's two readings
@@ -389,8 +389,7 @@ def last_pid(proc_root: str = "/proc") -> int | None:
     return int(parts[4]) if len(parts) >= 5 and parts[4].isdigit() else None
 
 
-@dataclass
-class HiddenSearch:
+class HiddenSearch(msgspec.Struct):
     """The inputs of the hidden-process search, replaceable in tests."""
     proc_root: str = "/proc"
     list_pids: Callable[[], set[int]] | None = None

@@ -7,7 +7,8 @@ and take only an AuditReport. Modules are imported on first use so that
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+
+import msgspec
 
 from audit_agent.model import AuditReport
 
@@ -21,8 +22,7 @@ FORMATS = {
 }
 
 
-@dataclass
-class RenderOptions:
+class RenderOptions(msgspec.Struct):
     lang: str = "en"
     color: bool = False
     width: int = 100

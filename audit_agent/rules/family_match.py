@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from audit_agent.linear_regex import compile_linear, engine_of
 from audit_agent.redact import redact_text
@@ -21,8 +22,7 @@ MAX_VALUES = 32
 SECRET_KEY = re.compile(r"pass|secret|token|apikey|api_key|private|mnemonic|seed", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class ArtefactPattern:
+class ArtefactPattern(msgspec.Struct, frozen=True):
     family: str
     spec: ArtefactSpec
     name: re.Pattern[str]
@@ -108,8 +108,7 @@ def any_of(patterns: list[Any]) -> tuple[Any | None, list[Any]]:
 # ------------------------------------------------------------------ configs
 
 
-@dataclass
-class ConfigFacts:
+class ConfigFacts(msgspec.Struct):
     keys: list[str]
     urls: list[str]
     logins: list[str]
