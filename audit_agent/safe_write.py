@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat
 import time
 from pathlib import Path
@@ -133,7 +132,7 @@ def write_file(path: str | os.PathLike[str], data: bytes, mode: int = 0o640, war
 
 def _write_temp(dfd: int, name: str, data: bytes, mode: int) -> str:
     for _ in range(20):
-        tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+        tmp = f".{name}.{os.urandom(6).hex()}.tmp"
         try:
             fd = os.open(tmp, WRITE_FLAGS, 0o600, dir_fd=dfd)
         except FileExistsError:

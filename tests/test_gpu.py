@@ -135,7 +135,7 @@ def test_nvml_devices_processes_and_window_mean():
 
 
 def test_no_driver_is_skipped_with_the_reason(mocker):
-    mocker.patch("audit_agent.collect.gpu.shutil.which", return_value=None)
+    mocker.patch("audit_agent.collect.gpu.find_on_path", return_value=None)
     readings, devices, coverage = run_sampler(GpuSampler(nvml_loader=no_nvml))
     assert readings == [[], [], []] and devices == []
     assert coverage.status == CoverageStatus.SKIPPED
@@ -250,3 +250,24 @@ def test_an_inner_pid_shared_by_two_containers_names_nobody(compiled_rules):
     assert gpu_detect.host_process(7, ctx) is None
     [signal] = gpu_detect.signals(ctx)
     assert signal.rule_id == gpu_detect.RULE_NO_PROCESS          # the busy GPU still asks for review
+
+
+def test_nvidia_smi_is_found_on_path_as_which_finds_it(tmp_path: Path, monkeypatch):
+    import shutil
+    from audit_agent.collect.gpu import find_on_path
+    empty, tools, other = tmp_path / "empty", tmp_path / "tools", tmp_path / "other"
+    for folder in (empty, tools, other):
+        folder.mkdir()
+    (tools / "nvidia-smi").write_text("#!/bin/sh\n")
+    (tools / "nvidia-smi").chmod(0o644)                 # not executable: passed over
+    (other / "nvidia-smi").write_text("#!/bin/sh\n")
+    (other / "nvidia-smi").chmod(0o755)
+    (empty / "nvidia-smi").mkdir()                      # a folder of that name: passed over
+    for path in (f"{empty}:{tools}:{other}", f"{empty}", f"{other}:{tools}"):
+        monkeypatch.setenv("PATH", path)
+        assert find_on_path("nvidia-smi") == shutil.which("nvidia-smi")
+    monkeypatch.setenv("PATH", f"{tools}:{other}")
+    assert find_on_path("nvidia-smi") == str(other / "nvidia-smi")
+    monkeypatch.chdir(other)
+    monkeypatch.setenv("PATH", f":.:{empty}")           # the current folder, twice: not looked in
+    assert find_on_path("nvidia-smi") is None and shutil.which("nvidia-smi") is not None
