@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from audit_agent import __version__
 
@@ -27,12 +27,56 @@ class UsageError(Exception):
     """A problem with what the user asked for; printed as one line, exit 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="audit-agent",
-                                     description="Find hidden cryptocurrency-mining workloads and write audit reports.")
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, told the terminal's width: left to find it, it imports shutil (and bz2 and lzma
+    with it) for every parser, on every run, though only --help prints anything."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         width if width is not None else terminal_columns() - 2)
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
+def terminal_columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80      # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):                                # no stdout at all, or not a tty
+        return 80
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with `command` (a sub-command's name) only that sub-command is built: a scan from
+    cron need not build (~10 ms) the parsers of the eight commands it does not run."""
+    parser = _Parser(prog="audit-agent",
+                     description="Find hidden cryptocurrency-mining workloads and write audit reports.")
     parser.add_argument("--version", action="version", version=f"audit-agent {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, add in COMMANDS.items():
+        if command is None or command == name:
+            add(commands)
+    return parser
 
+
+def command_in(argv: list[str]) -> str | None:
+    """The sub-command `argv` names, when it is one (it comes first: no global option takes a value)."""
+    first = argv[0] if argv else ""
+    return first if first in COMMANDS else None
+
+
+def add_scan_command(commands: Any) -> None:
     scan = commands.add_parser("scan", help="scan this host (or a saved snapshot) and report")
     add_collect_options(scan)
     scan.add_argument("--snapshot", metavar="FILE", help="evaluate a saved snapshot instead of this host")
@@ -48,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_event_outputs(scan)
     scan.set_defaults(handler=cmd_scan)
 
+
+def add_collect_command(commands: Any) -> None:
     collect = commands.add_parser("collect", help="collect a snapshot of this host's raw evidence")
     add_collect_options(collect)
     collect.add_argument("--rules", metavar="DIR", help="rule pack (its signature strings drive the binary scan)")
@@ -58,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "and files in the snapshot (redacted by default)")
     collect.set_defaults(handler=cmd_collect)
 
+
+def add_report_command(commands: Any) -> None:
     report = commands.add_parser("report", help="re-render a saved JSON report without rescanning")
     report.add_argument("report", metavar="REPORT.json")
     report.add_argument("--config", metavar="FILE",
@@ -65,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_outputs(report, json_output=False)
     report.set_defaults(handler=cmd_report)
 
+
+def add_filing_command(commands: Any) -> None:
     filing = commands.add_parser("filing", help="filings of research systems: draft them from a report")
     filing_commands = filing.add_subparsers(dest="filing_command", metavar="ACTION", required=True)
     draft = filing_commands.add_parser("draft", help="write a pre-filled filing per unfiled research system")
@@ -72,11 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     draft.add_argument("--out", required=True, metavar="DIR", help="where the drafts go (created if missing)")
     draft.set_defaults(handler=cmd_filing_draft)
 
+
+def add_demo_command(commands: Any) -> None:
     demo = commands.add_parser("demo", help="render the reports of the demo snapshots in seeds/")
     demo.add_argument("--out", default="audit-agent-demo", metavar="DIR", help="output directory")
     demo.add_argument("--lang", choices=LANGS, default="en")
     demo.set_defaults(handler=cmd_demo)
 
+
+def add_rules_command(commands: Any) -> None:
     rules = commands.add_parser("rules", help="list, validate or update rule packs")
     rule_commands = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
     validate = rule_commands.add_parser("validate", help="validate a pack and run every rule's examples")
@@ -117,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("-o", "--output", metavar="FILE", help="archive to write (default: NAME-VERSION.tar.gz)")
     sign.set_defaults(handler=cmd_rules_sign)
 
+
+def add_watch_command(commands: Any) -> None:
     watch = commands.add_parser("watch", help="scan repeatedly and report changes")
     add_collect_options(watch)
     add_evaluate_options(watch)
@@ -150,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sign_option(watch)
     watch.set_defaults(handler=cmd_watch)
 
+
+def add_fleet_command(commands: Any) -> None:
     fleet = commands.add_parser("fleet", help="merge many hosts' JSON reports into a fleet report")
     fleet.add_argument("inputs", nargs="+", metavar="DIR_OR_FILE")
     fleet.add_argument("--html", metavar="PATH")
@@ -164,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--fail-on-incomplete", action="store_true", help="exit 3 when a host's audit is incomplete")
     fleet.set_defaults(handler=cmd_fleet)
 
+
+def add_keys_command(commands: Any) -> None:
     keys = commands.add_parser("keys", help="this host's report signing key (for fleet --keys)")
     key_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     init = key_commands.add_parser("init", help="make the key if there is none, and print its registration line")
@@ -173,7 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--etc-root", default="/etc", help=argparse.SUPPRESS)
     init.set_defaults(handler=cmd_keys_init)
     show.set_defaults(handler=cmd_keys_show)
-    return parser
+
+
+COMMANDS: dict[str, Callable[[Any], None]] = {
+    "scan": add_scan_command, "collect": add_collect_command, "report": add_report_command,
+    "filing": add_filing_command, "demo": add_demo_command, "rules": add_rules_command, "watch": add_watch_command,
+    "fleet": add_fleet_command, "keys": add_keys_command,
+}
 
 
 def add_sign_option(parser: argparse.ArgumentParser) -> None:
@@ -574,7 +640,7 @@ def progress_display(quiet: bool) -> Iterator[Callable[[str, float], None] | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(command_in(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)          # --version and --help end here, before YAML is imported
     from audit_agent.yamlfile import ConfigError
     if not getattr(args, "handler", None):

@@ -172,3 +172,50 @@ def test_fail_on_never_is_stored_as_such(tmp_path):
     assert json.loads(out.read_text())["fail_on"] is None
     assert main(["scan", "--snapshot", str(snap_path), "--json", str(out), "--quiet"]) == 1
     assert json.loads(out.read_text())["fail_on"] == "high"
+
+
+# ---- the parser of the one sub-command asked for
+
+
+ARGV_LINES = [
+    ["scan", "--window", "0", "--quiet", "--fail-on", "never", "--json", "r.json", "--lang", "zh-CN"],
+    ["scan", "--snapshot", "s.json", "--html", "r.html", "--sign"],
+    ["collect", "-o", "s.json", "--keep-secrets"],
+    ["report", "r.json", "--markdown", "r.md"],
+    ["filing", "draft", "r.json", "--out", "d"],
+    ["demo", "--lang", "zh-CN"],
+    ["rules", "update", "pack.tar.gz", "--force"], ["rules", "show", "AA-X"], ["rules", "list"],
+    ["watch", "--interval", "60", "--once", "--full-every", "3"],
+    ["fleet", "a", "b", "--stale-days", "7"],
+    ["keys", "show", "--key", "k"],
+]
+
+
+def test_the_one_command_parser_reads_every_command_line_as_the_whole_parser_does():
+    from audit_agent.cli import COMMANDS, build_parser, command_in
+    for argv in ARGV_LINES:
+        assert command_in(argv) == argv[0]
+        assert vars(build_parser(argv[0]).parse_args(argv)) == vars(build_parser().parse_args(argv)), argv
+    assert set(COMMANDS) == {argv[0] for argv in ARGV_LINES}
+    assert command_in(["--version"]) is None and command_in([]) is None and command_in(["bogus"]) is None
+
+
+def test_a_scan_builds_no_formatter_that_imports_shutil(tmp_path):
+    """argparse's own formatter imports shutil (and bz2 and lzma) for each parser just to learn the width."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parent.parent
+    code = ("import sys; from audit_agent.cli import build_parser; build_parser('scan').parse_args(['scan']); "
+            "print('shutil' in sys.modules)")
+    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={"PYTHONPATH": str(repo), "PATH": os.environ.get("PATH", "")})
+    assert result.stdout.strip() == "False", result.stdout + result.stderr
+
+
+def test_help_is_as_wide_as_argparse_would_make_it(monkeypatch):
+    import shutil
+    from audit_agent.cli import terminal_columns
+    for columns in ("60", "132", "", "0", "wide"):
+        monkeypatch.setenv("COLUMNS", columns)
+        assert terminal_columns() == shutil.get_terminal_size().columns, columns
