@@ -228,9 +228,9 @@ def search_roots(snapshot: Snapshot, found: Found, mount_roots: Any = None) -> l
             add(folder, "config")
     for folder in found.named_dirs:
         add(folder, "cmdline")
-    for proc in snapshot.processes:
-        if proc.cwd.startswith("/") and proc.cwd != "/":
-            add(proc.cwd, "open")
+    for cwd in dict.fromkeys(proc.cwd for proc in snapshot.processes):     # each folder once, in order
+        if cwd.startswith("/") and cwd != "/":
+            add(cwd, "open")
     for folder in (MOUNT_ROOTS if mount_roots is None else mount_roots):
         add(folder, "mount")
     if mount_roots is None:
