@@ -375,3 +375,18 @@ def test_a_command_line_the_scan_budget_cut_is_not_reused_for_its_twins(monkeypa
     monkeypatch.setattr(bounds, "PER_SCAN", 8 * 1024 * 1024)
     whole = [reader.cmdline(raw)[1] for _ in range(2)]
     assert whole[0] == whole[1] == argv and whole[0] is not whole[1]
+
+
+def test_cpu_use_rounds_as_round_does_and_keeps_an_idle_process_at_zero():
+    from audit_agent.collect.processes import FirstReading, rounded, set_cpu_use
+    from audit_agent.model import ProcessInfo
+    for value in (0.0, 0.0004, 0.0005, 0.0015, 1.23456, 2.5e-9, 1e6 + 0.12345):
+        for digits in (1, 3):
+            assert rounded(value, digits) == round(value, digits)
+    first = FirstReading(0.0, {7: 1.0}, {7: 0.5})
+    info = ProcessInfo(pid=7, create_time=1.0)
+    set_cpu_use(info, 3.0, first, 4.0, children_now=0.75)
+    assert (info.cpu_seconds, info.cpu_percent, info.children_cpu_seconds) == (2.0, 50.0, 0.25)
+    idle = ProcessInfo(pid=8, create_time=1.0)
+    set_cpu_use(idle, 0.0, first, 4.0)
+    assert (idle.cpu_seconds, idle.cpu_percent, idle.children_cpu_seconds) == (0.0, 0.0, 0.0)
