@@ -70,7 +70,7 @@ def test_a_mount_point_with_a_space_is_unescaped(tmp_path):
 @pytest.mark.parametrize("change", ["own elsewhere", "own absent", "no unified line", "v1 only", "subtree mount",
                                     "twice is fine", "too many", "not a number", "too long", "folder for file"])
 def test_the_walk_answers_only_when_it_can_answer_as_proc_would(tmp_path, monkeypatch, change):
-    tree, own, root, kind = dict(TREE), "/user.slice/me.scope", "/", "cgroup2"
+    tree, own, root, kind, limit = dict(TREE), "/user.slice/me.scope", "/", "cgroup2", cgroups.MAX_CGROUPS
     if change == "own elsewhere":
         own = "/system.slice/sshd.service"          # a cgroup namespace, or a mount of another view
     elif change == "own absent":
@@ -82,7 +82,7 @@ def test_the_walk_answers_only_when_it_can_answer_as_proc_would(tmp_path, monkey
     elif change == "twice is fine":
         tree["/system.slice"] = "301\n"             # threaded cgroups list a process twice: its own file decides
     elif change == "too many":
-        monkeypatch.setattr(cgroups, "MAX_CGROUPS", 3)
+        limit = 7                                   # the tree has eight
     elif change == "not a number":
         tree["/system.slice"] = "12\nforty\n"
     elif change == "too long":
@@ -93,7 +93,7 @@ def test_the_walk_answers_only_when_it_can_answer_as_proc_would(tmp_path, monkey
     if change == "folder for file":
         (tmp_path / "cg" / "system.slice" / "cgroup.procs").unlink()
         (tmp_path / "cg" / "system.slice" / "cgroup.procs").mkdir()
-    members = unified_members(proc, CLOCK_TICKS)
+    members = unified_members(proc, CLOCK_TICKS, limit)
     if change == "twice is fine":
         assert members is not None and 301 not in members.paths and 300 in members.paths
     else:
@@ -107,7 +107,7 @@ def test_the_reader_takes_the_walk_and_reads_a_late_comer_itself(monkeypatch):
     for started, expected in ((1 << 62, "/planted"), (0, truth[ME])):
         reader = ProcReader("/proc")
         planted = Members({ME: b"/planted"}, started)
-        reader.walk_cgroups = lambda reader=reader, planted=planted: setattr(reader, "members", planted)
+        reader.walk_cgroups = lambda _, reader=reader, planted=planted: setattr(reader, "members", planted)
         seen = {p.pid: p.cgroup for p in reader.read_all(first, 1.0) if p is not None}
         assert seen[ME] == expected
         assert all(seen[pid] == truth[pid] for pid in seen if pid != ME and pid in truth)
@@ -149,7 +149,7 @@ def test_processes_moved_into_a_new_cgroup_are_placed_alike_by_the_walk_and_by_p
         first = FirstReading(time.monotonic() - 1, {})
         walked = {p.pid: p for p in read_processes(first, "/proc")[0]}
         reader = ProcReader("/proc")
-        reader.walk_cgroups = lambda: None
+        reader.walk_cgroups = lambda _: None
         own = {p.pid: p for p in reader.read_all(first, 1.0) if p is not None}
         assert walked[sleeper.pid].cgroup == own[sleeper.pid].cgroup == expected
         for pid in set(walked) & set(own):
@@ -158,3 +158,20 @@ def test_processes_moved_into_a_new_cgroup_are_placed_alike_by_the_walk_and_by_p
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_the_walk_stops_where_it_would_cost_more_than_reading_each_process(tmp_path):
+    proc = fake_host(tmp_path, TREE)        # eight cgroups: /, system.slice, sshd.service, user.slice, me.scope, ...
+    assert unified_members(proc, CLOCK_TICKS, limit=8) is not None      # exactly enough
+    assert unified_members(proc, CLOCK_TICKS, limit=7) is None
+    assert unified_members(proc, CLOCK_TICKS, limit=0) is None
+
+
+def test_the_reader_walks_only_when_the_cgroups_are_fewer_than_half_its_processes(monkeypatch):
+    asked = []
+    monkeypatch.setattr("audit_agent.collect.processes.unified_members",
+                        lambda root, ticks, limit: asked.append(limit))
+    reader = ProcReader("/proc")
+    reader.read = lambda pid, entry, first, elapsed: None     # only how many processes were listed matters here
+    listed = len(reader.read_all(FirstReading(time.monotonic() - 1, {}), 1.0))
+    assert asked == [min(cgroups.MAX_CGROUPS, listed // 2)] and listed > 2

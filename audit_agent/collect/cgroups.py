@@ -72,27 +72,30 @@ class Members(msgspec.Struct):
         return b"0::" + path + b"\n" if path is not None else None
 
 
-def unified_members(proc_root: str = "/proc", clock_ticks: int = 100) -> Members | None:
+def unified_members(proc_root: str = "/proc", clock_ticks: int = 100, limit: int = MAX_CGROUPS) -> Members | None:
     """Every process's unified-hierarchy cgroup from one walk of the cgroup2 mount: one cgroup.procs per
     cgroup instead of one /proc/PID/cgroup per process (the kernel builds that file's every line, one per
     hierarchy, for each process: ~14 us a process on a hybrid v1/v2 host).
 
-    None (each process's own file is read, as before) when the answer could differ from that file's: no
-    cgroup2 mount of the hierarchy's root, more than MAX_CGROUPS cgroups, a folder or file that cannot be
+    None (each process's own file is read, as before) when the answer could differ from that file's or the
+    walk would cost more than it saves: no cgroup2 mount of the hierarchy's root, more than `limit` cgroups
+    (it stops at the first one over, and cgroups are found as it goes), a folder or file that cannot be
     read, or our own process not found where /proc/self/cgroup puts it (a cgroup namespace or a mount that
     does not show the paths /proc shows). A PID listed twice (threaded cgroups) is left to its own file."""
     own = own_unified_path(proc_root)
     mount = unified_mount(proc_root)
-    if own is None or mount is None:
+    if own is None or mount is None or limit < 1:
         return None
     started = int(time.clock_gettime(time.CLOCK_BOOTTIME) * clock_ticks)
     paths: dict[int, bytes] = {}
     twice: set[int] = set()
     folders = [(b"", mount)]
+    walked = 0
     try:
-        for _ in range(MAX_CGROUPS):
-            if not folders:
-                break
+        while folders:
+            if walked == limit:
+                return None     # more cgroups than the walk is worth
+            walked += 1
             relative, folder = folders.pop()
             for pid in pids_of(folder + b"/cgroup.procs"):
                 if pid in paths:
@@ -101,8 +104,6 @@ def unified_members(proc_root: str = "/proc", clock_ticks: int = 100) -> Members
             with os.scandir(folder) as entries:
                 folders.extend((relative + b"/" + entry.name, entry.path) for entry in entries
                                if entry.is_dir(follow_symlinks=False))
-        else:
-            return None         # more cgroups than the walk is worth
     except (OSError, ValueError):
         return None
     for pid in twice:

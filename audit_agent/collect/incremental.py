@@ -85,14 +85,13 @@ class IncrementalProcesses:
         stats = CycleStats(full_scan=full, events=batch.count, reason=self.full_reason(batch))
         touched = batch.touched()
         reader = ProcReader(self.proc_root)
+        entries = [entry for entry in os.listdir(reader.root) if entry.isdigit()]
         if full:
-            reader.walk_cgroups()
+            reader.walk_cgroups(len(entries))
         known: dict[int, tuple[int, ProcessInfo]] = {}
         processes: list[ProcessInfo] = []
         unchanged: set[int] = set()
-        for entry in os.listdir(reader.root):
-            if not entry.isdigit():
-                continue
+        for entry in entries:
             pid = int(entry)
             kept = None if full or pid in touched else self.known.get(pid)
             info = refresh(reader.root + entry + b"/", kept, first, elapsed) if kept else None

@@ -37,7 +37,15 @@ from msgspec import Struct, field
 from audit_agent.collect import bounds
 from audit_agent.collect.procfs import boot_time
 from audit_agent.collect.native import NATIVE
-from audit_agent.collect.cgroups import Members, cgroup_path, container_id, read_cgroup, slurm_job_id, unified_members
+from audit_agent.collect.cgroups import (
+    MAX_CGROUPS,
+    Members,
+    cgroup_path,
+    container_id,
+    read_cgroup,
+    slurm_job_id,
+    unified_members,
+)
 from audit_agent.collect.coverage import because, coverage, is_root
 from audit_agent.collect.proc_facts import (
     MAX_DIR_FDS,
@@ -562,13 +570,16 @@ class ProcReader:
         self.members: Members | None = None     # every process's cgroup from one walk (walk_cgroups)
 
     def read_all(self, first: FirstReading, elapsed: float) -> list[ProcessInfo | None]:
-        self.walk_cgroups()
-        return [self.read(int(entry), entry, first, elapsed) for entry in os.listdir(self.root) if entry.isdigit()]
+        entries = [entry for entry in os.listdir(self.root) if entry.isdigit()]
+        self.walk_cgroups(len(entries))
+        return [self.read(int(entry), entry, first, elapsed) for entry in entries]
 
-    def walk_cgroups(self) -> None:
+    def walk_cgroups(self, processes: int) -> None:
         """Before reading every process: their cgroups from the cgroup tree, one file per cgroup instead of
-        one per process (cgroups.unified_members; None where it cannot answer as /proc/PID/cgroup would)."""
-        self.members = unified_members(self.proc_root, CLOCK_TICKS)
+        one per process (cgroups.unified_members; None where it cannot answer as /proc/PID/cgroup would).
+        A cgroup costs the walk about what two processes' own files cost: a host with more cgroups than
+        half its processes is read process by process, as before, without walking."""
+        self.members = unified_members(self.proc_root, CLOCK_TICKS, limit=min(MAX_CGROUPS, processes // 2))
 
     def read(self, pid: int, entry: bytes, first: FirstReading, elapsed: float) -> ProcessInfo | None:
         """One process, or None if it vanished while being read."""
