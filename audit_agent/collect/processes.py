@@ -8,7 +8,10 @@ On Linux both readings go straight to /proc (stat, status, cmdline, environ,
 cgroup and two readlinks per process, each file read once with os.read) instead
 of psutil's per-attribute reads: the same fields, about 5x less CPU on a host
 with thousands of processes (see docs/performance.md). psutil remains the
-reader elsewhere, and for a proc_root that is not a live procfs.
+reader elsewhere, and for a proc_root that is not a live procfs. A full read
+takes each process's cgroup from one walk of the cgroup v2 tree where that walk
+answers as /proc/PID/cgroup would (cgroups.unified_members), and reads the
+file only for the processes it cannot place.
 
 The reads of one process, and the splitting of its stat and status, have two
 halves that give the same tuple (ProcReader.gather): _procread.c, built at
