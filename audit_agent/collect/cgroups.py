@@ -8,6 +8,8 @@ from pathlib import Path
 
 import msgspec
 
+from audit_agent.collect.safe_read import read_fd
+
 # docker-<id>.scope, /docker/<id>, cri-containerd-<id>.scope, ...:cri-containerd:<id>, crio-<id>, libpod-<id>,
 # kubepods/.../<id>: the runtime names vary, the 64-hex container id does not.
 CONTAINER_RUNTIME = re.compile(r"docker|containerd|crio|libpod|kubepods|lxc|podman")
@@ -140,16 +142,9 @@ def pids_of(path: bytes) -> list[int]:
     """The PIDs a cgroup.procs lists; ValueError when it is over MAX_PROCS_BYTES (never a partial list)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = []
-        size = 0
-        while True:
-            data = os.read(fd, 1 << 16)
-            if not data:
-                break
-            size += len(data)
-            if size > MAX_PROCS_BYTES:
-                raise ValueError("cgroup.procs over the bound")
-            chunks.append(data)
+        data = read_fd(fd, MAX_PROCS_BYTES + 1)
     finally:
         os.close(fd)
-    return [int(pid) for pid in b"".join(chunks).split()]
+    if len(data) > MAX_PROCS_BYTES:
+        raise ValueError("cgroup.procs over the bound")
+    return [int(pid) for pid in data.split()]

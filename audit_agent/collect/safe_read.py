@@ -150,7 +150,7 @@ def _read_linux(path: str, limit: int, accept: Accept | None) -> FileRead:
             raise Refused(path)
         reader = os.open(f"/proc/self/fd/{fd}", READ_FLAGS)    # reopens this very inode: no swap possible
         try:
-            data = _read_fd(reader, limit)
+            data = read_fd(reader, limit)
         finally:
             os.close(reader)
     finally:
@@ -174,13 +174,14 @@ def _read_portable(path: str, limit: int, accept: Accept | None) -> FileRead:
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
             raise NotRegularFile(path)      # swapped between the stat and the open
-        data = _read_fd(fd, limit)
+        data = read_fd(fd, limit)
     finally:
         os.close(fd)
     return FileRead(data, opened, real, linked)
 
 
-def _read_fd(fd: int, limit: int) -> bytes:
+def read_fd(fd: int, limit: int) -> bytes:
+    """At most `limit` bytes of an open file, to its end."""
     chunks = []
     left = limit
     while left > 0:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from msgspec import Struct, field
 
 from audit_agent.collect import deadline, observed, rawsys
-from audit_agent.collect.safe_read import _read_fd as read_all
+from audit_agent.collect.safe_read import read_fd as read_all
 
 O_PATH = getattr(os, "O_PATH", 0)
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
